@@ -1,0 +1,42 @@
+# Ferry: `make run` serves the embedded default; `make test` runs every test tier.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test test-unit lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/ferry migrate
+	@test -f var/demo-keys.txt || $(BIN)/ferry demo
+	@echo "Demo API keys (var/demo-keys.txt):"; sed 's/^/  /' var/demo-keys.txt
+	$(BIN)/ferry serve
+
+test: $(VENV)/.installed-test
+	$(BIN)/pytest -q tests
+
+test-unit: $(VENV)/.installed-test
+	$(BIN)/pytest -q tests/unit tests/functional
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-test
+	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

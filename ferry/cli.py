@@ -1,0 +1,344 @@
+"""The `ferry` command line: one click group; user errors are one line and exit code 1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.exceptions import DatabaseConfigError
+from ferry.config import Config, ConfigError, load_config
+from portability.accounts import AccountError
+from storage.exceptions import StorageError
+from sts.exceptions import StsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from db.models import User
+    from ferry.runtime import Runtime
+    from portability.credentials import Endpoint
+
+T = TypeVar("T")
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="FERRY_CONFIG",
+    default=None,
+    help="TOML config file (default: built-in defaults; env FERRY_CONFIG).",
+)
+
+
+def _config(config_path: str | None) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; known failures become one line on stderr."""
+    try:
+        return asyncio.run(coro)
+    except (ConfigError, AccountError, DatabaseConfigError, StsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except StorageError as exc:
+        raise click.ClickException(f"storage: {exc}") from None
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+        raise click.ClickException(f"database: {first}") from None
+
+
+async def _in_session(config: Config, work: Callable[[Runtime, AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction, committed when it returns."""
+    from ferry.runtime import open_runtime
+
+    async with open_runtime(config) as runtime, runtime.sessions.begin() as session:
+        return await work(runtime, session)
+
+
+@click.group()
+@click.version_option(package_name="ferry")
+def main() -> None:
+    """Ferry: take your data elsewhere (pull credentials, push copies, exports)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@main.command()
+@config_option
+@click.option("--no-worker", is_flag=True, help="Do not run the embedded export/transfer worker.")
+@click.option("--gateway-only", is_flag=True, help="Serve the S3 gateway only.")
+@click.option("--api-only", is_flag=True, help="Serve the API and dashboard only.")
+def serve(config_path: str | None, no_worker: bool, gateway_only: bool, api_only: bool) -> None:
+    """Serve the S3 gateway and the API until SIGTERM."""
+    from ferry.serve import serve as serve_
+
+    if gateway_only and api_only:
+        raise click.UsageError("--gateway-only and --api-only exclude each other")
+    config = _config(config_path)
+    run(serve_(config, gateway=not api_only, api=not gateway_only))
+
+
+@main.command()
+@config_option
+def migrate(config_path: str | None) -> None:
+    """Create or upgrade the database schema (alembic upgrade head)."""
+    from db.migrate import upgrade
+
+    config = _config(config_path)
+    try:
+        upgrade(config.database.url)
+    except DatabaseConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+        raise click.ClickException(f"database: {first}") from None
+    click.echo("database is at the latest schema")
+
+
+@main.command()
+@config_option
+@click.option(
+    "--keys-file",
+    type=click.Path(dir_okay=False),
+    default="var/demo-keys.txt",
+    show_default=True,
+    help="Also write the demo API keys here (mode 0600).",
+)
+def demo(config_path: str | None, keys_file: str) -> None:
+    """Create demo users, buckets, files, usage, billing and audit rows; print the API keys."""
+    from ferry.demo import create_demo
+
+    config = _config(config_path)
+    run(create_demo(config, keys_file=keys_file, echo=click.echo))
+
+
+@main.group()
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("create")
+@config_option
+@click.argument("email")
+@click.option("--name", default=None)
+@click.option("--admin", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print {id, email, api_key} as JSON.")
+def users_create(
+    config_path: str | None, email: str, name: str | None, admin: bool, as_json: bool
+) -> None:
+    """Create a user and print a new API key (shown once)."""
+    from portability.accounts import create_user
+
+    async def work(_: Runtime, session: AsyncSession) -> tuple[str, str, str]:
+        user, key = await create_user(session, email, name=name, is_admin=admin)
+        return str(user.id), user.email, key
+
+    user_id, email, key = run(_in_session(_config(config_path), work))
+    if as_json:
+        click.echo(json.dumps({"id": user_id, "email": email, "api_key": key}))
+    else:
+        click.echo(f"created {email} ({user_id})\nAPI key (shown once): {key}")
+
+
+@main.group()
+def buckets() -> None:
+    """Manage buckets."""
+
+
+@buckets.command("create")
+@config_option
+@click.argument("name")
+@click.option("--owner", required=True, help="Owner's email.")
+@click.option(
+    "--backend-bucket", default=None, help="Bucket in the storage backend (default NAME)."
+)
+@click.option("--backend-prefix", default="", help="Key prefix in the backend bucket.")
+def buckets_create(
+    config_path: str | None,
+    name: str,
+    owner: str,
+    backend_bucket: str | None,
+    backend_prefix: str,
+) -> None:
+    """Create a bucket owned by a user (and its backend bucket if missing)."""
+    from portability.buckets import create_bucket
+
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        bucket = await create_bucket(
+            session,
+            runtime.storage,
+            name,
+            owner_email=owner,
+            backend_bucket=backend_bucket,
+            backend_prefix=backend_prefix,
+        )
+        return f"created bucket {bucket.name} -> {bucket.backend_bucket}/{bucket.backend_prefix}"
+
+    click.echo(run(_in_session(_config(config_path), work)))
+
+
+@main.group()
+def creds() -> None:
+    """Issue, list and revoke pull credentials."""
+
+
+def _endpoint(config: Config) -> Endpoint:
+    from portability.credentials import Endpoint
+
+    return Endpoint(config.gateway.public_url, config.gateway.region)
+
+
+@creds.command("issue")
+@config_option
+@click.option("--user", "email", required=True, help="The owner's email.")
+@click.option("--bucket", required=True)
+@click.option("--prefix", "prefixes", multiple=True, help="Key prefix (repeatable; default all).")
+@click.option("--ttl", type=int, default=3600, show_default=True, help="Seconds, 900..604800.")
+@click.option("--no-session-token", is_flag=True, help="A key that works without a token.")
+@click.option("--cidr", "cidrs", multiple=True, help="Allowed client network (repeatable).")
+@click.option("--label", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the REST answer as JSON.")
+def creds_issue(
+    config_path: str | None,
+    email: str,
+    bucket: str,
+    prefixes: tuple[str, ...],
+    ttl: int,
+    no_session_token: bool,
+    cidrs: tuple[str, ...],
+    label: str | None,
+    as_json: bool,
+) -> None:
+    """Issue a read-only credential for a user's bucket; the secret is shown once."""
+    from portability.credentials import issue_for_user
+    from sts.issue import IssueRequest
+
+    config = _config(config_path)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        user = await _user(session, email)
+        request = IssueRequest(
+            prefixes=prefixes or ("",),
+            ttl_seconds=ttl,
+            session_token=not no_session_token,
+            allowed_cidrs=cidrs,
+            label=label,
+        )
+        return await issue_for_user(
+            session,
+            runtime.master_key,
+            user,
+            bucket,
+            request,
+            endpoint=_endpoint(config),
+            now=_now(),
+            actor="admin",
+        )
+
+    answer = run(_in_session(config, work))
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(f"access key id:     {answer['access_key_id']}")
+    click.echo(f"secret access key: {answer['secret_access_key']}   (shown once)")
+    if answer["session_token"]:
+        click.echo(f"session token:     {answer['session_token']}")
+    click.echo(f"endpoint:          {answer['endpoint_url']}  (region {answer['region']})")
+    click.echo(f"scope:             s3://{answer['bucket']}/ {answer['prefixes']}, read-only")
+    click.echo(f"expires:           {answer['expires_at']}")
+    click.echo("\naws-cli:\n" + answer["snippets"]["aws_cli"])
+
+
+@creds.command("list")
+@config_option
+@click.option("--user", "email", default=None)
+@click.option("--active", is_flag=True, help="Only credentials that still work.")
+@click.option("--json", "as_json", is_flag=True)
+def creds_list(config_path: str | None, email: str | None, active: bool, as_json: bool) -> None:
+    """List credentials (never their secrets) with what was pulled through them."""
+    from portability.credentials import describe
+    from sts.issue import list_credentials
+
+    config = _config(config_path)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
+        user_id = (await _user(session, email)).id if email else None
+        now = _now()
+        rows = await list_credentials(session, now=now, user_id=user_id, active_only=active)
+        return [describe(c, b, _endpoint(config), now) for c, b in rows]
+
+    rows = run(_in_session(config, work))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ACCESS KEY ID':<21}{'STATUS':<9}{'BUCKET/PREFIXES':<40}{'EXPIRES':<22}PULLED")
+    for r in rows:
+        scope = r["bucket"] + "/" + ",".join(r["prefixes"])
+        pulled = f"{r['pulled']['objects']} objects, {r['pulled']['bytes']} B"
+        click.echo(
+            f"{r['access_key_id']:<21}{r['status']:<9}{scope:<40}{r['expires_at']:<22}{pulled}"
+        )
+
+
+@creds.command("revoke")
+@config_option
+@click.argument("access_key_id", required=False)
+@click.option("--user", "email", default=None, help="Revoke every credential of this user.")
+def creds_revoke(config_path: str | None, access_key_id: str | None, email: str | None) -> None:
+    """Revoke one credential, or all of a user's; effective everywhere within a second."""
+    from portability import events
+    from sts.issue import revoke, revoke_all
+
+    if bool(access_key_id) == bool(email):
+        raise click.UsageError("give an ACCESS_KEY_ID or --user EMAIL")
+    config = _config(config_path)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        if email:
+            user = await _user(session, email)
+            count = await revoke_all(session, user.id, now=_now())
+            events.record(
+                session,
+                actor="admin",
+                action="credentials.revoke_all",
+                user_id=user.id,
+                details={"revoked": count, "via": "cli"},
+            )
+            return f"revoked {count} credential(s) of {user.email}"
+        assert access_key_id is not None
+        credential = await revoke(session, access_key_id, now=_now())
+        events.record(
+            session,
+            actor="admin",
+            action="credentials.revoke",
+            user_id=credential.user_id,
+            credential_id=credential.id,
+            details={"access_key_id": access_key_id, "via": "cli"},
+        )
+        return f"revoked {access_key_id}"
+
+    click.echo(run(_in_session(config, work)))
+
+
+async def _user(session: AsyncSession, email: str) -> User:
+    from sqlalchemy import select
+
+    from db.models import User
+
+    user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise AccountError(f"no user with email {email}")
+    return user
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,154 @@
+"""Access audit off the response path: rows queue in memory and are written in batches.
+
+Each flush inserts the batch's audit rows and adds the batch's totals to each credential's
+counters (bytes, whole objects, requests, last use) in one transaction. A full queue drops
+the oldest-waiting rows only after logging it: a slow database must not stall downloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import case, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import AuditLog, Credential
+
+log = logging.getLogger("ferry.gateway.audit")
+
+
+@dataclass
+class AccessEvent:
+    created_at: datetime
+    action: str
+    status: int
+    credential_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    bucket: str | None = None
+    key: str | None = None
+    range: str | None = None
+    bytes: int = 0
+    duration_ms: int = 0
+    client_addr: str | None = None
+    user_agent: str | None = None
+    error: str | None = None
+    whole_object: bool = False  # a GetObject that delivered the entire object
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class _Totals:
+    last: datetime
+    bytes: int = 0
+    objects: int = 0
+    requests: int = 0
+
+    def add(self, event: AccessEvent) -> None:
+        self.bytes += event.bytes
+        self.objects += int(event.whole_object)
+        self.requests += 1
+        self.last = max(self.last, event.created_at)
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        interval: float = 0.25,
+        batch: int = 500,
+        max_queue: int = 100_000,
+    ) -> None:
+        self._sessions = sessions
+        self._interval = interval
+        self._batch = batch
+        self._queue: asyncio.Queue[AccessEvent] = asyncio.Queue(max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def record(self, event: AccessEvent) -> None:
+        if self._task is None:
+            self.start()
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.error("audit queue full: %d events dropped so far", self.dropped)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        while not self._queue.empty():
+            events: list[AccessEvent] = []
+            while len(events) < self._batch and not self._queue.empty():
+                events.append(self._queue.get_nowait())
+            try:
+                await self._write(events)
+            except Exception:
+                # Keep serving; the rows are lost, the failure is not silent.
+                log.exception("could not write %d audit rows", len(events))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _write(self, events: list[AccessEvent]) -> None:
+        totals: dict[uuid.UUID, _Totals] = {}
+        for e in events:
+            if e.credential_id is not None:
+                totals.setdefault(e.credential_id, _Totals(last=e.created_at)).add(e)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(AuditLog),
+                [
+                    {
+                        "created_at": e.created_at,
+                        "user_id": e.user_id,
+                        "credential_id": e.credential_id,
+                        "actor": "gateway",
+                        "action": e.action,
+                        "bucket": e.bucket,
+                        "key": e.key,
+                        "status": e.status,
+                        "bytes": e.bytes,
+                        "duration_ms": e.duration_ms,
+                        "client_addr": e.client_addr,
+                        "user_agent": e.user_agent,
+                        "range": e.range,
+                        "details": {**e.details, **({"error": e.error} if e.error else {})} or None,
+                    }
+                    for e in events
+                ],
+            )
+            for credential_id, t in totals.items():
+                await session.execute(
+                    update(Credential)
+                    .where(Credential.id == credential_id)
+                    .values(
+                        bytes_served=Credential.bytes_served + t.bytes,
+                        objects_served=Credential.objects_served + t.objects,
+                        requests_served=Credential.requests_served + t.requests,
+                        last_used_at=case(
+                            (Credential.last_used_at.is_(None), t.last),
+                            (Credential.last_used_at < t.last, t.last),
+                            else_=Credential.last_used_at,
+                        ),
+                    )
+                )

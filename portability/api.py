@@ -1,0 +1,236 @@
+"""The REST API (port 8000). JSON in, JSON out; errors as {"error": {"code", "message"}}.
+
+Authentication is `Authorization: Bearer <api key>`; admin routes need an admin's key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from db.models import User
+from portability import events
+from portability.accounts import authenticate
+from portability.credentials import Endpoint, describe, issue_for_user, parse_issue_request
+from storage.base import Storage
+from sts import issue as sts
+from sts.exceptions import InvalidRequest, NotFound
+
+log = logging.getLogger("ferry.api")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, _CODES.get(exc.status_code, "error"), exc.detail)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # The trace goes to the log, never to the client.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error(500, "internal", "internal server error")
+
+
+Handler = Callable[[Request, AsyncSession, User], Awaitable[Response]]
+
+
+def build_api_app(
+    *,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    master_key: bytes,
+    endpoint: Endpoint,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Starlette:
+    def authed(
+        handler: Handler, *, admin: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """One transaction per request, committed when the handler answers without error."""
+
+        async def endpoint_(request: Request) -> Response:
+            scheme, _, key = request.headers.get("authorization", "").partition(" ")
+            try:
+                async with sessions.begin() as session:
+                    user = None
+                    if scheme.lower() == "bearer" and key:
+                        user = await authenticate(session, key.strip())
+                    if user is None:
+                        raise ApiError(401, "unauthorized", "a valid API key is required")
+                    if admin and not user.is_admin:
+                        raise ApiError(403, "forbidden", "this needs an admin's API key")
+                    return await handler(request, session, user)
+            except ApiError as exc:
+                return error(exc.status, exc.code, exc.message)
+            except NotFound as exc:
+                return error(404, "not_found", str(exc))
+            except InvalidRequest as exc:
+                return error(422, "invalid", str(exc))
+
+        return endpoint_
+
+    async def body_json(request: Request) -> Any:
+        try:
+            return json.loads(await request.body() or b"null")
+        except ValueError:
+            raise ApiError(400, "bad_request", "the body is not valid JSON") from None
+
+    def client(request: Request) -> dict[str, Any]:
+        return {
+            "client_addr": request.client.host if request.client else None,
+            "user_agent": request.headers.get("user-agent"),
+        }
+
+    async def health(request: Request) -> Response:
+        checks: dict[str, Any] = {}
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True}
+        except Exception as exc:  # any failure is "unhealthy", reported as such
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        try:
+            await storage.ping()
+            checks["storage"] = {"ok": True}
+        except Exception as exc:
+            checks["storage"] = {"ok": False, "error": str(exc) or type(exc).__name__}
+        healthy = all(c["ok"] for c in checks.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", **checks},
+            status_code=200 if healthy else 503,
+        )
+
+    async def issue_credential(request: Request, session: AsyncSession, user: User) -> Response:
+        bucket, issue_request = parse_issue_request(await body_json(request))
+        answer = await issue_for_user(
+            session, master_key, user, bucket, issue_request, endpoint=endpoint, now=clock()
+        )
+        return JSONResponse(answer, status_code=201, headers={"cache-control": "no-store"})
+
+    async def list_own(request: Request, session: AsyncSession, user: User) -> Response:
+        active = request.query_params.get("active") == "true"
+        now = clock()
+        rows = await sts.list_credentials(session, now=now, user_id=user.id, active_only=active)
+        return JSONResponse({"credentials": [describe(c, b, endpoint, now) for c, b in rows]})
+
+    async def revoke_own(request: Request, session: AsyncSession, user: User) -> Response:
+        access_key_id = request.path_params["access_key_id"]
+        credential = await sts.revoke(session, access_key_id, now=clock(), user_id=user.id)
+        events.record(
+            session,
+            actor="user",
+            action="credentials.revoke",
+            user_id=user.id,
+            credential_id=credential.id,
+            details={"access_key_id": access_key_id},
+            **client(request),
+        )
+        return Response(status_code=204)
+
+    async def admin_list(request: Request, session: AsyncSession, admin: User) -> Response:
+        active = request.query_params.get("active") == "true"
+        who = request.query_params.get("user")
+        user_id = None
+        if who:
+            target = await _find_user(session, who)
+            user_id = target.id
+        now = clock()
+        rows = await sts.list_credentials(session, now=now, user_id=user_id, active_only=active)
+        return JSONResponse({"credentials": [describe(c, b, endpoint, now) for c, b in rows]})
+
+    async def admin_revoke(request: Request, session: AsyncSession, admin: User) -> Response:
+        access_key_id = request.path_params["access_key_id"]
+        now = clock()
+        credential = await sts.revoke(session, access_key_id, now=now)
+        events.record(
+            session,
+            actor="admin",
+            action="credentials.revoke",
+            user_id=credential.user_id,
+            credential_id=credential.id,
+            details={"access_key_id": access_key_id, "admin": admin.email},
+            **client(request),
+        )
+        credential, bucket = await sts.find(session, access_key_id)
+        return JSONResponse(describe(credential, bucket, endpoint, now))
+
+    async def admin_revoke_user(request: Request, session: AsyncSession, admin: User) -> Response:
+        target = await _find_user(session, request.path_params["user_id"])
+        count = await sts.revoke_all(session, target.id, now=clock())
+        events.record(
+            session,
+            actor="admin",
+            action="credentials.revoke_all",
+            user_id=target.id,
+            details={"revoked": count, "admin": admin.email},
+            **client(request),
+        )
+        return JSONResponse({"user_id": str(target.id), "revoked": count})
+
+    routes = [
+        Route("/api/health", health),
+        Route("/api/portability/credentials", authed(issue_credential), methods=["POST"]),
+        Route("/api/portability/credentials", authed(list_own), methods=["GET"]),
+        Route(
+            "/api/portability/credentials/{access_key_id}",
+            authed(revoke_own),
+            methods=["DELETE"],
+        ),
+        Route("/api/admin/credentials", authed(admin_list, admin=True), methods=["GET"]),
+        Route(
+            "/api/admin/credentials/{access_key_id}/revoke",
+            authed(admin_revoke, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/admin/users/{user_id}/revoke-credentials",
+            authed(admin_revoke_user, admin=True),
+            methods=["POST"],
+        ),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+
+
+async def _find_user(session: AsyncSession, who: str) -> User:
+    """A user by id or email."""
+    try:
+        user = await session.get(User, uuid.UUID(who))
+    except ValueError:
+        user = await session.scalar(select(User).where(User.email == who.strip().lower()))
+    if user is None:
+        raise NotFound(f"no user {who}")
+    return user

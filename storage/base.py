@@ -1,0 +1,180 @@
+"""The one async interface every storage backend implements.
+
+Keys are arbitrary S3 keys (1 to 1024 bytes of UTF-8); listings come in S3 order (UTF-8 byte
+order). Bodies are async iterators of bytes in both directions: nothing here holds a whole
+object in memory.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+MAX_KEY_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # without quotes: hex MD5, or "<hex>-<parts>" for multipart
+    last_modified: datetime  # timezone-aware UTC
+    content_type: str = "binary/octet-stream"
+    metadata: Mapping[str, str] = field(default_factory=dict)  # user metadata, lower-case names
+    # Content-Encoding, Content-Disposition, Cache-Control, Expires when set
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    objects: list[ObjectInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    # Pass as start_after to get the next page (the last key or common prefix returned).
+    next_start_after: str | None
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    part_number: int
+    size: int
+    etag: str  # hex MD5 of the part, without quotes
+
+
+@dataclass
+class ObjectStream:
+    """An open GET: the object's info, the byte range served and the body.
+
+    `aclose()` must be called (or the body iterated to the end) to release the backend read.
+    """
+
+    info: ObjectInfo
+    start: int  # first byte served
+    end: int  # last byte served, inclusive (start - 1 for an empty object)
+    body: AsyncIterator[bytes]
+
+    async def aclose(self) -> None:
+        close = getattr(self.body, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class Storage(abc.ABC):
+    """A storage backend. Buckets are the backend's own; `db.buckets` maps Ferry buckets to them."""
+
+    @abc.abstractmethod
+    async def create_bucket(self, bucket: str) -> None:
+        """Create the bucket; do nothing if it exists."""
+
+    @abc.abstractmethod
+    async def bucket_exists(self, bucket: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def list(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """One page of keys after `start_after` (exclusive) that start with `prefix`.
+
+        With a delimiter, keys sharing the part up to the first delimiter after the prefix are
+        rolled into one common prefix; each common prefix counts as one entry toward max_keys.
+        """
+
+    @abc.abstractmethod
+    async def head(self, bucket: str, key: str) -> ObjectInfo:
+        """Raises NoSuchKey."""
+
+    @abc.abstractmethod
+    async def get(
+        self, bucket: str, key: str, *, start: int | None = None, end: int | None = None
+    ) -> ObjectStream:
+        """Open a read of bytes start..end inclusive (both optional, as in an HTTP Range).
+
+        `start=None, end=N` means the last N bytes. Raises NoSuchKey, InvalidRange.
+        """
+
+    @abc.abstractmethod
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Store exactly `size` bytes from `body` as one object."""
+
+    @abc.abstractmethod
+    async def create_multipart(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Start a multipart upload; returns its upload id."""
+
+    @abc.abstractmethod
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterator[bytes],
+        *,
+        size: int,
+    ) -> PartInfo: ...
+
+    @abc.abstractmethod
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[PartInfo]
+    ) -> ObjectInfo:
+        """Assemble the parts (in part-number order); ETag is md5(part md5s)-N."""
+
+    @abc.abstractmethod
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str
+    ) -> builtins.list[PartInfo]: ...
+
+    @abc.abstractmethod
+    async def delete(self, bucket: str, key: str) -> None:
+        """Delete the object; deleting a missing key is not an error (as in S3)."""
+
+    # Optional hooks: a backend with nothing to check or release keeps these no-ops.
+    async def ping(self) -> None:  # noqa: B027
+        """Raise BackendUnavailable if the backend cannot be reached (for health checks)."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Release connections and files."""
+
+
+def check_key(key: str) -> bytes:
+    """Validate an S3 key and return its UTF-8 bytes."""
+    from storage.exceptions import InvalidKey
+
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKey("key is not valid UTF-8") from exc
+    if not raw:
+        raise InvalidKey("key is empty")
+    if len(raw) > MAX_KEY_BYTES:
+        raise InvalidKey(f"key is {len(raw)} bytes; S3 allows at most {MAX_KEY_BYTES}")
+    return raw

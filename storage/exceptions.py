@@ -1,0 +1,76 @@
+"""Errors raised by storage backends.
+
+    StorageError
+    ├── InvalidKey           a key that cannot be stored (empty, too long, not UTF-8, or refused
+    │                        by the backend's own naming rules)
+    ├── InvalidBucketName    a bucket name outside S3's naming rules
+    ├── NoSuchBucket
+    ├── NoSuchKey
+    ├── NoSuchUpload
+    ├── InvalidRange         a range that does not overlap the object
+    ├── InvalidPart          a part missing, out of order, too small or with the wrong ETag at
+    │                        completion
+    ├── IncompleteBody       a body that ended before, or ran past, the size it was announced with
+    ├── ConfigError          an unknown backend or a malformed setting
+    ├── BackendUnavailable   the backend could not be reached or answered 5xx after retries
+    └── BackendError         the backend refused the request for another reason (AccessDenied,
+                             InvalidRequest, …); carries the backend's status and error code
+
+Backends translate their own failures (OSError, HTTP status, S3 error codes) into these at
+their boundary; callers never see aiohttp or botocore exceptions.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every storage error."""
+
+
+class InvalidKey(StorageError):
+    pass
+
+
+class InvalidBucketName(StorageError):
+    pass
+
+
+class NoSuchBucket(StorageError):
+    pass
+
+
+class NoSuchKey(StorageError):
+    pass
+
+
+class NoSuchUpload(StorageError):
+    pass
+
+
+class InvalidRange(StorageError):
+    pass
+
+
+class InvalidPart(StorageError):
+    pass
+
+
+class IncompleteBody(StorageError):
+    pass
+
+
+class ConfigError(StorageError):
+    pass
+
+
+class BackendUnavailable(StorageError):
+    pass
+
+
+class BackendError(StorageError):
+    """A refusal with no better home in this tree, as the backend stated it."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

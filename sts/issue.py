@@ -1,0 +1,160 @@
+"""Issue, list and revoke pull credentials.
+
+Callers decide who may act for whom (a user for their own buckets, an admin for anyone's);
+this module enforces what any credential may be: read-only, one bucket, prefixes, a TTL
+within 900 s..7 days, optional client networks and bandwidth cap.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Bucket, Credential, User
+from sts.exceptions import InvalidRequest, NotFound
+from sts.keys import hash_token, new_access_key_id, new_secret, new_session_token
+from sts.scope import MAX_PREFIXES, normalise_prefixes, parse_cidrs
+from sts.sealing import seal
+
+TTL_MIN = 900
+TTL_MAX = 604_800  # SigV4's own limit for presigned URLs, and R2's for temporary credentials
+TTL_DEFAULT = 3600
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    prefixes: tuple[str, ...] = ("",)
+    ttl_seconds: int = TTL_DEFAULT
+    session_token: bool = True
+    allowed_cidrs: tuple[str, ...] = ()
+    max_bytes_per_second: int | None = None
+    label: str | None = None
+    kind: str = "user"  # "export": an internal credential behind download links
+
+    def __post_init__(self) -> None:
+        if not TTL_MIN <= self.ttl_seconds <= TTL_MAX:
+            raise InvalidRequest(f"ttl_seconds must be between {TTL_MIN} and {TTL_MAX}")
+        if not self.prefixes or len(self.prefixes) > MAX_PREFIXES:
+            raise InvalidRequest(f"give 1 to {MAX_PREFIXES} prefixes")
+        if self.max_bytes_per_second is not None and self.max_bytes_per_second < 1024:
+            raise InvalidRequest("max_bytes_per_second must be at least 1024")
+        if self.label is not None and len(self.label) > 200:
+            raise InvalidRequest("label is longer than 200 characters")
+        parse_cidrs(self.allowed_cidrs)
+        normalise_prefixes(self.prefixes)
+
+
+@dataclass(frozen=True)
+class Issued:
+    credential: Credential
+    bucket: Bucket
+    secret: str
+    session_token: str | None = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Issued({self.credential.access_key_id})"
+
+
+async def issue(
+    session: AsyncSession,
+    master_key: bytes,
+    user: User,
+    bucket: Bucket,
+    request: IssueRequest,
+    *,
+    now: datetime,
+) -> Issued:
+    if bucket.owner_id != user.id:
+        raise InvalidRequest(f"bucket {bucket.name} does not belong to {user.email}")
+    access_key_id = new_access_key_id()
+    secret = new_secret()
+    token = new_session_token() if request.session_token else None
+    credential = Credential(
+        id=uuid.uuid4(),
+        access_key_id=access_key_id,
+        user_id=user.id,
+        bucket_id=bucket.id,
+        kind=request.kind,
+        label=request.label,
+        secret_sealed=seal(master_key, access_key_id, secret),
+        session_token_hash=hash_token(token) if token else None,
+        prefixes=list(normalise_prefixes(request.prefixes)),
+        permission="read-only",
+        allowed_cidrs=list(request.allowed_cidrs) or None,
+        max_bytes_per_second=request.max_bytes_per_second,
+        not_before=now,
+        expires_at=now + timedelta(seconds=request.ttl_seconds),
+        created_at=now,
+    )
+    session.add(credential)
+    await session.flush()
+    return Issued(credential, bucket, secret, token)
+
+
+async def find(
+    session: AsyncSession, access_key_id: str, *, user_id: uuid.UUID | None = None
+) -> tuple[Credential, Bucket]:
+    """A credential and its bucket; with user_id, only that user's (else NotFound)."""
+    query = (
+        select(Credential, Bucket)
+        .join(Bucket, Bucket.id == Credential.bucket_id)
+        .where(Credential.access_key_id == access_key_id)
+    )
+    if user_id is not None:
+        query = query.where(Credential.user_id == user_id)
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no credential {access_key_id}")
+    return row[0], row[1]
+
+
+async def list_credentials(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    user_id: uuid.UUID | None = None,
+    active_only: bool = False,
+    kind: str | None = "user",
+) -> list[tuple[Credential, Bucket]]:
+    query = select(Credential, Bucket).join(Bucket, Bucket.id == Credential.bucket_id)
+    if user_id is not None:
+        query = query.where(Credential.user_id == user_id)
+    if kind is not None:
+        query = query.where(Credential.kind == kind)
+    if active_only:
+        query = query.where(Credential.revoked_at.is_(None), Credential.expires_at > now)
+    query = query.order_by(Credential.created_at.desc())
+    return [(c, b) for c, b in (await session.execute(query)).all()]
+
+
+async def revoke(
+    session: AsyncSession, access_key_id: str, *, now: datetime, user_id: uuid.UUID | None = None
+) -> Credential:
+    """Revoke one credential (idempotent: revoking twice keeps the first time)."""
+    credential, _ = await find(session, access_key_id, user_id=user_id)
+    if credential.revoked_at is None:
+        credential.revoked_at = now
+        await session.flush()
+    return credential
+
+
+async def revoke_all(session: AsyncSession, user_id: uuid.UUID, *, now: datetime) -> int:
+    """Revoke every live credential of a user; returns how many were revoked."""
+    result = await session.execute(
+        update(Credential)
+        .where(Credential.user_id == user_id, Credential.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def status_of(credential: Credential, now: datetime) -> str:
+    if credential.revoked_at is not None:
+        return "revoked"
+    if credential.expires_at <= now:
+        return "expired"
+    return "active"
