@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.exceptions import DatabaseConfigError
+from db.exceptions import DatabaseError
 from ferry.config import Config, ConfigError, load_config
 from portability.accounts import AccountError
 from storage.exceptions import StorageError
@@ -48,7 +48,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; known failures become one line on stderr."""
     try:
         return asyncio.run(coro)
-    except (ConfigError, AccountError, DatabaseConfigError, StsError) as exc:
+    except (ConfigError, AccountError, DatabaseError, StsError) as exc:
         raise click.ClickException(str(exc)) from None
     except StorageError as exc:
         raise click.ClickException(f"storage: {exc}") from None
@@ -96,7 +96,7 @@ def migrate(config_path: str | None) -> None:
     config = _config(config_path)
     try:
         upgrade(config.database.url)
-    except DatabaseConfigError as exc:
+    except DatabaseError as exc:
         raise click.ClickException(str(exc)) from None
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]

@@ -510,12 +510,14 @@ def _xml(body: str, headers: dict[str, str] | None = None) -> _Reply:
 
 
 def _encode_token(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode("utf-8", errors="surrogateescape")).decode()
+    # Unpadded: a token is pasted into URLs, where '=' invites double decoding.
+    raw = base64.urlsafe_b64encode(name.encode("utf-8", errors="surrogateescape"))
+    return raw.decode().rstrip("=")
 
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode("utf-8")
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise S3Error("InvalidArgument", "The continuation token provided is incorrect") from None
 

@@ -101,14 +101,15 @@ class ScopedLister:
                 continue
             async for entry in self._walk(root, delimiter, start_after):
                 # Roll up relative to the requested prefix, not the root that was listed.
+                # The backend already applied start_after, in its own order (SeaweedFS lists
+                # in directory order, not byte order), so keys are not filtered again; only a
+                # common prefix that the marker itself names is dropped.
                 folded_name = _rollup(entry.name, prefix, delimiter)
-                if folded_name is not None:
-                    if folded_name <= start_after or folded_name == last_prefix:
-                        continue
+                if folded_name is None:
+                    yield entry
+                elif folded_name != last_prefix and not start_after.startswith(folded_name):
                     last_prefix = folded_name
                     yield Entry(folded_name, None)
-                elif entry.name > start_after:
-                    yield entry
 
     async def page(
         self,

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
-
-from unittest import mock
 
 import pytest
-from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from gateway import sigv4
 from gateway.sigv4 import SigV4Error
+from tests.support.signing import sign, wire
 
 KEY_ID = "FRYABCDEFGHIJKLMNOPQ"
 SECRET = "s3cr3t+/abcdefghijklmnopqrstuvwxyz012345"
@@ -43,21 +38,17 @@ def botocore_signed(
     when: datetime = NOW,
     headers: dict[str, str] | None = None,
 ) -> tuple[str, bytes, bytes, list[tuple[bytes, bytes]]]:
-    creds = Credentials(KEY_ID, SECRET, token)
-    request = AWSRequest(method=method, url=url, headers=headers or {})
-    if presign is None:
-        auth: S3SigV4Auth = S3SigV4Auth(creds, "s3", "us-east-1")
-    else:
-        auth = S3SigV4QueryAuth(creds, "s3", "us-east-1", expires=presign)
-    with mock.patch("botocore.auth.get_current_datetime", lambda: when.replace(tzinfo=None)):
-        auth.add_auth(request)
-    prepared = request.prepare()
-    parts = urlsplit(prepared.url)
-    wire_headers = [(b"host", parts.netloc.encode())] + [
-        (k.lower().encode(), v.encode() if isinstance(v, str) else v)
-        for k, v in prepared.headers.items()
-    ]
-    return method, parts.path.encode(), parts.query.encode(), wire_headers
+    request = sign(
+        url,
+        access_key_id=KEY_ID,
+        secret=SECRET,
+        token=token,
+        method=method,
+        presign=presign,
+        when=when,
+        headers=headers,
+    )
+    return wire(request)
 
 
 def check(

@@ -1,0 +1,261 @@
+"""Tables: the platform's accounts and records, issued credentials, portability requests.
+
+Portable across SQLite and PostgreSQL: ids are ``sa.Uuid`` (native UUID / CHAR(32)), JSON is
+JSONB on PostgreSQL, and timestamps go through :class:`db.types.UTCDateTime`. Every column
+with a default has it twice: in Python, so the ORM knows the value without a round trip (an
+``AsyncSession`` cannot lazy-load it afterwards), and in the database, so plain SQL inserts
+(tools, fixtures, operators) get the same value.
+
+No relationships are mapped: with asyncio a lazy load is an error, so queries join explicitly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
+
+from db.base import NAMING_CONVENTION, Base
+from db.types import AutoId, JSONType, utcnow
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "POSTGRESQL_SERVER_DEFAULT",
+    "ApiKey",
+    "AuditLog",
+    "Base",
+    "BillingRecord",
+    "Bucket",
+    "Credential",
+    "PortabilityRequest",
+    "UsageRecord",
+    "User",
+]
+
+
+# Column.info key: a server default that PostgreSQL has and SQLite does not.
+POSTGRESQL_SERVER_DEFAULT = "postgresql_server_default"
+
+
+def _uuid_pk() -> MappedColumn[uuid.UUID]:
+    return mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+
+
+def _created_at() -> MappedColumn[datetime]:
+    return mapped_column(nullable=False, default=utcnow, server_default=sa.func.now())
+
+
+def _counter() -> MappedColumn[int]:
+    return mapped_column(sa.BigInteger, nullable=False, default=0, server_default=sa.text("0"))
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    # Stored as given: callers normalise (strip, lower-case) before inserting and looking up.
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ApiKey(Base):
+    """A platform API key. Only its SHA-256 is kept; prefix and last4 let a user recognise it."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(sa.String(100))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    last4: Mapped[str] = mapped_column(sa.String(4))
+    created_at: Mapped[datetime] = _created_at()
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class UsageRecord(Base):
+    """Metered usage of one bucket over one period (exported as personal data)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (sa.Index(None, "user_id", "period_start"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    bucket: Mapped[str] = mapped_column(sa.String(255))
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    storage_bytes: Mapped[int] = _counter()
+    egress_bytes: Mapped[int] = _counter()
+    ingress_bytes: Mapped[int] = _counter()
+    requests: Mapped[int] = _counter()
+
+
+class BillingRecord(Base):
+    """An invoice. No ON DELETE CASCADE: invoices are kept for the bookkeeping period."""
+
+    __tablename__ = "billing_records"
+    __table_args__ = (
+        sa.Index(None, "user_id", "period_start"),
+        sa.CheckConstraint("status IN ('paid', 'open', 'void')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
+    invoice_number: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", server_default="open")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class AuditLog(Base):
+    """One audited event: an S3 request through the gateway, an API call, an admin action.
+
+    ``credential_id`` has no foreign key so the trail outlives deleted credentials, and
+    ``user_id`` turns NULL when the user is deleted. Request-derived text (bucket, key, range,
+    user agent) is TEXT: a hostile client chooses its length and an audit write must not fail.
+    """
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (
+        # The personal-data export streams one user's trail in time order.
+        sa.Index(None, "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(
+        nullable=False, default=utcnow, server_default=sa.func.now(), index=True
+    )
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    credential_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(16))  # 'user', 'admin', 'gateway', 'system'
+    action: Mapped[str] = mapped_column(sa.String(64))  # 'GetObject', 'credentials.issue', ...
+    bucket: Mapped[str | None] = mapped_column(sa.Text)
+    key: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[int | None]  # HTTP status, when the event was a request
+    bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    duration_ms: Mapped[int | None]
+    client_addr: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.Text)
+    range: Mapped[str | None] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class Bucket(Base):
+    """A user-facing bucket and where its objects live in the storage backend."""
+
+    __tablename__ = "buckets"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    backend_bucket: Mapped[str] = mapped_column(sa.String(255))
+    backend_prefix: Mapped[str] = mapped_column(sa.String(1024), default="", server_default="")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Credential(Base):
+    """An issued S3 credential: read-only, one bucket, some prefixes, a lifetime.
+
+    ``secret_sealed`` is the AES-GCM output (nonce and tag included), so a database dump
+    alone cannot sign a request; the session token is kept as a SHA-256 only.
+    """
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('user', 'export')", name="kind"),
+        # The only grant this path can make; the database refuses anything wider.
+        sa.CheckConstraint("permission = 'read-only'", name="permission"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    access_key_id: Mapped[str] = mapped_column(sa.String(20), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    bucket_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("buckets.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(16), default="user", server_default="user")
+    label: Mapped[str | None] = mapped_column(sa.String(200))
+    secret_sealed: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    session_token_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    prefixes: Mapped[list[str]] = mapped_column(JSONType)
+    permission: Mapped[str] = mapped_column(
+        sa.String(16), default="read-only", server_default="read-only"
+    )
+    allowed_cidrs: Mapped[list[str] | None] = mapped_column(JSONType)
+    max_bytes_per_second: Mapped[int | None] = mapped_column(sa.BigInteger)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created_at()
+    last_used_at: Mapped[datetime | None]
+    bytes_served: Mapped[int] = _counter()
+    objects_served: Mapped[int] = _counter()
+    requests_served: Mapped[int] = _counter()
+
+
+class PortabilityRequest(Base):
+    """The seed table, column for column (see DESIGN.md, "Tables").
+
+    ``metadata`` is a reserved name on declarative classes, so the column is mapped as
+    :attr:`meta`. ``created_at`` is nullable as in the seed, but always set by the ORM.
+    """
+
+    __tablename__ = "portability_requests"
+    __table_args__ = (
+        sa.Index("idx_portability_user", "user_id"),
+        sa.Index("idx_portability_status", "status"),
+    )
+
+    # PostgreSQL also defaults the id to gen_random_uuid() (added below); SQLite has no UUID
+    # generator, there the Python default is the only one.
+    id: Mapped[uuid.UUID] = mapped_column(
+        sa.Uuid,
+        primary_key=True,
+        default=uuid.uuid4,
+        info={POSTGRESQL_SERVER_DEFAULT: "gen_random_uuid()"},
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
+    request_type: Mapped[str] = mapped_column(sa.String(50))  # 'export', 'transfer'
+    status: Mapped[str] = mapped_column(sa.String(50))
+    format: Mapped[str | None] = mapped_column(sa.String(50))  # 'json', 'archive', 's3'
+    export_url: Mapped[str | None] = mapped_column(sa.Text)
+    expires_at: Mapped[datetime | None]
+    transfer_destination: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(
+        nullable=True, default=utcnow, server_default=sa.func.now()
+    )
+    completed_at: Mapped[datetime | None]
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
+
+
+# A server default that exists on one dialect only cannot be a Column argument. For
+# metadata.create_all() it is added right after the table, as migration 0001 does inline;
+# db.migrate's schema comparison reads it from the column's info.
+@sa.event.listens_for(PortabilityRequest.__table__, "after_create")
+def _add_postgresql_defaults(table: sa.Table, connection: sa.Connection, **_kw: Any) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    for column in table.columns:
+        default = column.info.get(POSTGRESQL_SERVER_DEFAULT)
+        if default is not None:
+            connection.execute(
+                sa.text(
+                    f"ALTER TABLE {table.name} ALTER COLUMN {column.name} SET DEFAULT {default}"
+                )
+            )
