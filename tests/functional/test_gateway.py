@@ -207,8 +207,10 @@ def test_pagination_walks_every_key_once(world: World) -> None:
     marker, seen = "", []
     for _ in range(10):
         root = ET.fromstring(
-            world.request(f"/alice-data?max-keys=1&delimiter=%2F&prefix=share%2Fphotos%2F"
-                          f"&marker={quote(marker, safe='')}").content
+            world.request(
+                f"/alice-data?max-keys=1&delimiter=%2F&prefix=share%2Fphotos%2F"
+                f"&marker={quote(marker, safe='')}"
+            ).content
         )
         seen += [e.text or "" for e in root.iter(f"{NS}Key")]
         seen += [p.text or "" for c in root.iter(f"{NS}CommonPrefixes") for p in c]
@@ -239,8 +241,13 @@ def test_get_range_and_conditionals(world: World) -> None:
 
 
 def test_reads_outside_the_scope(world: World) -> None:
-    for path in ["/alice-data/share/a.txt", "/alice-data/secret/s.txt", "/alice-data/top.txt",
-                 "/alice-data/share/photosx/sibling.jpg", "/other-bucket/share/photos/p1.jpg"]:
+    for path in [
+        "/alice-data/share/a.txt",
+        "/alice-data/secret/s.txt",
+        "/alice-data/top.txt",
+        "/alice-data/share/photosx/sibling.jpg",
+        "/other-bucket/share/photos/p1.jpg",
+    ]:
         response = world.request(path)
         assert (response.status_code, error_code(response)) == (403, "AccessDenied"), path
     # Folder names above the scope are "no such key": rclone probes them before listing.
@@ -254,7 +261,11 @@ def test_reads_outside_the_scope(world: World) -> None:
         ("PUT", "/alice-data/share/photos/new.jpg", {}),
         ("DELETE", "/alice-data/share/photos/p1.jpg", {}),
         ("POST", "/alice-data/share/photos/big.bin?uploads", {}),
-        ("PUT", "/alice-data/share/photos/c.jpg", {"x-amz-copy-source": "alice-data/share/photos/p1.jpg"}),
+        (
+            "PUT",
+            "/alice-data/share/photos/c.jpg",
+            {"x-amz-copy-source": "alice-data/share/photos/p1.jpg"},
+        ),
         ("PUT", "/alice-data/share/photos/p1.jpg?acl", {}),
         ("GET", "/alice-data/share/photos/p1.jpg?acl", {}),
         ("PUT", "/alice-data", {}),
@@ -262,16 +273,23 @@ def test_reads_outside_the_scope(world: World) -> None:
         ("POST", "/alice-data?delete", {}),
     ],
 )
-def test_every_write_is_denied(world: World, method: str, path: str, headers: dict[str, str]) -> None:
+def test_every_write_is_denied(
+    world: World, method: str, path: str, headers: dict[str, str]
+) -> None:
     response = world.request(path, method=method, headers=headers)
     assert (response.status_code, error_code(response)) == (403, "AccessDenied")
 
 
 def test_tampering_after_signing(world: World) -> None:
     key = world.keys["photos"]
-    signed = sign(BASE + "/alice-data/share/photos/p1.jpg", access_key_id=key.access_key_id,
-                  secret=key.secret, token=key.token, when=world.clock[0],
-                  headers={"Range": "bytes=0-1"})
+    signed = sign(
+        BASE + "/alice-data/share/photos/p1.jpg",
+        access_key_id=key.access_key_id,
+        secret=key.secret,
+        token=key.token,
+        when=world.clock[0],
+        headers={"Range": "bytes=0-1"},
+    )
     headers = dict(signed.headers.items())
     for url, extra in [
         (BASE + "/alice-data/share/photos/p2.jpg", {}),

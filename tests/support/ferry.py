@@ -24,9 +24,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http(
-    method: str, url: str, *, body: Any = None, token: str | None = None
-) -> tuple[int, Any]:
+def http(method: str, url: str, *, body: Any = None, token: str | None = None) -> tuple[int, Any]:
     """A JSON request; returns (status, decoded body or None)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
@@ -91,10 +89,10 @@ class Ferry:
     def serve(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start `ferry serve` and wait until both listeners answer."""
         env = env or self.env
-        log = (self.workdir / f"serve-{len(self.processes)}.log").open("wb")
-        proc = subprocess.Popen(
-            [FERRY, "serve", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with (self.workdir / f"serve-{len(self.processes)}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [FERRY, "serve", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         self.processes.append(proc)
         api = "http://" + env["FERRY_API_LISTEN"]
         deadline = time.monotonic() + 30

@@ -1,0 +1,530 @@
+"""The embedded default backend: buckets in a directory.
+
+Layout under the root, per bucket:
+
+    <bucket>/index.sqlite3         keys -> data files, metadata, multipart state (local_index.py)
+    <bucket>/data/<xx>/<id>        object bodies, named by an opaque id, never by the key
+    <bucket>/uploads/<upload>/     parts of open multipart uploads
+    <bucket>/tmp/                  bodies being received
+
+Keys never become file names, so no key (`../x`, `/abs`, a 1024-byte key) can reach outside
+the root or collide with another; bucket names are held to S3's rules, which make them a
+single plain path component. A body is written to a temp file while its MD5 is computed,
+fsynced and renamed into place before the index points at it, so a crash leaves at worst an
+unreferenced file, never a key with a torn body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.base import ListPage, ObjectInfo, ObjectStream, PartInfo, Storage, check_key
+from storage.exceptions import (
+    BackendUnavailable,
+    IncompleteBody,
+    InvalidPart,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    StorageError,
+)
+from storage.local_index import BucketIndex, StoredPart, Upload, from_ms, to_ms
+from storage.validation import (
+    check_bucket_name,
+    clean_content_type,
+    clean_headers,
+    clean_metadata,
+    resolve_range,
+)
+
+MIB = 1024 * 1024
+MAX_LIST_KEYS = 1000  # what an S3 server caps max-keys at; the local backend matches it
+MAX_PART_NUMBER = 10_000
+_WRITE_BATCH = 1 * MIB  # gather small chunks so each thread hop writes a useful amount
+_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+class LocalStorage(Storage):
+    """A directory as an S3-like store. Safe for several processes sharing one root."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        min_part_size: int = 5 * MIB,
+        chunk_size: int = 256 * 1024,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.min_part_size = min_part_size
+        self.chunk_size = chunk_size
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._indexes: dict[str, BucketIndex] = {}
+        self._indexes_lock = threading.Lock()
+
+    # buckets
+
+    async def create_bucket(self, bucket: str) -> None:
+        check_bucket_name(bucket)
+        with _translated():
+            await asyncio.to_thread(self._create_bucket, bucket)
+
+    def _create_bucket(self, bucket: str) -> None:
+        base = self.root / bucket
+        for sub in ("data", "uploads", "tmp"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        # The index file is what marks a bucket as existing, so it comes last.
+        self._open_index(bucket)
+
+    async def bucket_exists(self, bucket: str) -> bool:
+        check_bucket_name(bucket)
+        return await asyncio.to_thread(self._index_path(bucket).is_file)
+
+    def _index_path(self, bucket: str) -> Path:
+        return self.root / bucket / "index.sqlite3"
+
+    def _open_index(self, bucket: str) -> BucketIndex:
+        with self._indexes_lock:
+            index = self._indexes.get(bucket)
+            if index is None:
+                index = BucketIndex(self._index_path(bucket))
+                self._indexes[bucket] = index
+            return index
+
+    async def _index(self, bucket: str) -> BucketIndex:
+        check_bucket_name(bucket)
+        index = self._indexes.get(bucket)
+        if index is not None:
+            return index
+        if not await asyncio.to_thread(self._index_path(bucket).is_file):
+            raise NoSuchBucket(bucket)
+        with _translated():
+            return await asyncio.to_thread(self._open_index, bucket)
+
+    # reads
+
+    async def list(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        if max_keys < 0:
+            raise ValueError("max_keys must not be negative")
+        index = await self._index(bucket)
+        if max_keys == 0:
+            return ListPage([], [], False, None)
+        with _translated():
+            entries, truncated = await asyncio.to_thread(
+                index.list_page,
+                prefix.encode(),
+                delimiter.encode(),
+                start_after.encode(),
+                min(max_keys, MAX_LIST_KEYS),
+            )
+        objects = [info for _, info in entries if info is not None]
+        prefixes = [sort_key.decode() for sort_key, info in entries if info is None]
+        next_start_after = entries[-1][0].decode() if truncated and entries else None
+        return ListPage(objects, prefixes, truncated, next_start_after)
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo:
+        raw = check_key(key)
+        index = await self._index(bucket)
+        with _translated():
+            stored = await asyncio.to_thread(index.get, raw)
+        if stored is None:
+            raise NoSuchKey(key)
+        return stored.info
+
+    async def get(
+        self, bucket: str, key: str, *, start: int | None = None, end: int | None = None
+    ) -> ObjectStream:
+        raw = check_key(key)
+        index = await self._index(bucket)
+        # A concurrent overwrite may delete the data file between the index lookup and the
+        # open; looking again finds the new one. An open file stays readable after deletion.
+        for _ in range(5):
+            with _translated():
+                stored = await asyncio.to_thread(index.get, raw)
+            if stored is None:
+                raise NoSuchKey(key)
+            first, last = resolve_range(stored.info.size, start, end)
+            path = self._data_path(bucket, stored.data_id)
+            try:
+                with _translated():
+                    handle = await asyncio.to_thread(_open_if_present, path)
+            except _Missing:
+                continue
+            body = _FileBody(handle, first, last - first + 1, self.chunk_size)
+            return ObjectStream(stored.info, first, last, body)
+        raise BackendUnavailable(f"{key!r} kept changing while being opened")
+
+    # writes
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        raw = check_key(key)
+        content_type = clean_content_type(content_type)
+        clean_meta, clean_head = clean_metadata(metadata), clean_headers(headers)
+        index = await self._index(bucket)
+        with _translated():
+            tmp, md5 = await self._receive(bucket, body, size)
+            data_id = await asyncio.to_thread(self._commit_data, bucket, tmp)
+            info = ObjectInfo(key, size, md5, self._now(), content_type, clean_meta, clean_head)
+            await self._index_object(bucket, data_id, lambda: index.put(raw, data_id, info))
+        return info
+
+    async def delete(self, bucket: str, key: str) -> None:
+        raw = check_key(key)
+        index = await self._index(bucket)
+        with _translated():
+            old = await asyncio.to_thread(index.delete, raw)
+            if old is not None:
+                await asyncio.to_thread(self._data_path(bucket, old).unlink, missing_ok=True)
+
+    # multipart
+
+    async def create_multipart(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        raw = check_key(key)
+        upload = Upload(
+            uuid.uuid4().hex,
+            key,
+            clean_content_type(content_type),
+            clean_metadata(metadata),
+            clean_headers(headers),
+        )
+        index = await self._index(bucket)
+        with _translated():
+            await asyncio.to_thread(self._upload_dir(bucket, upload.upload_id).mkdir)
+            await asyncio.to_thread(index.create_upload, upload, raw, self._now())
+        return upload.upload_id
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterator[bytes],
+        *,
+        size: int,
+    ) -> PartInfo:
+        if not 1 <= part_number <= MAX_PART_NUMBER:
+            raise InvalidPart(f"part number {part_number} is outside 1..{MAX_PART_NUMBER}")
+        index = await self._index(bucket)
+        await self._open_upload(index, key, upload_id)
+        with _translated():
+            tmp, md5 = await self._receive(bucket, body, size)
+            part = PartInfo(part_number, size, md5)
+            file_name = f"{part_number}.{uuid.uuid4().hex}"
+            target = self._upload_dir(bucket, upload_id) / file_name
+            try:
+                await asyncio.to_thread(tmp.replace, target)
+            except FileNotFoundError:
+                await asyncio.to_thread(tmp.unlink, missing_ok=True)
+                raise NoSuchUpload(upload_id) from None
+            recorded, old = await asyncio.to_thread(index.put_part, upload_id, part, file_name)
+            if not recorded:
+                await asyncio.to_thread(target.unlink, missing_ok=True)
+                raise NoSuchUpload(upload_id)
+            if old is not None:
+                await asyncio.to_thread((target.parent / old).unlink, missing_ok=True)
+        return part
+
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[PartInfo]
+    ) -> ObjectInfo:
+        index = await self._index(bucket)
+        upload = await self._open_upload(index, key, upload_id)
+        with _translated():
+            stored = {
+                p.part.part_number: p for p in await asyncio.to_thread(index.list_parts, upload_id)
+            }
+        files = self._check_parts(parts, stored)
+        upload_dir = self._upload_dir(bucket, upload_id)
+        with _translated():
+            tmp = await asyncio.to_thread(
+                self._concatenate, bucket, [upload_dir / name for name in files]
+            )
+            data_id = await asyncio.to_thread(self._commit_data, bucket, tmp)
+            digests = b"".join(bytes.fromhex(stored[p.part_number].part.etag) for p in parts)
+            etag = f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"
+            info = ObjectInfo(
+                key,
+                sum(stored[p.part_number].part.size for p in parts),
+                etag,
+                self._now(),
+                upload.content_type,
+                upload.metadata,
+                upload.headers,
+            )
+            raw = key.encode()
+
+            def finish() -> str | None:
+                still_open, old = index.finish_upload(upload_id, raw, data_id, info)
+                if not still_open:
+                    raise NoSuchUpload(upload_id)
+                return old
+
+            await self._index_object(bucket, data_id, finish)
+            await asyncio.to_thread(shutil.rmtree, upload_dir, ignore_errors=True)
+        return info
+
+    def _check_parts(
+        self, parts: builtins.list[PartInfo], stored: Mapping[int, StoredPart]
+    ) -> builtins.list[str]:
+        """The part files to concatenate, after S3's checks on the completion list."""
+        if not parts:
+            raise InvalidPart("a multipart upload needs at least one part")
+        files: builtins.list[str] = []
+        previous = 0
+        for position, part in enumerate(parts, start=1):
+            if part.part_number <= previous:
+                raise InvalidPart("parts must be listed in ascending part-number order")
+            previous = part.part_number
+            found = stored.get(part.part_number)
+            if found is None or not _etags_equal(found.part.etag, part.etag):
+                raise InvalidPart(f"part {part.part_number} was not uploaded with that ETag")
+            if position < len(parts) and found.part.size < self.min_part_size:
+                raise InvalidPart(
+                    f"part {part.part_number} is {found.part.size} bytes; every part but the "
+                    f"last must be at least {self.min_part_size} (EntityTooSmall)"
+                )
+            files.append(found.file_name)
+        return files
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        index = await self._index(bucket)
+        await self._open_upload(index, key, upload_id)
+        with _translated():
+            if not await asyncio.to_thread(index.delete_upload, upload_id):
+                raise NoSuchUpload(upload_id)
+            await asyncio.to_thread(
+                shutil.rmtree, self._upload_dir(bucket, upload_id), ignore_errors=True
+            )
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        index = await self._index(bucket)
+        await self._open_upload(index, key, upload_id)
+        with _translated():
+            return [p.part for p in await asyncio.to_thread(index.list_parts, upload_id)]
+
+    async def _open_upload(self, index: BucketIndex, key: str, upload_id: str) -> Upload:
+        check_key(key)
+        # The id becomes a directory name: anything but our own hex ids cannot exist.
+        if not _UPLOAD_ID_RE.fullmatch(upload_id):
+            raise NoSuchUpload(upload_id)
+        with _translated():
+            upload = await asyncio.to_thread(index.get_upload, upload_id)
+        if upload is None or upload.key != key:
+            raise NoSuchUpload(upload_id)
+        return upload
+
+    # health and lifecycle
+
+    async def ping(self) -> None:
+        # The root is ours: a fresh machine has none yet, and that is healthy.
+        with _translated():
+            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        ok = await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK)
+        if not ok:
+            raise BackendUnavailable(f"storage root {self.root} is not a writable directory")
+
+    async def close(self) -> None:
+        with self._indexes_lock:
+            indexes, self._indexes = list(self._indexes.values()), {}
+        for index in indexes:
+            await asyncio.to_thread(index.close)
+
+    # files
+
+    def _now(self) -> datetime:
+        # Milliseconds, as the index keeps them: what put() returns equals what head() says.
+        return from_ms(to_ms(self._clock()))
+
+    def _data_path(self, bucket: str, data_id: str) -> Path:
+        return self.root / bucket / "data" / data_id[:2] / data_id
+
+    def _upload_dir(self, bucket: str, upload_id: str) -> Path:
+        return self.root / bucket / "uploads" / upload_id
+
+    async def _receive(
+        self, bucket: str, body: AsyncIterator[bytes], size: int
+    ) -> tuple[Path, str]:
+        """Stream exactly `size` bytes into a synced temp file; returns it and its hex MD5."""
+        if size < 0:
+            raise ValueError("size must not be negative")
+        tmp = self.root / bucket / "tmp" / uuid.uuid4().hex
+        handle = await asyncio.to_thread(tmp.open, "xb")
+        md5 = hashlib.md5(usedforsecurity=False)
+        try:
+            received = 0
+            pending = bytearray()
+            async for chunk in body:
+                received += len(chunk)
+                if received > size:
+                    raise IncompleteBody(f"body is longer than the announced {size} bytes")
+                pending += chunk
+                if len(pending) >= _WRITE_BATCH:
+                    batch, pending = pending, bytearray()
+                    await asyncio.to_thread(_write, handle, md5, batch)
+            if received < size:
+                raise IncompleteBody(f"body ended after {received} of {size} bytes")
+            await asyncio.to_thread(_write, handle, md5, pending)
+            await asyncio.to_thread(_sync_close, handle)
+        except BaseException:
+            handle.close()
+            await asyncio.to_thread(tmp.unlink, missing_ok=True)
+            raise
+        return tmp, md5.hexdigest()
+
+    def _commit_data(self, bucket: str, tmp: Path) -> str:
+        """Move a synced temp file to its final place under a fresh id."""
+        data_id = uuid.uuid4().hex
+        target = self._data_path(bucket, data_id)
+        target.parent.mkdir(exist_ok=True)
+        tmp.replace(target)
+        _sync_dir(target.parent)
+        return data_id
+
+    async def _index_object(
+        self, bucket: str, data_id: str, update: Callable[[], str | None]
+    ) -> None:
+        """Point the index at a committed data file (`update`), then drop the file it replaced."""
+        try:
+            old = await asyncio.to_thread(update)
+        except BaseException:
+            await asyncio.to_thread(self._data_path(bucket, data_id).unlink, missing_ok=True)
+            raise
+        if old is not None:
+            await asyncio.to_thread(self._data_path(bucket, old).unlink, missing_ok=True)
+
+    def _concatenate(self, bucket: str, sources: builtins.list[Path]) -> Path:
+        tmp = self.root / bucket / "tmp" / uuid.uuid4().hex
+        try:
+            with tmp.open("xb") as out:
+                for source in sources:
+                    with source.open("rb") as part:
+                        shutil.copyfileobj(part, out, _WRITE_BATCH)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+
+class _FileBody:
+    """An object body read from an open file in chunks, in a worker thread.
+
+    A class rather than an async generator so that `aclose()` closes the file even when the
+    body was never iterated (an unstarted generator would skip its `finally`).
+    """
+
+    def __init__(self, handle: BinaryIO, start: int, length: int, chunk_size: int) -> None:
+        self._handle = handle
+        self._position = start
+        self._remaining = length
+        self._chunk_size = chunk_size
+
+    def __aiter__(self) -> _FileBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._remaining <= 0 or self._handle.closed:
+            self._handle.close()
+            raise StopAsyncIteration
+        want = min(self._chunk_size, self._remaining)
+        try:
+            chunk = await asyncio.to_thread(os.pread, self._handle.fileno(), want, self._position)
+        except OSError as exc:
+            self._handle.close()
+            raise BackendUnavailable(f"reading object data failed: {exc}") from exc
+        if not chunk:
+            self._handle.close()
+            raise BackendUnavailable("object data file is shorter than its index entry")
+        self._position += len(chunk)
+        self._remaining -= len(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        self._handle.close()
+
+
+def _write(handle: BinaryIO, md5: hashlib._Hash, data: bytes | bytearray) -> None:
+    md5.update(data)
+    handle.write(data)
+
+
+def _sync_close(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def _sync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _etags_equal(a: str, b: str) -> bool:
+    return a.strip('"').lower() == b.strip('"').lower()
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Turn filesystem and SQLite failures into BackendUnavailable at this boundary."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except (OSError, sqlite3.Error) as exc:
+        raise BackendUnavailable(f"local storage failed: {exc}") from exc
+
+
+class _Missing(Exception):
+    """The data file vanished between lookup and open (a concurrent overwrite)."""
+
+
+def _open_if_present(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise _Missing(str(path)) from None

@@ -1,0 +1,151 @@
+"""The XML documents of the S3 calls the client makes: parsed answers and built requests.
+
+Answers come from the configured backend, which is trusted, so the standard library parser is
+used as is. Element names are matched without their namespace: servers differ in whether they
+send S3's `xmlns`.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import unquote_plus
+from xml.sax.saxutils import escape
+
+from storage.base import PartInfo
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class ListResult:
+    objects: list[ListedObject]
+    common_prefixes: list[str]
+    is_truncated: bool
+
+
+@dataclass(frozen=True)
+class PartsResult:
+    parts: list[PartInfo]
+    is_truncated: bool
+    next_marker: int
+
+
+def parse_error(body: bytes) -> tuple[str, str]:
+    """(code, message) of an S3 error document; empty strings when there is none."""
+    try:
+        root = _parse(body)
+    except ET.ParseError:
+        return "", ""
+    if _local(root.tag) != "Error":
+        return "", ""
+    return _text(root, "Code"), _text(root, "Message")
+
+
+def is_error(body: bytes) -> bool:
+    """Whether a 200 answer is in fact an error (CompleteMultipartUpload can do that)."""
+    return b"<Error>" in body[:512] and bool(parse_error(body)[0])
+
+
+def parse_list_v2(body: bytes) -> ListResult:
+    root = _parse(body)
+    # Keys are asked for with encoding-type=url, which also keeps keys with characters that
+    # XML 1.0 cannot carry intact; S3 encodes a space as "+", hence unquote_plus.
+    encoded = _text(root, "EncodingType").lower() == "url"
+
+    def decode(value: str) -> str:
+        return unquote_plus(value) if encoded else value
+
+    objects = [
+        ListedObject(
+            key=decode(_text(item, "Key")),
+            size=int(_text(item, "Size") or 0),
+            etag=_text(item, "ETag").strip('"'),
+            last_modified=parse_timestamp(_text(item, "LastModified")),
+        )
+        for item in _children(root, "Contents")
+    ]
+    prefixes = [decode(_text(item, "Prefix")) for item in _children(root, "CommonPrefixes")]
+    truncated = _text(root, "IsTruncated").lower() == "true"
+    return ListResult(objects, prefixes, truncated)
+
+
+def parse_upload_id(body: bytes) -> str:
+    upload_id = _text(_parse(body), "UploadId")
+    if not upload_id:
+        raise ValueError("InitiateMultipartUploadResult without an UploadId")
+    return upload_id
+
+
+def parse_list_parts(body: bytes) -> PartsResult:
+    root = _parse(body)
+    parts = [
+        PartInfo(
+            part_number=int(_text(item, "PartNumber")),
+            size=int(_text(item, "Size") or 0),
+            etag=_text(item, "ETag").strip('"'),
+        )
+        for item in _children(root, "Part")
+    ]
+    truncated = _text(root, "IsTruncated").lower() == "true"
+    marker = _text(root, "NextPartNumberMarker")
+    return PartsResult(parts, truncated, int(marker) if marker else 0)
+
+
+def build_complete(parts: list[PartInfo]) -> bytes:
+    items = "".join(
+        f"<Part><PartNumber>{part.part_number}</PartNumber>"
+        f"<ETag>&quot;{escape(part.etag.strip(chr(34)))}&quot;</ETag></Part>"
+        for part in parts
+    )
+    return (
+        '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"{items}</CompleteMultipartUpload>"
+    ).encode()
+
+
+def build_create_bucket(region: str) -> bytes:
+    """The CreateBucket body; us-east-1 is the one region that must not be named."""
+    if region in ("", "us-east-1"):
+        return b""
+    return (
+        '<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<LocationConstraint>{escape(region)}</LocationConstraint>"
+        "</CreateBucketConfiguration>"
+    ).encode()
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An ISO 8601 listing timestamp (`2024-05-01T10:00:00.000Z`) as aware UTC."""
+    if not value:
+        return datetime.fromtimestamp(0, tz=UTC)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _parse(body: bytes) -> ET.Element:
+    return ET.fromstring(body)  # noqa: S314 - trusted backend, see the module docstring
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _children(element: ET.Element, name: str) -> Iterator[ET.Element]:
+    return (child for child in element if _local(child.tag) == name)
+
+
+def _text(element: ET.Element, name: str) -> str:
+    for child in _children(element, name):
+        return child.text or ""
+    return ""

@@ -1,0 +1,414 @@
+"""Real clients pull a scoped prefix through a real `ferry serve`, byte-identical to the source.
+
+The gateway runs in front of the local backend and in front of SeaweedFS; aws-cli v2
+(Debian) and v1 (PyPI), rclone, s5cmd, s3cmd and boto3 pull with a session-token credential
+and with a token-free one, and a presigned URL is fetched with curl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+from sqlalchemy import create_engine, text
+
+from db.urls import sync_url
+from storage.local import LocalStorage
+from tests.fixtures.servers import S3Server
+from tests.support.ferry import Ferry, http
+
+MiB = 1024 * 1024
+BIN = Path(sys.executable).parent
+PREFIX = "pull/"
+LONG_KEY = "pull/long/" + "/".join(["d" * 200] * 4) + "/"
+LONG_KEY += "e" * (1024 - len(LONG_KEY.encode()))
+TRICKY = [
+    "pull/sp ace.txt",
+    "pull/unicodé/日本語.txt",
+    "pull/plus+sign.txt",
+    "pull/100%.txt",
+    "pull/a=b&c.txt",
+    "pull/q?x#y.txt",
+    "pull/tilde~star*.txt",
+    "pull/small/ünï.txt",
+    LONG_KEY,
+]
+OUTSIDE = ["secret/s.txt", "pullx/sibling.txt", "pul"]
+BIG = "pull/big/100MiB.bin"
+
+
+def tool(name: str, path: str | None = None) -> str:
+    found = path if path and Path(path).exists() else shutil.which(name, path=str(BIN))
+    found = found or shutil.which(name)
+    if not found:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{name} is not installed (CI installs it)")
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def dataset() -> dict[str, bytes]:
+    rng = random.Random(7)
+    files = {f"pull/files/{i:03d}.dat": rng.randbytes(rng.randint(0, 4000)) for i in range(300)}
+    files.update({f"pull/small/{i}.txt": f"small {i}\n".encode() for i in range(8)})
+    files.update({k: f"tricky {k!r}\n".encode() for k in TRICKY})
+    files.update({k: b"must not leave" for k in OUTSIDE})
+    return files
+
+
+@dataclass
+class Pull:
+    ferry: Ferry
+    files: dict[str, bytes]
+    big_sha256: str
+    token_cred: dict[str, Any]
+    tokenless_cred: dict[str, Any]
+    backend: str
+
+    @property
+    def bucket(self) -> str:
+        # Both backends' installations share the module's database: one bucket name each.
+        return f"alice-{self.backend}"
+
+    def env(self, cred: dict[str, Any], home: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            HOME=str(home),
+            AWS_ACCESS_KEY_ID=cred["access_key_id"],
+            AWS_SECRET_ACCESS_KEY=cred["secret_access_key"],
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_REGION="us-east-1",
+            AWS_CONFIG_FILE=str(home / "aws-config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
+        )
+        if cred["session_token"]:
+            env["AWS_SESSION_TOKEN"] = cred["session_token"]
+        return env
+
+    def expected(self, prefix: str) -> dict[str, bytes]:
+        return {k[len(prefix) :]: v for k, v in self.files.items() if k.startswith(prefix)}
+
+    def check_tree(self, out: Path, prefix: str, *, big: bool) -> None:
+        """The downloaded tree holds exactly the prefix's objects, byte for byte."""
+        got = {str(p.relative_to(out)): p for p in out.rglob("*") if p.is_file()}
+        want = self.expected(prefix)
+        if big:
+            assert BIG.startswith(prefix)
+            big_rel = BIG[len(prefix) :]
+            assert hashlib.sha256(got.pop(big_rel).read_bytes()).hexdigest() == self.big_sha256
+        assert sorted(got) == sorted(want)
+        for rel, path in got.items():
+            assert path.read_bytes() == want[rel], rel
+
+
+async def _seed_local(root: Path, bucket: str, files: dict[str, bytes], big: Path) -> None:
+    storage = LocalStorage(root)
+    await storage.create_bucket(bucket)
+
+    async def once(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    async def chunks() -> AsyncIterator[bytes]:
+        with big.open("rb") as f:
+            while chunk := f.read(MiB):
+                yield chunk
+
+    for key, data in files.items():
+        await storage.put(bucket, key, once(data), size=len(data))
+    await storage.put(bucket, BIG, chunks(), size=big.stat().st_size)
+    await storage.close()
+
+
+@pytest.fixture(scope="module", params=["local", "seaweedfs"])
+def pull(
+    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pull]:
+    backend = request.param
+    workdir = tmp_path_factory.mktemp(f"pull-{backend}")
+    big = workdir / "big.bin"
+    with big.open("wb") as f:
+        for _ in range(100):
+            f.write(os.urandom(MiB))
+    big_sha = hashlib.sha256(big.read_bytes()).hexdigest()
+    files = dataset()
+
+    settings: dict[str, str] = {}
+    if backend == "seaweedfs":
+        server: S3Server = request.getfixturevalue("seaweedfs")
+        backend_bucket = server.new_bucket("pull")
+        settings = {
+            "storage_backend": "s3",
+            "storage_endpoint_url": server.endpoint_url,
+            "storage_access_key_id": server.access_key_id,
+            "storage_secret_access_key": server.secret_access_key,
+        }
+        s3 = server.client()
+        for key, data in files.items():
+            s3.put_object(Bucket=backend_bucket, Key=key, Body=data)
+        s3.upload_file(str(big), backend_bucket, BIG)
+    else:
+        backend_bucket = "pull-local"
+
+    ferry = Ferry.create(workdir / "ferry", database_url, **settings)
+    if backend == "local":
+        asyncio.run(_seed_local(workdir / "ferry" / "storage", backend_bucket, files, big))
+    email = f"alice-{backend}@example.com"
+    alice = ferry.create_user(email)
+    ferry.run(
+        "buckets", "create", f"alice-{backend}", "--owner", email, "--backend-bucket", backend_bucket
+    )
+    ferry.serve()
+    try:
+        creds = []
+        for token in (True, False):
+            status, answer = http(
+                "POST",
+                ferry.api_url + "/api/portability/credentials",
+                body={"bucket": f"alice-{backend}", "prefixes": [PREFIX], "session_token": token},
+                token=alice["api_key"],
+            )
+            assert status == 201, answer
+            creds.append(answer)
+        yield Pull(ferry, files, big_sha, creds[0], creds[1], backend)
+    finally:
+        ferry.stop()
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
+    result = subprocess.run(
+        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, (
+        f"{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout
+
+
+def ranged_gets_of(pull: Pull, key: str, access_key_id: str) -> int:
+    engine = create_engine(sync_url(pull.ferry.env["FERRY_DATABASE_URL"]))
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM audit_logs a JOIN credentials c "
+                        "ON c.id = a.credential_id WHERE a.key = :key AND a.range IS NOT NULL "
+                        "AND a.status = 206 AND c.access_key_id = :akid"
+                    ),
+                    {"key": key, "akid": access_key_id},
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("cli", ["v2", "v1"])
+def test_aws_s3_sync(pull: Pull, tmp_path: Path, cli: str) -> None:
+    aws = tool("aws", "/usr/bin/aws") if cli == "v2" else str(BIN / "aws")
+    version = run([aws, "--version"], os.environ.copy())
+    assert version.startswith("aws-cli/2" if cli == "v2" else "aws-cli/1"), version
+    env = pull.env(pull.token_cred, tmp_path)
+    out = tmp_path / "out"
+    run(
+        [
+            aws,
+            "--endpoint-url",
+            pull.ferry.gateway_url,
+            "s3",
+            "sync",
+            f"s3://{pull.bucket}/{PREFIX}",
+            str(out),
+        ],
+        env,
+    )
+    pull.check_tree(out, PREFIX, big=True)
+    time.sleep(0.6)  # the audit writer flushes in batches
+    assert ranged_gets_of(pull, BIG, pull.token_cred["access_key_id"]) >= 2
+
+    # Token-free: the same with nothing but a key id and a secret.
+    env = pull.env(pull.tokenless_cred, tmp_path)
+    small = tmp_path / "small"
+    run(
+        [
+            aws,
+            "--endpoint-url",
+            pull.ferry.gateway_url,
+            "s3",
+            "sync",
+            f"s3://{pull.bucket}/pull/small/",
+            str(small),
+        ],
+        env,
+    )
+    pull.check_tree(small, "pull/small/", big=False)
+
+
+@pytest.mark.parametrize("list_version", ["1", "2"])
+def test_rclone_copy_and_check(pull: Pull, tmp_path: Path, list_version: str) -> None:
+    rclone = tool("rclone")
+    for cred, prefix, big in [
+        (pull.token_cred, PREFIX, True),
+        (pull.tokenless_cred, "pull/small/", False),
+    ]:
+        env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        env.update(
+            {
+                "HOME": str(tmp_path),
+                "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+                "RCLONE_CONFIG_FERRY_TYPE": "s3",
+                "RCLONE_CONFIG_FERRY_PROVIDER": "Other",
+                "RCLONE_CONFIG_FERRY_ENDPOINT": pull.ferry.gateway_url,
+                "RCLONE_CONFIG_FERRY_REGION": "us-east-1",
+                "RCLONE_CONFIG_FERRY_ACCESS_KEY_ID": cred["access_key_id"],
+                "RCLONE_CONFIG_FERRY_SECRET_ACCESS_KEY": cred["secret_access_key"],
+                "RCLONE_CONFIG_FERRY_LIST_VERSION": list_version,
+                "RCLONE_CONFIG_FERRY_NO_CHECK_BUCKET": "true",
+            }
+        )
+        if cred["session_token"]:
+            env["RCLONE_CONFIG_FERRY_SESSION_TOKEN"] = cred["session_token"]
+        out = tmp_path / f"out-{cred['access_key_id']}"
+        run([rclone, "copy", f"ferry:{pull.bucket}/{prefix}", str(out)], env)
+        run([rclone, "check", f"ferry:{pull.bucket}/{prefix}", str(out)], env)
+        pull.check_tree(out, prefix, big=big)
+
+
+def test_s5cmd(pull: Pull, tmp_path: Path) -> None:
+    s5cmd = tool("s5cmd")
+    for cred, prefix, big in [
+        (pull.token_cred, PREFIX, True),
+        (pull.tokenless_cred, "pull/small/", False),
+    ]:
+        out = tmp_path / f"out-{cred['access_key_id']}"
+        run(
+            [
+                s5cmd,
+                "--endpoint-url",
+                pull.ferry.gateway_url,
+                "cp",
+                f"s3://{pull.bucket}/{prefix}*",
+                f"{out}/",
+            ],
+            pull.env(cred, tmp_path),
+        )
+        pull.check_tree(out, prefix, big=big)
+
+
+def test_s3cmd(pull: Pull, tmp_path: Path) -> None:
+    s3cmd = tool("s3cmd", "/usr/bin/s3cmd")
+    host = pull.ferry.gateway_url.removeprefix("http://")
+    for cred, prefix, big in [
+        (pull.token_cred, PREFIX, True),
+        (pull.tokenless_cred, "pull/small/", False),
+    ]:
+        config = tmp_path / "s3cfg"
+        lines = [
+            "[default]",
+            f"access_key = {cred['access_key_id']}",
+            f"secret_key = {cred['secret_access_key']}",
+            f"host_base = {host}",
+            f"host_bucket = {host}",  # path style
+            "use_https = False",
+            "signature_v2 = False",
+            "bucket_location = us-east-1",
+        ]
+        if cred["session_token"]:
+            lines.append(f"access_token = {cred['session_token']}")
+        config.write_text("\n".join(lines) + "\n")
+        out = tmp_path / f"out-{cred['access_key_id']}"
+        out.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        run(
+            [
+                s3cmd,
+                "-c",
+                str(config),
+                "get",
+                "--recursive",
+                f"s3://{pull.bucket}/{prefix}",
+                f"{out}/",
+            ],
+            env,
+        )
+        pull.check_tree(out, prefix, big=big)
+
+
+def _boto3(pull: Pull, cred: dict[str, Any]) -> Any:
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=pull.ferry.gateway_url,
+        region_name="us-east-1",
+        aws_access_key_id=cred["access_key_id"],
+        aws_secret_access_key=cred["secret_access_key"],
+        aws_session_token=cred["session_token"],
+        # boto3 presigns with SigV2 unless told otherwise; Ferry speaks SigV4 only.
+        config=BotoConfig(
+            signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 2}
+        ),
+    )
+
+
+def test_boto3_paginator_and_download(pull: Pull, tmp_path: Path) -> None:
+    for cred in (pull.token_cred, pull.tokenless_cred):
+        s3 = _boto3(pull, cred)
+        keys = [
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=pull.bucket, Prefix=PREFIX, PaginationConfig={"PageSize": 37}
+            )
+            for o in page.get("Contents", [])
+        ]
+        want = sorted([k for k in pull.files if k.startswith(PREFIX)] + [BIG])
+        assert sorted(keys) == want
+        assert len(keys) == len(set(keys))
+    s3 = _boto3(pull, pull.token_cred)
+    for key in TRICKY:
+        target = tmp_path / hashlib.md5(key.encode()).hexdigest()  # noqa: S324 - a file name
+        s3.download_file(pull.bucket, key, str(target))
+        assert target.read_bytes() == pull.files[key]
+    target = tmp_path / "big.bin"
+    s3.download_file(pull.bucket, BIG, str(target))
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == pull.big_sha256
+    # The outside stays outside, whatever the client asks. "pul" names a folder above the
+    # scope: it is "no such key" (rclone probes such names), never the object's bytes.
+    for key in OUTSIDE:
+        with pytest.raises(s3.exceptions.ClientError) as info:
+            s3.get_object(Bucket=pull.bucket, Key=key)
+        expected = "NoSuchKey" if PREFIX.startswith(key) else "AccessDenied"
+        assert info.value.response["Error"]["Code"] == expected
+
+
+def test_presigned_url_with_curl(pull: Pull, tmp_path: Path) -> None:
+    curl = tool("curl")
+    for cred in (pull.token_cred, pull.tokenless_cred):
+        s3 = _boto3(pull, cred)
+        url = s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": pull.bucket, "Key": "pull/unicodé/日本語.txt"},
+            ExpiresIn=600,
+        )
+        body = subprocess.run([curl, "-sf", url], capture_output=True, check=True).stdout
+        assert body == pull.files["pull/unicodé/日本語.txt"]
+    url = _boto3(pull, pull.token_cred).generate_presigned_url(
+        "get_object", Params={"Bucket": pull.bucket, "Key": BIG}, ExpiresIn=600
+    )
+    part = subprocess.run(
+        [curl, "-sf", "-r", "1000-1999", url], capture_output=True, check=True
+    ).stdout
+    assert len(part) == 1000
+    s3 = _boto3(pull, pull.token_cred)
+    whole_range = s3.get_object(Bucket=pull.bucket, Key=BIG, Range="bytes=1000-1999")["Body"].read()
+    assert part == whole_range
