@@ -65,7 +65,7 @@ class World:
         *,
         method: str = "GET",
         headers: dict[str, str] | None = None,
-        token: str | None | bool = True,
+        token: str | bool | None = True,
         when: datetime | None = None,
         presign: int | None = None,
     ) -> Any:

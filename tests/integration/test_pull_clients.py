@@ -128,7 +128,7 @@ async def _seed_local(root: Path, bucket: str, files: dict[str, bytes], big: Pat
 
     for key, data in files.items():
         await storage.put(bucket, key, once(data), size=len(data))
-    await storage.put(bucket, BIG, chunks(), size=big.stat().st_size)
+    await storage.put(bucket, BIG, chunks(), size=100 * MiB)
     await storage.close()
 
 
@@ -167,9 +167,8 @@ def pull(
         asyncio.run(_seed_local(workdir / "ferry" / "storage", backend_bucket, files, big))
     email = f"alice-{backend}@example.com"
     alice = ferry.create_user(email)
-    ferry.run(
-        "buckets", "create", f"alice-{backend}", "--owner", email, "--backend-bucket", backend_bucket
-    )
+    bucket = f"alice-{backend}"
+    ferry.run("buckets", "create", bucket, "--owner", email, "--backend-bucket", backend_bucket)
     ferry.serve()
     try:
         creds = []

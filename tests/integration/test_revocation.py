@@ -1,4 +1,4 @@
-"""Revocation reaches every gateway instance within a second; a dump of the database holds no secret.
+"""Revocation reaches every gateway within a second; a dump of the database holds no secret.
 
 Two `ferry serve` processes share one database (PostgreSQL under CI), as two gateway
 instances behind a load balancer would.

@@ -160,7 +160,8 @@ def test_anonymous_is_none() -> None:
         ("AWS4-HMAC-SHA256 garbage", "AuthorizationHeaderMalformed"),
         ("AWS FRYX:c2ln", "InvalidRequest"),
         (
-            "AWS4-HMAC-SHA256 Credential=FRYX/2026/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=ab",
+            "AWS4-HMAC-SHA256 Credential=FRYX/2026/us-east-1/s3/aws4_request, "
+            "SignedHeaders=host, Signature=ab",
             "AuthorizationHeaderMalformed",
         ),
     ],
@@ -178,7 +179,7 @@ def test_malformed_authorization(auth: str, code: str) -> None:
 
 
 def test_wrong_service_is_refused() -> None:
-    method, path, query, headers = botocore_signed("http://h/b/k")
+    method, _, _, headers = botocore_signed("http://h/b/k")
     headers = [
         (n, v.replace(b"/s3/", b"/ec2/")) if n == b"authorization" else (n, v) for n, v in headers
     ]
