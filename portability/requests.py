@@ -1,0 +1,133 @@
+"""Portability requests: the seed table's rows, their states and their JSON resource.
+
+States (stored in `status`):
+
+    pending ─► processing ─► ready ─► completed      an export: ready = downloadable,
+        │           │                                completed = fully fetched or pulled
+        │           ├──────► completed                a transfer: every object copied
+        │           └──────► failed                   with `metadata.error`
+        └───────────┴──────► cancelled                by the user (open uploads aborted)
+                    ready ─► expired                  the sweeper deleted the export objects
+
+`metadata` (the `meta` attribute) holds:
+
+    progress     {bytes_done, bytes_total, objects_done, objects_total, bytes_per_second,
+                  eta_seconds}
+    parts        [{url, size, sha256}] download links of an export
+    manifest_url
+    report       the final report of a transfer or export
+    error        a one-line reason when failed
+    due_at       Article 12(3): one month after the request
+    options      what was asked for (archive_format, include, source bucket/prefix, …)
+    credentials  for format "s3": the credential's description (never its secret)
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import PortabilityRequest
+
+PENDING = "pending"
+PROCESSING = "processing"
+READY = "ready"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+EXPIRED = "expired"
+
+ACTIVE = (PENDING, PROCESSING)
+FINAL = (COMPLETED, FAILED, CANCELLED, EXPIRED)
+ARTICLE_12_DAYS = 30  # "within one month of receipt"
+
+
+def empty_progress() -> dict[str, Any]:
+    return {
+        "bytes_done": 0,
+        "bytes_total": 0,
+        "objects_done": 0,
+        "objects_total": 0,
+        "bytes_per_second": 0,
+        "eta_seconds": None,
+    }
+
+
+def new_request(
+    user_id: uuid.UUID,
+    *,
+    request_type: str,
+    format: str | None,
+    options: dict[str, Any],
+    now: datetime,
+    transfer_destination: str | None = None,
+) -> PortabilityRequest:
+    return PortabilityRequest(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        request_type=request_type,
+        status=PENDING,
+        format=format,
+        transfer_destination=transfer_destination,
+        created_at=now,
+        meta={
+            "progress": empty_progress(),
+            "options": options,
+            "due_at": iso(now + timedelta(days=ARTICLE_12_DAYS)),
+        },
+    )
+
+
+def iso(when: datetime | None) -> str | None:
+    return None if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def update_meta(request: PortabilityRequest, **changes: Any) -> None:
+    """Replace top-level metadata keys (a new dict, so the ORM sees the change)."""
+    request.meta = {**(request.meta or {}), **changes}
+
+
+def to_json(
+    request: PortabilityRequest, *, destination: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The request resource. `destination` is the public view (no secrets) of a transfer's."""
+    return {
+        "id": str(request.id),
+        "user_id": str(request.user_id),
+        "request_type": request.request_type,
+        "status": request.status,
+        "format": request.format,
+        "export_url": request.export_url,
+        "expires_at": iso(request.expires_at),
+        "transfer_destination": destination,
+        "created_at": iso(request.created_at),
+        "completed_at": iso(request.completed_at),
+        "metadata": request.meta or {},
+    }
+
+
+async def get_for_user(
+    session: AsyncSession, request_id: str, user_id: uuid.UUID | None
+) -> PortabilityRequest | None:
+    """The request, if it exists and (unless user_id is None) belongs to the user."""
+    try:
+        rid = uuid.UUID(request_id)
+    except ValueError:
+        return None
+    request = await session.get(PortabilityRequest, rid)
+    if request is None or (user_id is not None and request.user_id != user_id):
+        return None
+    return request
+
+
+async def list_for_user(session: AsyncSession, user_id: uuid.UUID) -> list[PortabilityRequest]:
+    rows = await session.scalars(
+        select(PortabilityRequest)
+        .where(PortabilityRequest.user_id == user_id)
+        .order_by(PortabilityRequest.created_at.desc())
+    )
+    return list(rows.all())
