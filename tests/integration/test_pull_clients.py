@@ -47,6 +47,14 @@ TRICKY = [
     LONG_KEY,
 ]
 OUTSIDE = ["secret/s.txt", "pullx/sibling.txt", "pul"]
+# Keys with empty path segments and a folder marker: SeaweedFS cannot store them (it collapses
+# "//" and keeps no body for "dir/"), so they are served from the local backend only.
+EDGE = {
+    "edge/a//b.txt": b"double slash",
+    "edge//lead.txt": b"empty first segment",
+    "edge/dir/": b"",
+    "edge/dir/in.txt": b"inside a folder with a marker",
+}
 BIG = "pull/big/100MiB.bin"
 
 
@@ -77,6 +85,7 @@ class Pull:
     token_cred: dict[str, Any]
     tokenless_cred: dict[str, Any]
     backend: str
+    api_key: str
 
     @property
     def bucket(self) -> str:
@@ -164,7 +173,8 @@ def pull(
 
     ferry = Ferry.create(workdir / "ferry", database_url, **settings)
     if backend == "local":
-        asyncio.run(_seed_local(workdir / "ferry" / "storage", backend_bucket, files, big))
+        seed = {**files, **EDGE}
+        asyncio.run(_seed_local(workdir / "ferry" / "storage", backend_bucket, seed, big))
     email = f"alice-{backend}@example.com"
     alice = ferry.create_user(email)
     bucket = f"alice-{backend}"
@@ -181,7 +191,7 @@ def pull(
             )
             assert status == 201, answer
             creds.append(answer)
-        yield Pull(ferry, files, big_sha, creds[0], creds[1], backend)
+        yield Pull(ferry, files, big_sha, creds[0], creds[1], backend, alice["api_key"])
     finally:
         ferry.stop()
 
@@ -411,3 +421,40 @@ def test_presigned_url_with_curl(pull: Pull, tmp_path: Path) -> None:
     s3 = _boto3(pull, pull.token_cred)
     whole_range = s3.get_object(Bucket=pull.bucket, Key=BIG, Range="bytes=1000-1999")["Body"].read()
     assert part == whole_range
+
+
+def test_empty_segments_and_folder_markers(pull: Pull, tmp_path: Path) -> None:
+    if pull.backend != "local":
+        pytest.skip("SeaweedFS does not store keys with empty segments or folder markers")
+    status, cred = http(
+        "POST",
+        pull.ferry.api_url + "/api/portability/credentials",
+        body={"bucket": pull.bucket, "prefixes": ["edge/"]},
+        token=pull.api_key,
+    )
+    assert status == 201, cred
+    s3 = _boto3(pull, cred)
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=pull.bucket, Prefix="edge/")["Contents"]]
+    assert listed == sorted(EDGE)  # every key exactly, in UTF-8 byte order
+    for key, data in EDGE.items():
+        assert s3.get_object(Bucket=pull.bucket, Key=key)["Body"].read() == data
+    # aws-cli maps empty segments away and skips the folder marker; every byte still arrives.
+    out = tmp_path / "out"
+    run(
+        [
+            tool("aws", "/usr/bin/aws"),
+            "--endpoint-url",
+            pull.ferry.gateway_url,
+            "s3",
+            "sync",
+            f"s3://{pull.bucket}/edge/",
+            str(out),
+        ],
+        pull.env(cred, tmp_path),
+    )
+    got = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got == {
+        "a/b.txt": EDGE["edge/a//b.txt"],
+        "lead.txt": EDGE["edge//lead.txt"],
+        "dir/in.txt": EDGE["edge/dir/in.txt"],
+    }
