@@ -246,6 +246,18 @@ def test_aws_s3_sync(pull: Pull, tmp_path: Path, cli: str) -> None:
     pull.check_tree(out, PREFIX, big=True)
     time.sleep(0.6)  # the audit writer flushes in batches
     assert ranged_gets_of(pull, BIG, pull.token_cred["access_key_id"]) >= 2
+    # The user sees what went through: whole objects fetched and bytes served.
+    status, answer = http(
+        "GET", pull.ferry.api_url + "/api/portability/credentials", token=pull.api_key
+    )
+    assert status == 200
+    mine = next(
+        c for c in answer["credentials"] if c["access_key_id"] == pull.token_cred["access_key_id"]
+    )
+    small_objects = len(pull.expected(PREFIX))
+    assert mine["pulled"]["objects"] >= small_objects
+    assert mine["pulled"]["bytes"] >= sum(map(len, pull.expected(PREFIX).values())) + 100 * MiB
+    assert mine["last_used_at"] is not None
 
     # Token-free: the same with nothing but a key id and a secret.
     env = pull.env(pull.tokenless_cred, tmp_path)

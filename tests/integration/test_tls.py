@@ -1,0 +1,102 @@
+"""The gateway serves HTTPS directly when a certificate is configured."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support.ferry import Ferry
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_gateway(database_url: str, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    ferry = Ferry.create(
+        tmp_path / "ferry",
+        database_url,
+        gateway_tls_cert_file=str(cert),
+        gateway_tls_key_file=str(key),
+    )
+    gateway = ferry.gateway_url.replace("http://", "https://")
+    ferry.env["FERRY_GATEWAY_PUBLIC_URL"] = gateway
+    ferry.create_user("tls@example.com")
+    ferry.run("buckets", "create", "tls-data", "--owner", "tls@example.com")
+    ferry.serve()
+    try:
+        cred = json.loads(
+            ferry.run(
+                "creds", "issue", "--user", "tls@example.com", "--bucket", "tls-data", "--json"
+            ).stdout
+        )
+        assert cred["endpoint_url"].startswith("https://")
+        s3 = boto3.session.Session().client(
+            "s3",
+            endpoint_url=gateway,
+            region_name="us-east-1",
+            verify=str(cert),
+            aws_access_key_id=cred["access_key_id"],
+            aws_secret_access_key=cred["secret_access_key"],
+            aws_session_token=cred["session_token"],
+            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+        assert s3.list_objects_v2(Bucket="tls-data")["KeyCount"] == 0
+        # Plain HTTP to the TLS port is not served.
+        plain = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", ferry.gateway_url + "/"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert plain.stdout != "200"
+    finally:
+        ferry.stop()
+
+
+@pytest.mark.parametrize("only", ["cert", "key"])
+def test_half_a_tls_config_is_refused(database_url: str, tmp_path: Path, only: str) -> None:
+    ferry = Ferry.create(
+        tmp_path / "ferry", database_url, **{f"gateway_tls_{only}_file": str(tmp_path / "x.pem")}
+    )
+    result = ferry.run("serve", check=False)
+    assert result.returncode == 1
+    assert "set both tls_cert_file and tls_key_file" in result.stderr
