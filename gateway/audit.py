@@ -41,6 +41,17 @@ class AccessEvent:
     details: dict[str, object] = field(default_factory=dict)
 
 
+def _clean(value: str | None) -> str | None:
+    """Text as PostgreSQL stores it: no NUL, no lone surrogates from undecodable bytes.
+
+    Without this one hostile request would make the whole batch's insert fail.
+    """
+    if value is None:
+        return None
+    text = value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    return text.replace("\x00", "\ufffd")
+
+
 @dataclass
 class _Totals:
     last: datetime
@@ -123,15 +134,15 @@ class AuditWriter:
                         "user_id": e.user_id,
                         "credential_id": e.credential_id,
                         "actor": "gateway",
-                        "action": e.action,
-                        "bucket": e.bucket,
-                        "key": e.key,
+                        "action": _clean(e.action),
+                        "bucket": _clean(e.bucket),
+                        "key": _clean(e.key),
                         "status": e.status,
                         "bytes": e.bytes,
                         "duration_ms": e.duration_ms,
-                        "client_addr": e.client_addr,
-                        "user_agent": e.user_agent,
-                        "range": e.range,
+                        "client_addr": _clean(e.client_addr),
+                        "user_agent": _clean(e.user_agent),
+                        "range": _clean(e.range),
                         "details": {**e.details, **({"error": e.error} if e.error else {})} or None,
                     }
                     for e in events
