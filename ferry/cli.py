@@ -84,7 +84,16 @@ def serve(config_path: str | None, no_worker: bool, gateway_only: bool, api_only
     if gateway_only and api_only:
         raise click.UsageError("--gateway-only and --api-only exclude each other")
     config = _config(config_path)
-    run(serve_(config, gateway=not api_only, api=not gateway_only))
+    run(serve_(config, gateway=not api_only, api=not gateway_only, worker=not no_worker))
+
+
+@main.command()
+@config_option
+def worker(config_path: str | None) -> None:
+    """Run the export and transfer workers until SIGTERM (no listeners)."""
+    from ferry.serve import serve as serve_
+
+    run(serve_(_config(config_path), gateway=False, api=False, worker=True))
 
 
 @main.command()
@@ -342,3 +351,13 @@ async def _user(session: AsyncSession, email: str) -> User:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _register() -> None:
+    # Command groups that live in their own modules, added here so `ferry --help` lists them.
+    from ferry.cli_export import export
+
+    main.add_command(export)
+
+
+_register()

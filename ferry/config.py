@@ -97,6 +97,20 @@ class MailConfig:
     smtp_url: Secret = Secret("")
     from_: str = "ferry@localhost"
     outbox: str = "var/outbox"
+    ca_file: str = ""
+
+
+@dataclass(frozen=True)
+class ExportsConfig:
+    """Export building and delivery; validated by portability's ExportSettings."""
+
+    exports_bucket: str = "ferry-exports"
+    part_size: int = 2 * 1024**3
+    upload_chunk_size: int = 8 * 1024**2
+    link_ttl_seconds: int = 604_800
+    compression_level: int = 1
+    max_active_per_user: int = 1
+    s3_manifest_sha256: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     mail: MailConfig = field(default_factory=MailConfig)
+    exports: ExportsConfig = field(default_factory=ExportsConfig)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -116,6 +131,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "api": ApiConfig,
     "security": SecurityConfig,
     "mail": MailConfig,
+    "exports": ExportsConfig,
 }
 
 
@@ -166,6 +182,21 @@ def _build_section(
 
 
 def _coerce(where: str, type_name: str, value: Any) -> Any:
+    if type_name == "bool":
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
+    if type_name == "int":
+        if isinstance(value, str):
+            try:
+                value = int(value.replace("_", ""))
+            except ValueError:
+                raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer")
+        return value
     if type_name.startswith("tuple"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings")

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from ferry.config import Config, ConfigError, parse_listen
 from ferry.runtime import build_gateway_app, open_runtime
+from ferry.worker import export_settings, run_workers
 from portability.api import build_api_app
 from portability.credentials import Endpoint
 
@@ -59,7 +60,9 @@ def _listener(app: ASGIApp, *, tls_cert: str = "", tls_key: str = "") -> _Listen
     return _Listener(config)
 
 
-async def serve(config: Config, *, gateway: bool = True, api: bool = True) -> None:
+async def serve(
+    config: Config, *, gateway: bool = True, api: bool = True, worker: bool = True
+) -> None:
     sockets: list[tuple[_Listener, socket.socket]] = []
     try:
         async with open_runtime(config) as runtime:
@@ -83,20 +86,27 @@ async def serve(config: Config, *, gateway: bool = True, api: bool = True) -> No
                     storage=runtime.storage,
                     master_key=runtime.master_key,
                     endpoint=Endpoint(config.gateway.public_url, config.gateway.region),
+                    export_settings=export_settings(config),
                 )
                 sockets.append((_listener(app), bind("api.listen", config.api.listen)))
                 print(f"API         {config.api.public_url}/api/health", flush=True)
                 print(f"Dashboard   {config.api.public_url}/", flush=True)
 
             loop = asyncio.get_running_loop()
+            stopping = asyncio.Event()
 
             def stop() -> None:
+                stopping.set()
                 for server, _ in sockets:
                     server.should_exit = True
 
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop)
-            await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in sockets))
+            tasks = [server.serve(sockets=[sock]) for server, sock in sockets]
+            if worker:
+                print("Workers     exports and transfers", flush=True)
+                tasks.append(run_workers(runtime, stopping))
+            await asyncio.gather(*tasks)
             print("ferry stopped", flush=True)
     finally:
         for _, sock in sockets:

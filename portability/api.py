@@ -5,10 +5,9 @@ Authentication is `Authorization: Bearer <api key>`; admin routes need an admin'
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,11 +21,15 @@ from starlette.routing import Route
 
 from db.models import User
 from portability import events
-from portability.accounts import authenticate
 from portability.credentials import Endpoint, describe, issue_for_user, parse_issue_request
+from portability.exports.settings import ExportSettings
+from portability.http import Endpoint as Endpoint_
+from portability.http import Handler, body_json, error
+from portability.http import authed as authed_
+from portability.requests_api import request_routes
 from storage.base import Storage
 from sts import issue as sts
-from sts.exceptions import InvalidRequest, NotFound
+from sts.exceptions import NotFound
 
 log = logging.getLogger("ferry.api")
 
@@ -41,16 +44,6 @@ _CODES = {
 }
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return error(exc.status_code, _CODES.get(exc.status_code, "error"), exc.detail)
@@ -62,9 +55,6 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error(500, "internal", "internal server error")
 
 
-Handler = Callable[[Request, AsyncSession, User], Awaitable[Response]]
-
-
 def build_api_app(
     *,
     engine: AsyncEngine,
@@ -72,39 +62,11 @@ def build_api_app(
     storage: Storage,
     master_key: bytes,
     endpoint: Endpoint,
+    export_settings: ExportSettings | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Starlette:
-    def authed(
-        handler: Handler, *, admin: bool = False
-    ) -> Callable[[Request], Awaitable[Response]]:
-        """One transaction per request, committed when the handler answers without error."""
-
-        async def endpoint_(request: Request) -> Response:
-            scheme, _, key = request.headers.get("authorization", "").partition(" ")
-            try:
-                async with sessions.begin() as session:
-                    user = None
-                    if scheme.lower() == "bearer" and key:
-                        user = await authenticate(session, key.strip())
-                    if user is None:
-                        raise ApiError(401, "unauthorized", "a valid API key is required")
-                    if admin and not user.is_admin:
-                        raise ApiError(403, "forbidden", "this needs an admin's API key")
-                    return await handler(request, session, user)
-            except ApiError as exc:
-                return error(exc.status, exc.code, exc.message)
-            except NotFound as exc:
-                return error(404, "not_found", str(exc))
-            except InvalidRequest as exc:
-                return error(422, "invalid", str(exc))
-
-        return endpoint_
-
-    async def body_json(request: Request) -> Any:
-        try:
-            return json.loads(await request.body() or b"null")
-        except ValueError:
-            raise ApiError(400, "bad_request", "the body is not valid JSON") from None
+    def authed(handler: Handler, *, admin: bool = False) -> Endpoint_:
+        return authed_(sessions, handler, admin=admin)
 
     def client(request: Request) -> dict[str, Any]:
         return {
@@ -219,6 +181,15 @@ def build_api_app(
             methods=["POST"],
         ),
     ]
+    routes += request_routes(
+        sessions=sessions,
+        storage=storage,
+        master_key=master_key,
+        settings=export_settings
+        or ExportSettings(gateway_url=endpoint.url, region=endpoint.region),
+        endpoint=endpoint,
+        clock=clock,
+    )
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

@@ -12,6 +12,8 @@ from db.models import Bucket, User
 from portability.accounts import AccountError
 from storage.base import Storage
 
+# Ferry keeps each user's export objects in a system bucket named with this prefix.
+RESERVED_PREFIX = "ferry-export"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -38,6 +40,8 @@ async def create_bucket(
     backend_prefix: str = "",
 ) -> Bucket:
     check_bucket_name(name)
+    if name.startswith(RESERVED_PREFIX):
+        raise AccountError(f"bucket names starting with {RESERVED_PREFIX!r} are Ferry's own")
     owner = await session.scalar(select(User).where(User.email == owner_email.strip().lower()))
     if owner is None:
         raise AccountError(f"no user with email {owner_email}")

@@ -1,0 +1,114 @@
+"""The background workers of a process: exports and transfers, built from the runtime.
+
+`ferry serve` runs them beside its listeners (unless --no-worker); `ferry worker` runs only
+them. Any number of such processes share one PostgreSQL database: each claims its own work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select
+
+from db.models import Bucket, PortabilityRequest
+from ferry.config import Config
+from ferry.runtime import Runtime
+from portability.exports.notify import Notifier
+from portability.exports.settings import ExportSettings
+from portability.exports.worker import ExportWorker
+from portability.mail import Mailer, MailSettings
+from portability.transfers import open_destination
+from transfer.exceptions import TransferError
+from transfer.spec import Destination, Source
+from transfer.worker import TransferWorker
+
+log = logging.getLogger("ferry.worker")
+
+
+def export_settings(config: Config) -> ExportSettings:
+    e = config.exports
+    return ExportSettings(
+        gateway_url=config.gateway.public_url,
+        region=config.gateway.region,
+        exports_bucket=e.exports_bucket,
+        part_size=e.part_size,
+        upload_chunk_size=e.upload_chunk_size,
+        link_ttl_seconds=e.link_ttl_seconds,
+        compression_level=e.compression_level,
+        max_active_per_user=e.max_active_per_user,
+        s3_manifest_sha256=e.s3_manifest_sha256,
+    )
+
+
+def notifier(runtime: Runtime) -> Notifier:
+    mail = runtime.config.mail
+    settings = MailSettings(
+        smtp_url=str(mail.smtp_url), sender=mail.from_, outbox=mail.outbox, ca_file=mail.ca_file
+    )
+    return Notifier(runtime.sessions, Mailer(settings))
+
+
+def transfer_resolver(
+    runtime: Runtime,
+) -> Callable[[PortabilityRequest], Awaitable[tuple[Source, Destination]]]:
+    """Source and destination of a transfer request: the user's bucket, the sealed target."""
+
+    async def resolve(request: PortabilityRequest) -> tuple[Source, Destination]:
+        options = (request.meta or {}).get("options", {}).get("source", {})
+        async with runtime.sessions() as session:
+            bucket = await session.scalar(
+                select(Bucket).where(
+                    Bucket.name == options.get("bucket"), Bucket.owner_id == request.user_id
+                )
+            )
+        if bucket is None:
+            raise TransferError(f"the source bucket {options.get('bucket')!r} no longer exists")
+        source = Source(
+            runtime.storage,
+            bucket.backend_bucket,
+            bucket.backend_prefix + str(options.get("prefix") or ""),
+        )
+        d = open_destination(runtime.master_key, request)
+        destination = Destination(
+            endpoint_url=d["endpoint_url"],
+            region=d["region"] or "us-east-1",
+            bucket=d["bucket"],
+            prefix=d["prefix"] or "",
+            access_key_id=d["access_key_id"],
+            secret_access_key=d["secret_access_key"],
+            session_token=d["session_token"],
+            addressing_style=d["addressing_style"] or "path",
+            checksum=d["checksum"] or "auto",
+        )
+        return source, destination
+
+    return resolve
+
+
+async def run_workers(runtime: Runtime, stop: asyncio.Event) -> None:
+    worker_id = f"{socket.gethostname()}:{os.getpid()}"
+    notify = notifier(runtime)
+    exports = ExportWorker(
+        sessions=runtime.sessions,
+        storage=runtime.storage,
+        master_key=runtime.master_key,
+        settings=export_settings(runtime.config),
+        notifier=notify,
+        worker_id=worker_id,
+    )
+
+    async def transfer_finished(request: PortabilityRequest) -> None:
+        await notify.notify_transfer_finished(request)
+
+    transfers = TransferWorker(
+        runtime.sessions,
+        resolve=transfer_resolver(runtime),
+        worker_id=worker_id,
+        on_finished=transfer_finished,
+    )
+    log.info("workers started as %s", worker_id)
+    await asyncio.gather(exports.run(stop), transfers.run(stop))

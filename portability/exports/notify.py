@@ -1,0 +1,121 @@
+"""Telling users by email: export ready, failed, links expiring, transfer finished.
+
+Each notification's outcome is kept in `metadata.notifications[kind]`: `sent_at`, or the
+`attempts` so far and the `last_error`. The sweeper retries unsent ones (up to
+`MAX_ATTEMPTS`), so a mail server that is down for an hour delays the mail, nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import PortabilityRequest, User
+from portability.mail import Mailer, MailError, render
+from portability.requests import iso, update_meta
+
+log = logging.getLogger("ferry.exports.notify")
+
+MAX_ATTEMPTS = 5
+
+
+def _size_text(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _context(request: PortabilityRequest, kind: str) -> dict[str, Any]:
+    meta = request.meta or {}
+    links = [
+        {"url": p["url"], "name": p.get("name") or "download", "size_text": _size_text(p["size"])}
+        for p in meta.get("parts") or []
+    ]
+    report = meta.get("report") or {}
+    destination = report.get("destination") or "the destination"
+    return {
+        "request_id": str(request.id),
+        "links": links,
+        "expires_at": iso(request.expires_at) or "",
+        "manifest_url": meta.get("manifest_url"),
+        "credentials": [c.get("bucket") for c in meta.get("credentials") or []],
+        "error": meta.get("error") or "an unexpected error",
+        "status": request.status,
+        "destination": destination,
+        "summary": report.get("summary")
+        or ", ".join(f"{k}: {v}" for k, v in report.items() if isinstance(v, int | str)),
+    }
+
+
+class Notifier:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        mailer: Mailer,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.sessions = sessions
+        self.mailer = mailer
+        self.clock = clock
+
+    async def send(self, request_id: uuid.UUID, kind: str) -> bool:
+        """Send one notification and record the outcome; True when it went out."""
+        async with self.sessions() as session:
+            request = await session.get(PortabilityRequest, request_id)
+            user = None if request is None else await session.get(User, request.user_id)
+            if request is None or user is None:
+                return False
+            subject, text, html = render(kind, **_context(request, kind))
+        error = None
+        try:
+            await self.mailer.send(user.email, subject, text, html)
+        except MailError as exc:
+            error = str(exc)
+            log.error("notification %s for request %s not sent: %s", kind, request_id, exc)
+        async with self.sessions.begin() as session:
+            request = await session.get(PortabilityRequest, request_id, with_for_update=True)
+            if request is not None:
+                _record(request, kind, self.clock(), error)
+        return error is None
+
+    async def notify_transfer_finished(self, request: PortabilityRequest) -> bool:
+        """For the transfer worker: mail the user that a transfer ended (any final state)."""
+        return await self.send(request.id, "transfer_finished")
+
+
+def _record(request: PortabilityRequest, kind: str, now: datetime, error: str | None) -> None:
+    notes = dict((request.meta or {}).get("notifications") or {})
+    note = dict(notes.get(kind) or {})
+    note["attempts"] = int(note.get("attempts", 0)) + 1
+    note["last_attempt_at"] = iso(now)
+    if error is None:
+        note["sent_at"] = iso(now)
+        note.pop("last_error", None)
+    else:
+        note["last_error"] = error
+    notes[kind] = note
+    update_meta(request, notifications=notes)
+
+
+def pending(request: PortabilityRequest, kind: str) -> bool:
+    """True if `kind` was asked for, not yet sent, and may be tried again."""
+    note = ((request.meta or {}).get("notifications") or {}).get(kind)
+    if note is None:
+        return False
+    return "sent_at" not in note and int(note.get("attempts", 0)) < MAX_ATTEMPTS
+
+
+def want(request: PortabilityRequest, kind: str) -> None:
+    """Mark a notification as due (the worker or sweeper sends it)."""
+    notes = dict((request.meta or {}).get("notifications") or {})
+    notes.setdefault(kind, {"attempts": 0})
+    update_meta(request, notifications=notes)

@@ -1,0 +1,257 @@
+"""Creating, describing and cancelling export requests: what the API and the CLI share.
+
+`create_export` validates the body, enforces one running export per user (configurable),
+and for `format: "s3"` issues the pull credentials at once (a credential has exactly one
+bucket, so one per bucket): the answer carries their secrets this one time, the stored
+request only their descriptions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Bucket, Credential, PortabilityRequest, User
+from portability import events
+from portability.credentials import Endpoint, issue_for_user
+from portability.exports.exceptions import ExportConflict, InvalidExport
+from portability.exports.links import is_export_bucket
+from portability.exports.settings import ExportSettings
+from portability.requests import (
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PROCESSING,
+    READY,
+    new_request,
+    to_json,
+    update_meta,
+)
+from portability.transfers import public_destination
+from sts.issue import TTL_MAX, TTL_MIN, IssueRequest
+
+FORMATS = ("json", "archive", "s3")
+ARCHIVE_FORMATS = ("tar.gz", "zip")
+INCLUDE = ("personal", "files")
+CANCELLABLE = ("pending", PROCESSING, READY)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    format: str
+    archive_format: str | None = None
+    include: tuple[str, ...] = INCLUDE
+    session_token: bool = True  # s3: credentials with a token (False: for token-less forms)
+
+    def as_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"format": self.format}
+        if self.format == "archive":
+            meta.update(archive_format=self.archive_format, include=list(self.include))
+        if self.format == "s3":
+            meta["session_token"] = self.session_token
+        return meta
+
+
+def parse_export(body: Any) -> ExportOptions:
+    """Validate the body of POST /api/portability/export (request_type "export")."""
+    if not isinstance(body, dict):
+        raise InvalidExport("the body must be a JSON object")
+    allowed = {"request_type", "format", "archive_format", "include", "session_token"}
+    unknown = set(body) - allowed
+    if unknown:
+        raise InvalidExport(f"unknown field(s): {', '.join(sorted(unknown))}")
+    fmt = body.get("format")
+    if fmt not in FORMATS:
+        raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
+    archive_format = body.get("archive_format")
+    include = body.get("include")
+    if fmt != "archive":
+        if archive_format is not None or include is not None:
+            raise InvalidExport("archive_format and include apply to format 'archive' only")
+    else:
+        archive_format = archive_format or "zip"
+        if archive_format not in ARCHIVE_FORMATS:
+            raise InvalidExport(f"archive_format must be one of {', '.join(ARCHIVE_FORMATS)}")
+        if include is None:
+            include = list(INCLUDE)
+        if (
+            not isinstance(include, list)
+            or not include
+            or not all(isinstance(i, str) and i in INCLUDE for i in include)
+        ):
+            raise InvalidExport("include must be a non-empty list of 'personal' and 'files'")
+    token = body.get("session_token", True)
+    if not isinstance(token, bool) or (fmt != "s3" and "session_token" in body):
+        raise InvalidExport("session_token (true or false) applies to format 's3' only")
+    return ExportOptions(
+        format=fmt,
+        archive_format=archive_format,
+        include=tuple(i for i in INCLUDE if include and i in include) or INCLUDE,
+        session_token=token,
+    )
+
+
+async def user_buckets(session: AsyncSession, user_id: uuid.UUID) -> list[Bucket]:
+    """The user's own buckets by name, without the system bucket holding their exports."""
+    rows = await session.scalars(
+        select(Bucket).where(Bucket.owner_id == user_id).order_by(Bucket.name)
+    )
+    return [b for b in rows.all() if not is_export_bucket(b)]
+
+
+async def create_export(
+    session: AsyncSession,
+    master_key: bytes,
+    user: User,
+    options: ExportOptions,
+    *,
+    settings: ExportSettings,
+    endpoint: Endpoint,
+    now: datetime,
+    actor: str = "user",
+) -> tuple[PortabilityRequest, list[dict[str, Any]] | None]:
+    """A pending export request; for "s3", also the issued credentials (with secrets)."""
+    # Lock the user's row: two simultaneous requests must not both pass the check below.
+    await session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    if settings.max_active_per_user:
+        running = await session.scalar(
+            select(func.count())
+            .select_from(PortabilityRequest)
+            .where(
+                PortabilityRequest.user_id == user.id,
+                PortabilityRequest.request_type == "export",
+                PortabilityRequest.status.in_(ACTIVE),
+            )
+        )
+        if (running or 0) >= settings.max_active_per_user:
+            raise ExportConflict(
+                "an export of yours is still running; wait for it or cancel it first"
+            )
+    request = new_request(
+        user.id, request_type="export", format=options.format, options=options.as_meta(), now=now
+    )
+    session.add(request)
+    await session.flush()
+    answers: list[dict[str, Any]] | None = None
+    if options.format == "s3":
+        ttl = min(max(settings.link_ttl_seconds, TTL_MIN), TTL_MAX)
+        answers = []
+        for bucket in await user_buckets(session, user.id):
+            answers.append(
+                await issue_for_user(
+                    session,
+                    master_key,
+                    user,
+                    bucket.name,
+                    IssueRequest(
+                        ttl_seconds=ttl,
+                        session_token=options.session_token,
+                        label=f"export {request.id}",
+                    ),
+                    endpoint=endpoint,
+                    now=now,
+                    actor=actor,
+                )
+            )
+        request.expires_at = now + timedelta(seconds=ttl)
+        public = [
+            {
+                k: v
+                for k, v in a.items()
+                if k not in ("secret_access_key", "session_token", "snippets")
+            }
+            for a in answers
+        ]
+        update_meta(request, credentials=public)
+    events.record(
+        session,
+        actor=actor,
+        action="export.request",
+        user_id=user.id,
+        details={"request_id": str(request.id), **options.as_meta()},
+    )
+    return request, answers
+
+
+def resource(request: PortabilityRequest) -> dict[str, Any]:
+    """The request resource; a transfer's destination through its public view."""
+    destination = None
+    if request.request_type == "transfer":
+        destination = public_destination(request)
+    return to_json(request, destination=destination)
+
+
+def credential_ids(request: PortabilityRequest) -> list[str]:
+    """Access key ids of every credential made for this request (links and pull)."""
+    meta = request.meta or {}
+    ids = [c["access_key_id"] for c in meta.get("credentials") or []]
+    if meta.get("link_credential"):
+        ids.append(meta["link_credential"])
+    return ids
+
+
+async def revoke_request_credentials(
+    session: AsyncSession, request: PortabilityRequest, *, now: datetime
+) -> int:
+    ids = credential_ids(request)
+    if not ids:
+        return 0
+    rows = await session.scalars(
+        select(Credential).where(Credential.access_key_id.in_(ids), Credential.revoked_at.is_(None))
+    )
+    count = 0
+    for credential in rows.all():
+        credential.revoked_at = now
+        count += 1
+    await session.flush()
+    return count
+
+
+async def cancel(
+    session: AsyncSession, request: PortabilityRequest, *, now: datetime, actor: str = "user"
+) -> PortabilityRequest:
+    """Cancel a request (export or transfer): links and pull credentials die at once.
+
+    The worker building an export sees the status at its next heartbeat and stops; the
+    transfer worker aborts its uploads; the sweeper deletes what was already stored.
+    """
+    if request.status in (CANCELLED,):
+        return request
+    if request.status not in CANCELLABLE:
+        raise InvalidExport(f"a request that is {request.status} cannot be cancelled")
+    request.status = CANCELLED
+    request.completed_at = now
+    revoked = await revoke_request_credentials(session, request, now=now)
+    events.record(
+        session,
+        actor=actor,
+        action=f"{request.request_type}.cancel",
+        user_id=request.user_id,
+        details={"request_id": str(request.id), "credentials_revoked": revoked},
+    )
+    await session.flush()
+    return request
+
+
+async def lock_request(
+    session: AsyncSession, request_id: uuid.UUID, user_id: uuid.UUID | None = None
+) -> PortabilityRequest | None:
+    """The request, row-locked (PostgreSQL) so a concurrent writer waits for us."""
+    query = (
+        select(PortabilityRequest)
+        .where(PortabilityRequest.id == request_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if user_id is not None:
+        query = query.where(PortabilityRequest.user_id == user_id)
+    return (await session.scalars(query)).first()
+
+
+DONE = (READY, COMPLETED, FAILED)

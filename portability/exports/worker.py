@@ -1,0 +1,548 @@
+"""The export worker: claims pending export requests and builds them.
+
+Any number of workers (in `ferry serve` and `ferry worker` processes) may share one database.
+A request is claimed in one transaction: candidates are read `FOR UPDATE SKIP LOCKED` (on
+PostgreSQL; SQLite has one writer anyway) and switched to `processing` with a
+compare-and-set on the status, so two workers never build the same export. The claim
+carries a lease in `metadata.lease`, renewed with every progress write (about once a
+second); a request whose lease ran out (its worker crashed) is claimed again and rebuilt
+from the start. Each heartbeat also notices a cancel: the build stops, its uploads are
+aborted and what it stored is deleted.
+
+    pending ─► processing ─► ready ─► completed (every link or object fetched in full)
+                   └──────► failed (metadata.error)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import (
+    ApiKey,
+    AuditLog,
+    BillingRecord,
+    Bucket,
+    Credential,
+    PortabilityRequest,
+    UsageRecord,
+    User,
+)
+from portability import events
+from portability.exports.archive import ArchiveBuilder, ArchiveResult, Delivered
+from portability.exports.exceptions import ExportCancelled, ExportFailed
+from portability.exports.links import LinkSigner, export_bucket, issue_link_credential, object_key
+from portability.exports.listing import iter_objects, totals
+from portability.exports.manifest import ManifestWriter, read_entries
+from portability.exports.notify import Notifier, want
+from portability.exports.personal import personal_data
+from portability.exports.receipt import build_receipt
+from portability.exports.service import (
+    lock_request,
+    revoke_request_credentials,
+    user_buckets,
+)
+from portability.exports.settings import ExportSettings
+from portability.exports.sink import StorageSink
+from portability.exports.sweeper import Sweeper, purge_objects
+from portability.requests import COMPLETED, FAILED, PENDING, PROCESSING, READY, iso, update_meta
+from storage.base import Storage
+from storage.exceptions import NoSuchKey, StorageError
+
+log = logging.getLogger("ferry.exports.worker")
+
+PR = PortabilityRequest
+
+
+class _Heartbeat:
+    """Progress writes, at most once a second, that renew the lease and notice a cancel."""
+
+    def __init__(self, worker: ExportWorker, request_id: uuid.UUID, totals: tuple[int, int]):
+        self.worker = worker
+        self.request_id = request_id
+        self.objects_total, self.bytes_total = totals
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    async def __call__(self, bytes_done: int, objects_done: int, *, force: bool = False) -> None:
+        moment = time.monotonic()
+        if not force and moment - self.last < 1.0:
+            return
+        self.last = moment
+        elapsed = max(moment - self.started, 1e-3)
+        rate = int(bytes_done / elapsed)
+        left = max(self.bytes_total - bytes_done, 0)
+        progress = {
+            "bytes_done": bytes_done,
+            "bytes_total": max(self.bytes_total, bytes_done),
+            "objects_done": objects_done,
+            "objects_total": max(self.objects_total, objects_done),
+            "bytes_per_second": rate,
+            "eta_seconds": int(left / rate) if rate > 0 else None,
+        }
+        async with self.worker.sessions.begin() as session:
+            request = await self.worker.owned(session, self.request_id)
+            update_meta(request, progress=progress, lease=self.worker.lease())
+
+
+class ExportWorker:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: Storage,
+        master_key: bytes,
+        settings: ExportSettings,
+        notifier: Notifier | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        worker_id: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.storage = storage
+        self.master_key = master_key
+        self.settings = settings
+        self.notifier = notifier
+        self.clock = clock
+        self.worker_id = worker_id or uuid.uuid4().hex
+        self.sweeper = Sweeper(sessions, storage, settings, notifier=notifier, clock=clock)
+        self._receipts_at = 0.0
+
+    # the loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set; errors are logged and the loop goes on."""
+        while not stop.is_set():
+            busy = False
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("export worker pass failed")
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+
+    async def run_once(self) -> bool:
+        """Sweep, then build one export if one is waiting; True if anything was done."""
+        swept = await self.sweeper.run()
+        request_id = await self.claim()
+        if request_id is not None:
+            await self.process(request_id)
+            return True
+        if time.monotonic() - self._receipts_at >= self.settings.receipt_interval:
+            self._receipts_at = time.monotonic()
+            await self.refresh_receipts()
+        return swept > 0
+
+    def lease(self) -> dict[str, Any]:
+        until = self.clock() + timedelta(seconds=self.settings.lease_seconds)
+        return {"worker": self.worker_id, "until": iso(until)}
+
+    # claiming
+
+    async def claim(self) -> uuid.UUID | None:
+        now = self.clock()
+        async with self.sessions.begin() as session:
+            waiting = await session.scalars(
+                select(PR)
+                .where(PR.request_type == "export", PR.status == PENDING)
+                .order_by(PR.created_at)
+                .limit(10)
+                .with_for_update(skip_locked=True)
+            )
+            candidates = list(waiting.all())
+            if not candidates:
+                running = await session.scalars(
+                    select(PR)
+                    .where(PR.request_type == "export", PR.status == PROCESSING)
+                    .with_for_update(skip_locked=True)
+                )
+                candidates = [r for r in running.all() if _lease_expired(r, now)]
+            for request in candidates:
+                meta = dict(request.meta or {})
+                meta["lease"] = self.lease()
+                meta["attempts"] = int(meta.get("attempts", 0)) + 1
+                meta["started_at"] = iso(now)
+                claimed = await session.execute(
+                    update(PR)
+                    .where(PR.id == request.id, PR.status == request.status)
+                    .values(status=PROCESSING, meta=meta)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(claimed, "rowcount", 0) == 1:
+                    log.info("export %s claimed by %s", request.id, self.worker_id)
+                    return request.id
+        return None
+
+    async def owned(self, session: AsyncSession, request_id: uuid.UUID) -> PortabilityRequest:
+        """The request, locked, if this worker still holds it; else ExportCancelled."""
+        request = await lock_request(session, request_id)
+        lease = (request.meta or {}).get("lease") if request is not None else None
+        if (
+            request is None
+            or request.status != PROCESSING
+            or not lease
+            or lease.get("worker") != self.worker_id
+        ):
+            raise ExportCancelled(f"export {request_id} is no longer ours")
+        return request
+
+    # building
+
+    async def process(self, request_id: uuid.UUID) -> None:
+        async with self.sessions.begin() as session:
+            request = await self.owned(session, request_id)
+            user = await session.get(User, request.user_id)
+            assert user is not None
+            buckets = await user_buckets(session, user.id)
+            target = await export_bucket(
+                session, self.storage, user, backend_bucket=self.settings.exports_bucket
+            )
+            options = dict((request.meta or {}).get("options") or {})
+            fmt = request.format or "json"
+        try:
+            # A retried build starts from nothing: drop whatever a crashed attempt stored.
+            await purge_objects(self.storage, target, request_id)
+            if fmt == "json":
+                result = await self._json(request_id, user, target)
+            elif fmt == "archive":
+                result = await self._archive(request_id, user, target, buckets, options)
+            elif fmt == "s3":
+                result = await self._pull_manifest(request_id, target, buckets)
+            else:
+                raise ExportFailed(f"unknown format {fmt!r}")
+            await self._ready(request_id, target, result)
+        except ExportCancelled:
+            log.info("export %s stopped: cancelled or taken over", request_id)
+            with contextlib.suppress(Exception):
+                await purge_objects(self.storage, target, request_id)
+        except Exception as exc:
+            await self._fail(request_id, target, exc)
+
+    async def _json(self, request_id: uuid.UUID, user: User, target: Bucket) -> ArchiveResult:
+        rows = await self._row_count(user.id)
+        beat = _Heartbeat(self, request_id, (rows, 0))
+        name = "personal-data.json"
+        key = object_key(request_id, name)
+        sink = StorageSink(
+            self.storage,
+            target.backend_bucket,
+            target.backend_prefix + key,
+            chunk_size=self.settings.upload_chunk_size,
+            content_type="application/json",
+            headers={"content-disposition": f'attachment; filename="{name}"'},
+        )
+        sha = hashlib.sha256()
+        done = 0
+
+        def counted(n: int) -> None:
+            nonlocal done
+            done += n
+
+        try:
+            async for chunk in personal_data(
+                self.sessions, user.id, now=self.clock(), on_rows=counted
+            ):
+                sha.update(chunk)
+                await sink.write(chunk)
+                await beat(sink.size, done)
+            await sink.close()
+        except BaseException:
+            await sink.abort()
+            raise
+        await beat(sink.size, done, force=True)
+        part = Delivered(key, name, sink.size, sha.hexdigest())
+        return ArchiveResult([part], None, 0, 0, 0)
+
+    async def _row_count(self, user_id: uuid.UUID) -> int:
+        total = 0
+        async with self.sessions() as session:
+            for table, column in (
+                (ApiKey, ApiKey.user_id),
+                (UsageRecord, UsageRecord.user_id),
+                (BillingRecord, BillingRecord.user_id),
+                (AuditLog, AuditLog.user_id),
+            ):
+                count = await session.scalar(
+                    select(func.count()).select_from(table).where(column == user_id)
+                )
+                total += int(count or 0)
+        return total
+
+    async def _archive(
+        self,
+        request_id: uuid.UUID,
+        user: User,
+        target: Bucket,
+        buckets: list[Bucket],
+        options: dict[str, Any],
+    ) -> ArchiveResult:
+        include = options.get("include") or ["personal", "files"]
+        files = "files" in include
+        counts = await totals(self.storage, buckets) if files else (0, 0)
+        beat = _Heartbeat(self, request_id, counts)
+        now = self.clock()
+        builder = ArchiveBuilder(
+            self.storage,
+            settings=self.settings,
+            export_bucket=target,
+            request_id=request_id,
+            archive_format=options.get("archive_format") or "zip",
+            now=now,
+            progress=beat,
+        )
+        personal = personal_data(self.sessions, user.id, now=now) if "personal" in include else None
+        sources = iter_objects(self.storage, buckets) if files else None
+        result = await builder.build(personal=personal, sources=sources)
+        await beat(counts[1], result.objects, force=True)
+        return result
+
+    async def _pull_manifest(
+        self, request_id: uuid.UUID, target: Bucket, buckets: list[Bucket]
+    ) -> ArchiveResult:
+        counts = await totals(self.storage, buckets)
+        beat = _Heartbeat(self, request_id, counts)
+        key = object_key(request_id, "manifest.json")
+        writer = ManifestWriter(
+            StorageSink(
+                self.storage,
+                target.backend_bucket,
+                target.backend_prefix + key,
+                chunk_size=self.settings.upload_chunk_size,
+                content_type="application/json",
+            ),
+            {"generated_at": self.clock(), "request_id": str(request_id), "mode": "pull"},
+        )
+        done_bytes = done = 0
+        try:
+            async for source in iter_objects(self.storage, buckets):
+                info = source.info
+                entry: dict[str, Any] = {
+                    "bucket": source.bucket.name,
+                    "key": info.key,
+                    "size": info.size,
+                    "etag": info.etag,
+                    "last_modified": info.last_modified,
+                    "content_type": info.content_type,
+                    "sha256": None,
+                }
+                if self.settings.s3_manifest_sha256:
+                    try:
+                        entry["sha256"] = await self._sha256(source.bucket, source.backend_key)
+                    except NoSuchKey:
+                        entry["error"] = "deleted while the export ran"
+                await writer.add(entry)
+                done += 1
+                done_bytes += info.size
+                await beat(done_bytes, done)
+            stored = await writer.finish()
+        except BaseException:
+            await writer.sink.abort()
+            raise
+        manifest = Delivered(key, "manifest.json", stored.size, "")
+        return ArchiveResult([], manifest, writer.objects, writer.bytes, 0)
+
+    async def _sha256(self, bucket: Bucket, key: str) -> str:
+        sha = hashlib.sha256()
+        stream = await self.storage.get(bucket.backend_bucket, key)
+        try:
+            async for chunk in stream.body:
+                if len(chunk) >= 64 * 1024:
+                    await asyncio.to_thread(sha.update, chunk)
+                else:
+                    sha.update(chunk)
+        finally:
+            await stream.aclose()
+        return sha.hexdigest()
+
+    # outcomes
+
+    async def _ready(self, request_id: uuid.UUID, target: Bucket, result: ArchiveResult) -> None:
+        now = self.clock()
+        async with self.sessions.begin() as session:
+            request = await self.owned(session, request_id)
+            user = await session.get(User, request.user_id)
+            assert user is not None
+            ttl = self.settings.link_ttl_seconds
+            if request.expires_at is not None:  # s3: links live as long as the credentials
+                ttl = max(1, min(ttl, int((request.expires_at - now).total_seconds())))
+            credential, secret = await issue_link_credential(
+                session, self.master_key, user, target, request_id, ttl_seconds=ttl, now=now
+            )
+            signer = LinkSigner(
+                self.settings.gateway_url,
+                self.settings.region,
+                target.name,
+                credential.access_key_id,
+                secret,
+            )
+            parts = [
+                {
+                    "url": signer.url(p.key, expires_in=ttl),
+                    "name": p.name,
+                    "key": p.key,
+                    "size": p.size,
+                    "sha256": p.sha256,
+                }
+                for p in result.parts
+            ]
+            manifest_url = (
+                signer.url(result.manifest.key, expires_in=ttl) if result.manifest else None
+            )
+            request.status = READY
+            request.completed_at = now
+            request.expires_at = now + timedelta(seconds=ttl)
+            first = parts[0]["url"] if parts else manifest_url
+            request.export_url = str(first) if first else None
+            meta = request.meta or {}
+            report = {
+                "objects": result.objects,
+                "bytes": result.bytes,
+                "skipped": result.skipped,
+                "parts": len(parts),
+                "archive_bytes": sum(p.size for p in result.parts),
+                "duration_seconds": _since(meta.get("started_at"), now),
+            }
+            update_meta(
+                request,
+                parts=parts,
+                manifest_url=manifest_url,
+                manifest_key=result.manifest.key if result.manifest else None,
+                link_credential=credential.access_key_id,
+                report=report,
+                lease=None,
+            )
+            want(request, "export_ready")
+            events.record(
+                session,
+                actor="system",
+                action="export.ready",
+                user_id=request.user_id,
+                credential_id=credential.id,
+                details={"request_id": str(request_id), **report},
+            )
+        log.info("export %s ready: %s", request_id, report)
+        if self.notifier is not None:
+            await self.notifier.send(request_id, "export_ready")
+
+    async def _fail(self, request_id: uuid.UUID, target: Bucket, exc: Exception) -> None:
+        if isinstance(exc, ExportFailed):
+            reason = str(exc)
+        elif isinstance(exc, StorageError):
+            reason = f"storage error: {exc}"
+        else:
+            reason = f"internal error ({type(exc).__name__})"
+        log.error("export %s failed: %s", request_id, reason, exc_info=exc)
+        with contextlib.suppress(Exception):
+            await purge_objects(self.storage, target, request_id)
+        now = self.clock()
+        async with self.sessions.begin() as session:
+            try:
+                request = await self.owned(session, request_id)
+            except ExportCancelled:
+                return
+            request.status = FAILED
+            request.completed_at = now
+            update_meta(request, error=reason.splitlines()[0][:500], lease=None, purged_at=iso(now))
+            await revoke_request_credentials(session, request, now=now)
+            want(request, "export_failed")
+        if self.notifier is not None:
+            await self.notifier.send(request_id, "export_failed")
+
+    # receipts
+
+    async def refresh_receipts(self) -> int:
+        """Update `metadata.receipt` of ready exports; complete those fetched in full."""
+        async with self.sessions() as session:
+            ready = list(
+                (
+                    await session.scalars(
+                        select(PR).where(PR.request_type == "export", PR.status == READY)
+                    )
+                ).all()
+            )
+        for request in ready:
+            try:
+                await self.refresh_receipt(request.id)
+            except Exception:
+                log.exception("receipt of export %s failed", request.id)
+        return len(ready)
+
+    async def refresh_receipt(self, request_id: uuid.UUID) -> dict[str, Any] | None:
+        now = self.clock()
+        async with self.sessions() as session:
+            request = await session.get(PR, request_id)
+            if request is None or request.status != READY:
+                return None
+            meta = request.meta or {}
+            target = await session.scalar(
+                select(Bucket).where(Bucket.name == _bucket_name(request))
+            )
+            if request.format == "s3":
+                keys = [c["access_key_id"] for c in meta.get("credentials") or []]
+                wanted = self._manifest_objects(target, meta.get("manifest_key"))
+            else:
+                keys = [meta["link_credential"]] if meta.get("link_credential") else []
+                wanted = _parts(target, meta.get("parts") or [])
+            ids = list(
+                (
+                    await session.scalars(
+                        select(Credential.id).where(Credential.access_key_id.in_(keys))
+                    )
+                ).all()
+            )
+            receipt = await build_receipt(session, ids, wanted, now=now)
+        async with self.sessions.begin() as session:
+            locked = await lock_request(session, request_id)
+            if locked is None or locked.status != READY:
+                return receipt
+            update_meta(locked, receipt=receipt)
+            if receipt["complete"]:
+                locked.status = COMPLETED
+        return receipt
+
+    async def _manifest_objects(self, target: Bucket | None, key: str | None) -> Any:
+        if target is None or not key:
+            return
+        async for entry in read_entries(
+            self.storage, target.backend_bucket, target.backend_prefix + key
+        ):
+            if not entry.get("error"):
+                yield entry["bucket"], entry["key"], int(entry["size"])
+
+
+async def _parts(target: Bucket | None, parts: list[dict[str, Any]]) -> Any:
+    if target is None:
+        return
+    for part in parts:
+        yield target.name, part["key"], int(part["size"])
+
+
+def _bucket_name(request: PortabilityRequest) -> str:
+    from portability.exports.links import bucket_name
+
+    return bucket_name(request.user_id)
+
+
+def _lease_expired(request: PortabilityRequest, now: datetime) -> bool:
+    lease = (request.meta or {}).get("lease") or {}
+    until = lease.get("until")
+    if not until:
+        return True
+    return datetime.fromisoformat(str(until).replace("Z", "+00:00")) <= now
+
+
+def _since(started: str | None, now: datetime) -> float | None:
+    if not started:
+        return None
+    begun = datetime.fromisoformat(started.replace("Z", "+00:00"))
+    return round((now - begun).total_seconds(), 3)

@@ -1,0 +1,226 @@
+"""Email: HTML and text from one set of templates, sent by SMTP or written to an outbox.
+
+With `smtp_url` set (`smtp://user:pass@host:587`, or `smtps://…:465` for TLS from the first
+byte) messages go out over SMTP: STARTTLS whenever the server offers it, and always before a
+password is sent; a failed attempt is retried with backoff. Without it, each message is an
+`.eml` file in the outbox directory (the embedded default): nothing is lost on a laptop.
+
+Mail is a side effect: callers catch :class:`MailError`, log it and carry on. An export
+never fails because a mail server is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import smtplib
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
+
+log = logging.getLogger("ferry.mail")
+
+
+class MailError(Exception):
+    """A message could not be delivered (after all retries) or the mail setup is wrong."""
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    smtp_url: str = field(default="", repr=False)  # holds the password
+    sender: str = "ferry@localhost"
+    outbox: str = "var/outbox"
+    ca_file: str = ""  # trust this CA for STARTTLS/SMTPS (else the system's)
+    timeout: float = 30.0
+    attempts: int = 3
+    backoff: float = 1.0  # seconds before the 2nd attempt, doubled each time after
+
+
+_BASE = """\
+<!doctype html>
+<html><head><meta charset="utf-8"><title>{{ subject }}</title></head>
+<body style="margin:0;padding:24px;background:#f4f5f7;color:#1f2933;
+ font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif">
+<table role="presentation" width="100%"
+ style="max-width:600px;margin:0 auto;background:#fff;border-radius:8px;padding:24px">
+<tr><td>
+<p style="font-size:13px;color:#7b8794;margin:0 0 16px">Ferry &middot; your data, portable</p>
+<h1 style="font-size:20px;margin:0 0 16px">{{ subject }}</h1>
+{% block body %}{% endblock %}
+<p style="font-size:12px;color:#7b8794;margin-top:24px">Request {{ request_id }}.
+You receive this because you asked for your data under GDPR Article 20.</p>
+</td></tr></table></body></html>
+"""
+
+_HTML = {
+    "export_ready": """{% extends "base" %}{% block body %}
+<p>Your export is ready.
+{% if links %}Download it here (each link works until {{ expires_at }}):{% endif %}</p>
+<ul>{% for link in links %}
+<li><a href="{{ link.url }}">{{ link.name }}</a> ({{ link.size_text }})</li>{% endfor %}</ul>
+{% if manifest_url %}<p>The <a href="{{ manifest_url }}">manifest</a>
+lists every file with its SHA-256.</p>{% endif %}
+{% if credentials %}<p>Pull your files with the credentials shown when you asked for the export
+(bucket{{ 's' if credentials|length > 1 else '' }}: {{ credentials|join(', ') }}).</p>{% endif %}
+{% endblock %}""",
+    "export_failed": """{% extends "base" %}{% block body %}
+<p>We could not finish your export: {{ error }}</p><p>Please ask again; nothing was kept.</p>
+{% endblock %}""",
+    "export_expiring": """{% extends "base" %}{% block body %}
+<p>Your download links stop working on {{ expires_at }}. Fetch what you still need:</p>
+<ul>{% for link in links %}<li><a href="{{ link.url }}">{{ link.name }}</a></li>{% endfor %}</ul>
+{% endblock %}""",
+    "transfer_finished": """{% extends "base" %}{% block body %}
+<p>Your transfer to {{ destination }} has finished with status <b>{{ status }}</b>.</p>
+<p>{{ summary }}</p>{% endblock %}""",
+}
+
+_TEXT = {
+    "export_ready": """Your export is ready.
+{% for link in links %}
+{{ link.name }} ({{ link.size_text }}):
+{{ link.url }}
+{% endfor %}{% if links %}
+The links work until {{ expires_at }}.{% endif %}{% if manifest_url %}
+Manifest (every file with its SHA-256):
+{{ manifest_url }}{% endif %}{% if credentials %}
+Pull your files with the credentials shown when you asked for the export.{% endif %}
+""",
+    "export_failed": "We could not finish your export: {{ error }}\nPlease ask again.\n",
+    "export_expiring": """Your download links stop working on {{ expires_at }}.
+{% for link in links %}
+{{ link.name }}:
+{{ link.url }}
+{% endfor %}""",
+    "transfer_finished": """Your transfer to {{ destination }} has finished: {{ status }}.
+{{ summary }}
+""",
+}
+
+SUBJECTS = {
+    "export_ready": "Your Ferry export is ready",
+    "export_failed": "Your Ferry export failed",
+    "export_expiring": "Your Ferry export links expire within 24 hours",
+    "transfer_finished": "Your Ferry transfer has finished",
+}
+
+_FOOTER = "\n--\nFerry. Request {{ request_id }}. You asked for your data under GDPR Article 20.\n"
+
+_html_env = Environment(
+    loader=DictLoader({"base": _BASE, **_HTML}),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+)
+_text_env = Environment(autoescape=False, undefined=StrictUndefined)  # noqa: S701 - plain text
+
+
+def render(kind: str, **context: Any) -> tuple[str, str, str]:
+    """(subject, text, html) for a notification kind."""
+    if kind not in SUBJECTS:
+        raise MailError(f"unknown notification {kind!r}")
+    subject = SUBJECTS[kind]
+    context = {"subject": subject, **context}
+    text = _text_env.from_string(_TEXT[kind] + _FOOTER).render(**context)
+    html = _html_env.get_template(kind).render(**context)
+    return subject, text, html
+
+
+def build_message(sender: str, to: str, subject: str, text: str, html: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "ferry")
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+class Mailer:
+    def __init__(
+        self,
+        settings: MailSettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+        if settings.smtp_url:
+            parts = urlsplit(settings.smtp_url)
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise MailError("mail.smtp_url must look like smtp://user:pass@host:587")
+
+    async def send(self, to: str, subject: str, text: str, html: str) -> None:
+        """Deliver one message; raises MailError once every attempt has failed."""
+        message = build_message(self.settings.sender, to, subject, text, html)
+        if not self.settings.smtp_url:
+            await asyncio.to_thread(self._write_eml, message)
+            return
+        delay = self.settings.backoff
+        for attempt in range(1, self.settings.attempts + 1):
+            try:
+                await asyncio.to_thread(self._smtp_send, message)
+                return
+            except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
+                log.warning(
+                    "mail to %s failed (attempt %d of %d): %s",
+                    to,
+                    attempt,
+                    self.settings.attempts,
+                    exc,
+                )
+                if attempt == self.settings.attempts:
+                    raise MailError(f"could not send mail to {to}: {exc}") from exc
+                await self._sleep(delay)
+                delay *= 2
+
+    def _write_eml(self, message: EmailMessage) -> None:
+        outbox = Path(self.settings.outbox)
+        outbox.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
+        temp = outbox / f".{name}.tmp"
+        temp.write_bytes(bytes(message))
+        os.replace(temp, outbox / name)  # readers never see half a message
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.settings.ca_file or None)
+        return context
+
+    def _smtp_send(self, message: EmailMessage) -> None:
+        parts = urlsplit(self.settings.smtp_url)
+        host = parts.hostname or ""
+        user = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        timeout = self.settings.timeout
+        client: smtplib.SMTP
+        if parts.scheme == "smtps":
+            client = smtplib.SMTP_SSL(
+                host, parts.port or 465, timeout=timeout, context=self._tls_context()
+            )
+        else:
+            client = smtplib.SMTP(host, parts.port or 587, timeout=timeout)
+        with client:
+            client.ehlo()
+            if parts.scheme == "smtp":
+                if client.has_extn("starttls"):
+                    client.starttls(context=self._tls_context())
+                    client.ehlo()
+                elif user:
+                    raise MailError(
+                        "the SMTP server offers no STARTTLS; refusing to send a password"
+                    )
+            if user and password is not None:
+                client.login(user, password)
+            client.send_message(message)
