@@ -259,3 +259,100 @@ def _add_postgresql_defaults(table: sa.Table, connection: sa.Connection, **_kw: 
                     f"ALTER TABLE {table.name} ALTER COLUMN {column.name} SET DEFAULT {default}"
                 )
             )
+
+
+# Transfer work tables (the copy engine, transfer/). States are documented in transfer/states.py.
+
+
+class TransferJob(Base):
+    """The copy job of one transfer request: planning cursor, planning lease, counters.
+
+    Counters are updated in the same transaction as the item or part they count, so progress
+    read from here never counts a part twice, whichever worker wrote it.
+    """
+
+    __tablename__ = "transfer_jobs"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('planning', 'copying', 'finished')", name="state"),
+    )
+
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("portability_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(sa.String(16), default="planning", server_default="planning")
+    # Planning resumes after this source key (the last one whose page was stored).
+    plan_cursor: Mapped[str | None] = mapped_column(sa.Text)
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(128))
+    lease_expires_at: Mapped[datetime | None]
+    # What "auto" settled on for this destination ("crc32c", "sha256" or "md5").
+    checksum: Mapped[str | None] = mapped_column(sa.String(16))
+    objects_total: Mapped[int] = _counter()
+    bytes_total: Mapped[int] = _counter()
+    objects_copied: Mapped[int] = _counter()
+    bytes_copied: Mapped[int] = _counter()
+    objects_skipped: Mapped[int] = _counter()
+    bytes_skipped: Mapped[int] = _counter()
+    objects_failed: Mapped[int] = _counter()
+    # Bytes on the target so far: finished parts of objects in flight included.
+    bytes_done: Mapped[int] = _counter()
+    retries: Mapped[int] = _counter()
+    started_at: Mapped[datetime] = _created_at()
+    planned_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class TransferItem(Base):
+    """One source object to copy, and how far its copy got.
+
+    ``target`` names the destination (a hash of endpoint and bucket, no credentials) so a
+    later transfer to the same place can recognise objects an earlier one wrote.
+    """
+
+    __tablename__ = "transfer_items"
+    __table_args__ = (
+        sa.UniqueConstraint("request_id", "key"),
+        sa.Index(None, "request_id", "state"),
+        sa.Index(None, "target", "target_key"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'copying', 'done', 'skipped', 'failed')", name="state"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("portability_requests.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(sa.Text)  # source key
+    target_key: Mapped[str] = mapped_column(sa.Text)
+    target: Mapped[str] = mapped_column(sa.String(64))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    etag: Mapped[str] = mapped_column(sa.String(255))  # source ETag when listed
+    state: Mapped[str] = mapped_column(sa.String(16), default="pending", server_default="pending")
+    content_type: Mapped[str | None] = mapped_column(sa.Text)
+    # {"metadata": {...}, "headers": {...}}: what the target object is created with.
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    upload_id: Mapped[str | None] = mapped_column(sa.Text)
+    part_size: Mapped[int | None] = mapped_column(sa.BigInteger)
+    checksum: Mapped[str | None] = mapped_column(sa.String(16))  # algorithm of the upload
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(128))
+    lease_expires_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
+    verified: Mapped[str | None] = mapped_column(sa.String(64))  # how, when done or skipped
+    target_etag: Mapped[str | None] = mapped_column(sa.String(255))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    finished_at: Mapped[datetime | None]
+
+
+class TransferPart(Base):
+    """A part the target acknowledged (and whose acknowledgement matched what was sent)."""
+
+    __tablename__ = "transfer_parts"
+
+    item_id: Mapped[int] = mapped_column(
+        AutoId, sa.ForeignKey("transfer_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    part_number: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    md5: Mapped[str | None] = mapped_column(sa.String(32))  # hex; None for a server-side copy
+    checksum: Mapped[str | None] = mapped_column(sa.String(128))  # base64
+    etag: Mapped[str] = mapped_column(sa.String(255))

@@ -1,0 +1,192 @@
+"""The copy engine behind a fault-injecting proxy: corruption, lies, throttling, resets, 403s,
+and server-side copies on one endpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.fixtures.servers import S3Server
+from tests.support.faultproxy import FaultProxy, Seen
+from tests.support.transfer_worker import new_transfer, resolver, run_until_final, s3_end
+from transfer import TransferConfig, TransferWorker
+
+MiB = 1024 * 1024
+QUICK = {
+    "part_size": 5 * MiB,
+    "multipart_threshold": 5 * MiB,
+    "heartbeat_seconds": 1,
+    "lease_seconds": 10,
+    "backoff_base": 0.01,
+    "backoff_cap": 0.05,
+}
+
+
+def _fill(server: S3Server, objects: dict[str, bytes]) -> str:
+    bucket = server.new_bucket("src")
+    client = server.client()
+    for key, body in objects.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    return bucket
+
+
+def _sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+_READERS: dict[str, Any] = {}
+
+
+def _read(server: S3Server, bucket: str, key: str) -> bytes:
+    # One boto3 client per server: building one costs a noticeable fraction of a second.
+    reader = _READERS.setdefault(server.endpoint_url, server.client())
+    return bytes(reader.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _items(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["key"]: item for item in meta["report"]["items"]}
+
+
+def _open_uploads(server: S3Server, bucket: str) -> list[Any]:
+    return list(server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+@pytest.mark.parametrize("target_name", ["seaweedfs_b", "moto_server"])
+async def test_corrupted_parts_and_wrong_etags_are_retried_or_failed_never_verified(
+    request: pytest.FixtureRequest,
+    target_name: str,
+    seaweedfs: S3Server,
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    target: S3Server = request.getfixturevalue(target_name)
+    objects = {
+        "once.bin": os.urandom(12 * MiB),  # part 2 corrupted on its first trip only
+        "always.bin": os.urandom(7 * MiB),  # part 1 corrupted on every trip
+        "etag-lie.bin": os.urandom(1000),  # the target's answers carry a wrong ETag
+        "fine.txt": b"nothing happens to me",
+    }
+    bucket = _fill(seaweedfs, objects)
+    destination = target.new_bucket("dst")
+
+    def part(key: str, number: int) -> Any:
+        return lambda s: s.operation == "UploadPart" and s.key == key and s.part_number == number
+
+    async with FaultProxy(target.endpoint_url) as proxy:
+        proxy.add("flip", part("once.bin", 2), times=1)
+        proxy.add("flip", part("always.bin", 1))
+        # Every answer about this key carries a wrong ETag (PUT and HEAD alike): were the HEAD
+        # honest, the retry would find the object intact and skip it as identical.
+        proxy.add("wrong-etag", lambda s: s.key == "etag-lie.bin")
+        worker = TransferWorker(
+            db_sessions,
+            resolve=resolver(
+                s3_end(seaweedfs, bucket), s3_end(target, destination, endpoint_url=proxy.url)
+            ),
+            worker_id="faults",
+            config=TransferConfig(**QUICK, request_attempts=3, item_attempts=2),
+        )
+        done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))
+
+        assert done.status == "failed"
+        meta = done.meta or {}
+        items = _items(meta)
+        for key in ("always.bin", "etag-lie.bin"):
+            assert items[key]["state"] == "failed", repr(items[key])
+            assert items[key]["verified"] is None
+            assert items[key]["error"].startswith("verification-failed"), items[key]["error"]
+        assert {f["key"] for f in meta["report"]["failures"]} == {"always.bin", "etag-lie.bin"}
+        assert "2 of 4 objects failed" in meta["error"]
+        for key in ("once.bin", "fine.txt"):
+            assert items[key]["state"] == "done"
+            assert items[key]["verified"].startswith("etag")
+            assert _sha(_read(target, destination, key)) == _sha(objects[key])
+        # The corrupted part was sent again, and only it.
+        sent = [
+            s.part_number for s in proxy.seen if s.operation == "UploadPart" and s.key == "once.bin"
+        ]
+        assert sorted(sent) == [1, 2, 2, 3]
+        # The persistent corruption: 3 tries per attempt, 2 attempts of the object.
+        assert proxy.count("UploadPart", "always.bin") >= 6
+        assert _open_uploads(target, destination) == []
+
+
+async def test_slowdown_and_resets_on_10_percent_still_complete_and_a_403_fails_at_once(
+    seaweedfs: S3Server,
+    seaweedfs_b: S3Server,
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    objects = {f"many/{i:03d}.txt": os.urandom(200 + i) for i in range(60)}
+    objects["many/large.bin"] = os.urandom(12 * MiB)
+    objects["denied/secret.txt"] = b"the target refuses this key"
+    bucket = _fill(seaweedfs, objects)
+    destination = seaweedfs_b.new_bucket("dst")
+
+    async with FaultProxy(seaweedfs_b.endpoint_url, seed=7) as proxy:
+        proxy.add("forbidden", lambda s: s.key == "denied/secret.txt")
+
+        def ordinary(s: Seen) -> bool:
+            return s.key != "denied/secret.txt"
+
+        proxy.add_random("slowdown", 0.05, ordinary)
+        proxy.add_random("reset", 0.05, ordinary)
+        worker = TransferWorker(
+            db_sessions,
+            resolve=resolver(
+                s3_end(seaweedfs, bucket), s3_end(seaweedfs_b, destination, endpoint_url=proxy.url)
+            ),
+            worker_id="flaky",
+            config=TransferConfig(**QUICK),
+        )
+        done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))
+
+    meta = done.meta or {}
+    report = meta["report"]
+    assert done.status == "failed"
+    assert report["objects"]["copied"] == len(objects) - 1
+    assert [f["key"] for f in report["failures"]] == ["denied/secret.txt"]
+    assert report["failures"][0]["reason"].startswith("access-denied")
+    assert "403" in report["failures"][0]["reason"]
+    assert proxy.count(key="denied/secret.txt") == 1  # not retried
+    faults = [s for s in proxy.seen if s.action in ("slowdown", "reset")]
+    assert len(faults) >= 5
+    # Every 503 was waited out and tried again by the engine (aiohttp itself may resend an
+    # idempotent request on a reset keep-alive connection, so resets are not all counted).
+    assert report["retries"] >= sum(1 for s in faults if s.action == "slowdown") > 0
+    for key, body in objects.items():
+        if key != "denied/secret.txt":
+            assert _sha(_read(seaweedfs_b, destination, key)) == _sha(body), key
+    assert _open_uploads(seaweedfs_b, destination) == []
+
+
+async def test_same_endpoint_copies_server_side_pinned_and_verified(
+    seaweedfs: S3Server, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    objects = {"big.bin": os.urandom(12 * MiB), "small.txt": b"copied by the server"}
+    bucket = _fill(seaweedfs, objects)
+    destination = seaweedfs.new_bucket("dst")
+    async with FaultProxy(seaweedfs.endpoint_url) as proxy:
+        worker = TransferWorker(
+            db_sessions,
+            resolve=resolver(
+                s3_end(seaweedfs, bucket, endpoint_url=proxy.url),
+                s3_end(seaweedfs, destination, "copy/", endpoint_url=proxy.url),
+            ),
+            worker_id="same",
+            config=TransferConfig(**QUICK),
+        )
+        done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))
+
+    assert done.status == "completed", (done.meta or {}).get("error")
+    items = _items(done.meta or {})
+    assert items["big.bin"]["verified"] == "server-copy+md5"
+    assert items["small.txt"]["verified"] == "server-copy+etag"
+    ops = proxy.operations()
+    assert ops["UploadPartCopy"] == 3
+    assert ops["CopyObject"] == 1
+    assert ops["UploadPart"] == 0 and ops["PutObject"] == 0
+    for key, body in objects.items():
+        assert _sha(_read(seaweedfs, destination, "copy/" + key)) == _sha(body)

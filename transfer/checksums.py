@@ -1,0 +1,132 @@
+"""Hashes computed while bytes are read, and the values a target should answer with.
+
+S3's ETag of a single-part upload is the hex MD5 of the body; of a multipart upload it is
+`md5(concat(part md5 digests))-N`. Flexible checksums (x-amz-checksum-*) are base64 digests;
+for a multipart upload the composite form is `b64(hash(concat(part digests)))-N`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import google_crc32c
+
+ALGORITHMS = ("crc32c", "sha256")
+HEADER = {"crc32c": "x-amz-checksum-crc32c", "sha256": "x-amz-checksum-sha256"}
+XML_ELEMENT = {"crc32c": "ChecksumCRC32C", "sha256": "ChecksumSHA256"}
+ALGORITHM_NAME = {"crc32c": "CRC32C", "sha256": "SHA256"}
+
+_MD5_HEX = re.compile(r"[0-9a-f]{32}")
+_MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-[0-9]+")
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+class _Hash(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+class _Crc32c:
+    """google_crc32c behind hashlib's update()/digest() shape."""
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._value = google_crc32c.extend(self._value, data)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+def new_checksum(algorithm: str) -> _Hash:
+    if algorithm == "crc32c":
+        return _Crc32c()
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    raise ValueError(f"unknown checksum algorithm {algorithm!r}")
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What was read: its size, MD5 and (when asked for) a flexible checksum."""
+
+    size: int
+    md5: bytes
+    checksum: bytes | None = None
+
+    @property
+    def md5_hex(self) -> str:
+        return self.md5.hex()
+
+    @property
+    def md5_b64(self) -> str:
+        return b64(self.md5)
+
+    @property
+    def checksum_b64(self) -> str | None:
+        return None if self.checksum is None else b64(self.checksum)
+
+
+class Hasher:
+    """MD5 plus an optional flexible checksum over bytes fed in order."""
+
+    def __init__(self, algorithm: str | None) -> None:
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._checksum: _Hash | None = None if algorithm is None else new_checksum(algorithm)
+        self._size = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._md5.update(data)
+        if self._checksum is not None:
+            self._checksum.update(data)
+        self._size += len(data)
+
+    def result(self) -> Digest:
+        checksum = None if self._checksum is None else self._checksum.digest()
+        return Digest(self._size, self._md5.digest(), checksum)
+
+
+def multipart_etag(part_md5s: Iterable[bytes]) -> str:
+    md5s = list(part_md5s)
+    combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
+    return f"{combined}-{len(md5s)}"
+
+
+def composite_checksum(algorithm: str, part_checksums: Iterable[bytes]) -> str:
+    parts = list(part_checksums)
+    outer = new_checksum(algorithm)
+    outer.update(b"".join(parts))
+    return f"{b64(outer.digest())}-{len(parts)}"
+
+
+def is_md5_etag(etag: str) -> bool:
+    """Whether an ETag looks like an MD5 (single part) or an MD5-of-MD5s (multipart) ETag.
+
+    Targets that encrypt or store objects their own way answer with other ETags; for them
+    the ETag proves nothing and verification falls back to checksums, else size.
+    """
+    etag = etag.strip('"').lower()
+    return bool(_MD5_HEX.fullmatch(etag) or _MULTIPART_ETAG.fullmatch(etag))
+
+
+def is_plain_md5(etag: str) -> bool:
+    return bool(_MD5_HEX.fullmatch(etag.strip('"').lower()))
+
+
+def same_checksum(answered: str | None, expected: str) -> bool:
+    """Compare a checksum answer with ours; servers may omit the composite "-N" suffix."""
+    if not answered:
+        return False
+    if answered == expected:
+        return True
+    return answered.split("-")[0] == expected.split("-")[0] and "-" not in answered

@@ -1,0 +1,80 @@
+"""Errors of the copy engine.
+
+    TransferError
+    ├── InvalidDestination   a destination that cannot work (bad URL, addressing style, checksum)
+    ├── Transient            worth another try: 5xx, SlowDown, 429, timeouts, connection resets
+    │   └── Corrupted        the target stored other bytes than were sent (BadDigest, or a part
+    │                        acknowledged with another MD5); retried, then VerificationFailed
+    ├── ChecksumRefused      the target refused x-amz-checksum-* headers ("auto" falls back)
+    ├── UploadGone           the multipart upload no longer exists (aborted, expired, completed)
+    ├── LeaseLost            another worker took the item over: stop without writing anything
+    ├── Cancelled            the request was cancelled while the item was being copied
+    └── ItemFailed           this object cannot be copied; `reason` says why, for the report
+        ├── AccessDenied     a 401/403 from the source or target: not retried
+        ├── SourceChanged    the source object changed or vanished during the copy
+        ├── TargetRefused    any other refusal (4xx) from the target
+        └── VerificationFailed  what the target holds does not match what was read
+
+Storage errors (storage.exceptions) and aiohttp errors are translated into these at the edges
+of the package (retry.translate and target.py); callers above never see them.
+"""
+
+from __future__ import annotations
+
+
+class TransferError(Exception):
+    """Base of every copy-engine error."""
+
+
+class InvalidDestination(TransferError):
+    pass
+
+
+class Transient(TransferError):
+    pass
+
+
+class Corrupted(Transient):
+    pass
+
+
+class ChecksumRefused(TransferError):
+    pass
+
+
+class UploadGone(TransferError):
+    pass
+
+
+class LeaseLost(TransferError):
+    pass
+
+
+class Cancelled(TransferError):
+    pass
+
+
+class ItemFailed(TransferError):
+    """A permanent failure of one object; `reason` is what the report shows."""
+
+    kind = "error"
+
+    @property
+    def reason(self) -> str:
+        return f"{self.kind}: {self}"
+
+
+class AccessDenied(ItemFailed):
+    kind = "access-denied"
+
+
+class SourceChanged(ItemFailed):
+    kind = "source-changed"
+
+
+class TargetRefused(ItemFailed):
+    kind = "target-refused"
+
+
+class VerificationFailed(ItemFailed):
+    kind = "verification-failed"

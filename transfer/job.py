@@ -1,0 +1,343 @@
+"""One job as one worker runs it: plan (if it holds the planning lease), copy items, finish.
+
+Beside the copies a heartbeat renews this worker's leases, notices cancellation (the API
+sets the request's status to `cancelled`) and writes progress into the request's metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import aiohttp
+
+from db.models import PortabilityRequest
+from storage.s3 import S3Storage
+from transfer import states
+from transfer.config import TransferConfig
+from transfer.copier import CopyContext, ObjectCopier
+from transfer.exceptions import (
+    ChecksumRefused,
+    ItemFailed,
+    LeaseLost,
+    TransferError,
+    Transient,
+    UploadGone,
+    VerificationFailed,
+)
+from transfer.planner import plan
+from transfer.report import RateMeter, ReportBuilder, progress
+from transfer.retry import RetryPolicy
+from transfer.spec import Destination, Source
+from transfer.store import Item, JobStore
+from transfer.target import TargetClient
+from transfer.throttle import MemoryBudget, TokenBucket
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Runs one transfer job in this worker until it has nothing left to do here."""
+
+    def __init__(
+        self,
+        *,
+        request_id: uuid.UUID,
+        source: Source,
+        destination: Destination,
+        store: JobStore,
+        config: TransferConfig,
+        budget: MemoryBudget,
+        stop: asyncio.Event,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        bandwidth_limit: int | None = None,
+        verify: str | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.source = source
+        self.destination = destination
+        self.store = store
+        self.config = config
+        self.budget = budget
+        self.stop = stop
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._bandwidth = bandwidth_limit or config.bandwidth_limit
+        self._verify = verify or config.verify
+        self.cancelled = False
+        self.worked = False
+        self._planning = False
+        self._active: dict[int, asyncio.Task[None]] = {}
+        self._rate = RateMeter(clock=monotonic)
+        self._retries_flushed = 0
+        self._stopping = False
+
+    async def run(self) -> PortabilityRequest | None:
+        """Returns the request if this worker finished the job (and wrote the report)."""
+        job = await self.store.job(self.request_id)
+        if job is None or job.state == states.FINISHED:
+            return None
+        self.cancelled = job.status == states.CANCELLED
+        connector = aiohttp.TCPConnector(limit=max(64, self.config.object_concurrency * 2))
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        ) as http:
+            copier = self._copier(http, job.checksum)
+            if job.checksum is None:
+                await self.store.set_checksum(self.request_id, copier.c.algorithm or "md5")
+            heartbeat = asyncio.create_task(self._heartbeat(copier))
+            try:
+                if not self.cancelled:
+                    await self._plan_and_copy(copier, job.state)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+                await self._flush_retries(copier.c.retry)
+            if self.cancelled:
+                return await self._clean_up_cancelled(copier)
+            if self._stopping or self.stop.is_set():
+                return None
+            await self._write_progress()
+            return await self.store.finish(
+                self.request_id,
+                ReportBuilder(
+                    verify=self._verify,
+                    failures_limit=self.config.report_failures_limit,
+                    objects_limit=self.config.report_objects_limit,
+                    destination={
+                        "destination": {
+                            "endpoint_url": self.destination.endpoint_url,
+                            "bucket": self.destination.bucket,
+                            "prefix": self.destination.prefix,
+                        },
+                        "server_side_copy": copier.c.server_side,
+                    },
+                ),
+            )
+
+    def _copier(self, http: aiohttp.ClientSession, settled: str | None) -> ObjectCopier:
+        d = self.destination
+        if d.checksum == "auto":
+            algorithm: str | None = None if settled == "md5" else "crc32c"
+        else:
+            algorithm = None if d.checksum == "md5" else d.checksum
+        target_storage = S3Storage(
+            d.endpoint_url,
+            d.region,
+            d.access_key_id,
+            d.secret_access_key,
+            d.session_token,
+            d.addressing_style,
+            session=http,
+            retries=0,  # the copy engine's own policy decides; no retries inside retries
+        )
+        source = self.source.storage
+        server_side = isinstance(source, S3Storage) and source.endpoint == d.endpoint
+        throttle = TokenBucket(self._bandwidth) if self._bandwidth else None
+        retry = RetryPolicy(
+            attempts=self.config.request_attempts,
+            base=self.config.backoff_base,
+            cap=self.config.backoff_cap,
+            sleep=self._sleep,
+        )
+        config = self.config
+        if self._verify != config.verify:
+            config = replace(config, verify=self._verify)
+
+        async def fall_back() -> None:
+            await self.store.set_checksum(self.request_id, "md5")
+
+        context = CopyContext(
+            source=self.source,
+            destination=d,
+            target=TargetClient(d, http),
+            target_storage=target_storage,
+            store=self.store,
+            config=config,
+            budget=self.budget,
+            throttle=throttle,
+            retry=retry,
+            algorithm=algorithm,
+            server_side=server_side,
+            on_checksum_fallback=fall_back,
+        )
+        return ObjectCopier(context)
+
+    async def _plan_and_copy(self, copier: ObjectCopier, state: str) -> None:
+        log.debug("job %s is %s", self.request_id, state)
+        if state == states.PLANNING and await self.store.claim_planning(self.request_id):
+            self._planning = True
+            self.worked = True
+            try:
+                await plan(
+                    request_id=self.request_id,
+                    source=self.source,
+                    destination=self.destination,
+                    store=self.store,
+                    retry=copier.c.retry,
+                    page_size=self.config.list_page_size,
+                )
+            finally:
+                self._planning = False
+        await self._copy_items(copier)
+
+    async def _copy_items(self, copier: ObjectCopier) -> None:
+        stop_waiter = asyncio.create_task(self.stop.wait())
+        try:
+            while not self.cancelled and not self.stop.is_set():
+                free = self.config.object_concurrency - len(self._active)
+                # Claim in batches (a quarter of the slots at least): one transaction per
+                # finished object would make the database the bottleneck for small objects.
+                if free >= max(1, self.config.object_concurrency // 4) or not self._active:
+                    claimed = await self.store.claim_items(self.request_id, free)
+                    log.debug("claimed %d items of %s", len(claimed), self.request_id)
+                    for item in claimed:
+                        self.worked = True
+                        self._active[item.id] = asyncio.create_task(self._copy_one(copier, item))
+                if not self._active:
+                    break
+                await asyncio.wait(
+                    [*self._active.values(), stop_waiter], return_when=asyncio.FIRST_COMPLETED
+                )
+                for item_id, task in list(self._active.items()):
+                    if task.done():
+                        del self._active[item_id]
+        finally:
+            stop_waiter.cancel()
+            if self._active:
+                self._stopping = not self.cancelled
+                for task in self._active.values():
+                    task.cancel()
+                await asyncio.gather(*self._active.values(), return_exceptions=True)
+                self._active.clear()
+
+    async def _copy_one(self, copier: ObjectCopier, item: Item) -> None:
+        try:
+            if not item.target_key:
+                raise ItemFailed("the key relative to the source prefix is empty")
+            await copier.copy(item)
+        except asyncio.CancelledError:
+            if not self.cancelled:
+                # This worker is stopping (or lost the lease): give the item back at once,
+                # with its upload, for another worker to resume.
+                await self._quietly(self.store.release(item, None))
+            return
+        except LeaseLost as exc:
+            log.warning("lost the lease on %r: %s", item.key, exc)
+        except VerificationFailed as exc:
+            await self._retry_or_fail(copier, item, exc.reason, restart=True)
+        except ItemFailed as exc:
+            await self._fail(copier, item, exc.reason)
+        except (Transient, UploadGone, ChecksumRefused) as exc:
+            await self._retry_or_fail(copier, item, f"gave up after retries: {exc}", restart=False)
+        except TransferError as exc:
+            await self._retry_or_fail(copier, item, str(exc), restart=False)
+        except Exception as exc:
+            log.exception("unexpected error copying %r", item.key)
+            await self._retry_or_fail(
+                copier, item, f"internal error: {type(exc).__name__}: {exc}", restart=False
+            )
+
+    async def _retry_or_fail(
+        self, copier: ObjectCopier, item: Item, reason: str, *, restart: bool
+    ) -> None:
+        if item.attempts >= self.config.item_attempts:
+            await self._fail(copier, item, reason)
+            return
+        log.warning("%r: %s; will try again", item.key, reason)
+        current = await self.store.current(item.id)
+        if restart and current is not None:
+            await self._quietly(self._abort(copier, current))
+        await self._quietly(self.store.release(item, reason))
+
+    async def _fail(self, copier: ObjectCopier, item: Item, reason: str) -> None:
+        log.warning("%r failed: %s", item.key, reason)
+        current = await self.store.current(item.id)
+        if current is not None:
+            await self._quietly(self._abort(copier, current))
+        await self._quietly(self.store.record_failure(item, reason))
+
+    async def _abort(self, copier: ObjectCopier, item: Item) -> None:
+        if item.upload_id is not None:
+            with contextlib.suppress(TransferError):
+                await copier.abort(item.target_key, item.upload_id)
+            await self.store.reset_upload(item)
+
+    async def _quietly(self, call: Awaitable[object]) -> None:
+        try:
+            await call
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+
+    async def _heartbeat(self, copier: ObjectCopier) -> None:
+        last_progress = -1e9
+        while True:
+            await self._sleep(self.config.heartbeat_seconds)
+            try:
+                status, lost = await self.store.heartbeat(
+                    self.request_id, list(self._active), planning=self._planning
+                )
+                for item_id in lost:
+                    task = self._active.get(item_id)
+                    if task is not None:
+                        log.warning("item %d was taken over by another worker", item_id)
+                        task.cancel()
+                if status == states.CANCELLED and not self.cancelled:
+                    log.info("transfer %s was cancelled", self.request_id)
+                    self.cancelled = True
+                    for task in self._active.values():
+                        task.cancel()
+                await self._flush_retries(copier.c.retry)
+                if self._monotonic() - last_progress >= self.config.progress_seconds:
+                    last_progress = self._monotonic()
+                    await self._write_progress()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A database hiccup must not stop the copies; the next beat tries again
+                # (leases are long enough to survive a few missed beats).
+                log.exception("heartbeat of transfer %s failed", self.request_id)
+
+    async def _write_progress(self) -> None:
+        job = await self.store.job(self.request_id)
+        if job is None:
+            return
+        rate = self._rate.sample(job.bytes_done)
+        phase = states.PLANNING if job.state == states.PLANNING else states.COPYING
+        await self.store.write_meta(
+            self.request_id,
+            {"progress": progress(job, rate, phase)},
+            only_if=(states.PROCESSING,),
+        )
+
+    async def _flush_retries(self, retry: RetryPolicy) -> None:
+        delta = retry.retries - self._retries_flushed
+        if delta > 0:
+            self._retries_flushed = retry.retries
+            await self.store.add_retries(self.request_id, delta)
+
+    async def _clean_up_cancelled(self, copier: ObjectCopier) -> PortabilityRequest | None:
+        """Abort every open upload nobody else holds, then close the job once."""
+        for item in await self.store.open_uploads(self.request_id, mine_only=False):
+            if item.upload_id is None:
+                continue
+            with contextlib.suppress(TransferError):
+                await copier.abort(item.target_key, item.upload_id)
+            await self.store.clear_upload(item.id)
+        # Uploads other live workers hold are theirs to abort: they notice the cancel too.
+        return await self.store.finish(
+            self.request_id,
+            ReportBuilder(
+                verify=self._verify,
+                failures_limit=self.config.report_failures_limit,
+                objects_limit=self.config.report_objects_limit,
+            ),
+        )

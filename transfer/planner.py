@@ -1,0 +1,60 @@
+"""Planning: the source listed page by page into work items.
+
+Each page and the cursor after it are stored in one transaction, so memory stays flat in
+the object count and a planner that crashes is resumed by the next from the last stored
+page, adding nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from storage.base import ListPage
+from transfer.retry import RetryPolicy, translate
+from transfer.spec import Destination, Source
+from transfer.store import JobStore
+
+
+async def plan(
+    *,
+    request_id: uuid.UUID,
+    source: Source,
+    destination: Destination,
+    store: JobStore,
+    retry: RetryPolicy,
+    page_size: int,
+) -> int:
+    """List the source into items; returns how many pages were stored by this call."""
+    cursor = await store.plan_cursor(request_id) or ""
+    pages = 0
+    target = destination.identity
+    while True:
+
+        async def listing(after: str = cursor) -> ListPage:
+            try:
+                return await source.storage.list(
+                    source.bucket, prefix=source.prefix, start_after=after, max_keys=page_size
+                )
+            except Exception as exc:
+                raise translate(exc, "source") from exc
+
+        page = await retry.call(f"list {source.bucket}/{source.prefix}", listing)
+        rows: list[dict[str, Any]] = [
+            {
+                "key": obj.key,
+                "target_key": destination.target_key(source.relative(obj.key)),
+                "target": target,
+                "size": obj.size,
+                "etag": obj.etag.strip('"'),
+            }
+            for obj in page.objects
+        ]
+        following = page.next_start_after or (page.objects[-1].key if page.objects else cursor)
+        await store.store_page(request_id, rows, following)
+        pages += 1
+        if not page.is_truncated or following == cursor:
+            break
+        cursor = following
+    await store.finish_planning(request_id)
+    return pages

@@ -1,0 +1,95 @@
+"""What a transfer copies: a source in Ferry's storage and a destination S3 endpoint.
+
+The composition root (ferry/) builds both from a request row (`resolve`); this package never
+reads configuration or unseals anything itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from storage.base import Storage
+from storage.exceptions import ConfigError
+from storage.s3_wire import ADDRESSING_STYLES, Endpoint
+from transfer.exceptions import InvalidDestination
+
+CHECKSUMS = ("auto", "md5", "crc32c", "sha256")
+
+
+class Secret(str):
+    """A string that does not print itself (in reprs, logs, tracebacks)."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self else "Secret('')"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Keys under `prefix` in a backend bucket; the part after the prefix is what is copied.
+
+    `owned`: the worker closes `storage` when the job's run ends (a storage `resolve` made
+    for this request); otherwise it belongs to the caller (the process-wide backend).
+    """
+
+    storage: Storage
+    bucket: str
+    prefix: str = ""
+    owned: bool = False
+
+    def relative(self, key: str) -> str:
+        return key[len(self.prefix) :] if key.startswith(self.prefix) else key
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A target S3 endpoint, bucket and key prefix, with the credentials to write there.
+
+    `checksum`: which integrity header accompanies each upload besides Content-MD5: `auto`
+    tries CRC32C and falls back to MD5 alone when the target refuses it; `md5` never sends
+    flexible-checksum headers (B2, R2, older Ceph reject them); `crc32c`/`sha256` insist.
+    """
+
+    endpoint_url: str
+    region: str
+    bucket: str
+    prefix: str
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    addressing_style: str = "path"
+    checksum: str = "auto"
+
+    def __post_init__(self) -> None:
+        # Wrapped here so a caller passing plain strings still gets secrets that do not print.
+        object.__setattr__(self, "secret_access_key", Secret(self.secret_access_key))
+        if self.session_token is not None:
+            object.__setattr__(self, "session_token", Secret(self.session_token))
+        if self.checksum not in CHECKSUMS:
+            raise InvalidDestination(
+                f"checksum {self.checksum!r} is not one of {', '.join(CHECKSUMS)}"
+            )
+        if self.addressing_style not in ADDRESSING_STYLES:
+            raise InvalidDestination(
+                f"addressing_style {self.addressing_style!r} is not one of "
+                f"{', '.join(ADDRESSING_STYLES)}"
+            )
+        if not self.bucket:
+            raise InvalidDestination("the destination names no bucket")
+        try:
+            Endpoint.parse(self.endpoint_url)
+        except ConfigError as exc:
+            raise InvalidDestination(str(exc)) from None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint.parse(self.endpoint_url)
+
+    @property
+    def identity(self) -> str:
+        """A short stable name for "this bucket at this endpoint" (no credentials in it)."""
+        raw = f"{self.endpoint_url.rstrip('/')}\n{self.bucket}".encode()
+        return hashlib.sha256(raw).hexdigest()[:32]
+
+    def target_key(self, relative_key: str) -> str:
+        return self.prefix + relative_key

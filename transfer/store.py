@@ -1,0 +1,373 @@
+"""The copy engine's database side: jobs, items, parts, leases and counters.
+
+One short transaction per call, opened here (a session is never shared between tasks).
+Every write an item's worker makes is conditional on still holding that item's lease, so a
+worker that lost it (it stalled, another took over) cannot record anything for the item:
+it gets LeaseLost instead. Counters on the job row move in the same transaction as the
+state change they count.
+
+Claiming is `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL (concurrent workers get disjoint
+rows without waiting); SQLite ignores FOR UPDATE, and the compare-and-set UPDATE that
+follows (lease free or run out) makes the claim safe for its single writer at a time.
+
+This module holds the item-level half (items, parts, leases on items); store_jobs.py the
+job-level half (planning, progress, the final report); store_base.py what both share.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import TransferItem, TransferPart
+from transfer import states
+from transfer.exceptions import LeaseLost
+from transfer.store_jobs import JobRows, JobView
+
+__all__ = ["Item", "JobStore", "JobView", "StoredPart"]
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    request_id: uuid.UUID
+    key: str
+    target_key: str
+    target: str
+    size: int
+    etag: str
+    content_type: str | None
+    attributes: Mapping[str, Any] | None
+    upload_id: str | None
+    part_size: int | None
+    checksum: str | None
+    attempts: int
+
+    @classmethod
+    def of(cls, row: TransferItem) -> Item:
+        return cls(
+            id=row.id,
+            request_id=row.request_id,
+            key=row.key,
+            target_key=row.target_key,
+            target=row.target,
+            size=row.size,
+            etag=row.etag,
+            content_type=row.content_type,
+            attributes=row.attributes,
+            upload_id=row.upload_id,
+            part_size=row.part_size,
+            checksum=row.checksum,
+            attempts=row.attempts,
+        )
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    part_number: int
+    size: int
+    md5: str | None
+    checksum: str | None
+    etag: str
+
+
+class JobStore(JobRows):
+    """Database operations of one worker (`owner` is its worker id)."""
+
+    # items
+
+    async def claim_items(self, request_id: uuid.UUID, limit: int) -> list[Item]:
+        now = self._clock()
+        item = TransferItem
+        free = sa.or_(item.lease_expires_at.is_(None), item.lease_expires_at < now)
+        # One statement, so the transaction writes from its start: on SQLite a read that
+        # later turns into a write can fail at once with "database is locked" (WAL snapshot).
+        # A materialised CTE, because PostgreSQL may run a LIMIT subquery inside IN (…)
+        # more than once and so claim more than `limit` rows.
+        candidates = (
+            sa.select(item.id)
+            .where(item.request_id == request_id, item.state.in_(states.OPEN_ITEM_STATES), free)
+            .order_by(item.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("candidates")
+            .prefix_with("MATERIALIZED")
+        )
+        async with self._write() as session:
+            rows = (
+                await session.scalars(
+                    sa.update(item)
+                    .where(
+                        item.id.in_(sa.select(candidates.c.id)),
+                        item.state.in_(states.OPEN_ITEM_STATES),
+                        free,
+                    )
+                    .values(
+                        state=states.ITEM_COPYING,
+                        lease_owner=self.owner,
+                        lease_expires_at=now + self._lease,
+                        attempts=item.attempts + 1,
+                    )
+                    .returning(item),
+                    execution_options={"synchronize_session": False},
+                )
+            ).all()
+            return sorted((Item.of(row) for row in rows), key=lambda i: i.id)
+
+    async def current(self, item_id: int) -> Item | None:
+        async with self._sessions() as session:
+            row = await session.get(TransferItem, item_id)
+            return None if row is None else Item.of(row)
+
+    async def has_open_items(self, request_id: uuid.UUID) -> bool:
+        async with self._sessions() as session:
+            found = await session.scalar(
+                sa.select(TransferItem.id)
+                .where(
+                    TransferItem.request_id == request_id,
+                    TransferItem.state.in_(states.OPEN_ITEM_STATES),
+                )
+                .limit(1)
+            )
+        return found is not None
+
+    async def record_upload(
+        self,
+        item: Item,
+        *,
+        upload_id: str,
+        part_size: int,
+        checksum: str | None,
+        content_type: str,
+        attributes: Mapping[str, Any],
+    ) -> Item:
+        """Store a new upload id at once: from here on a crash or cancel can abort it."""
+        async with self._write() as session:
+            await self._hold(session, item)
+            await session.execute(
+                sa.update(TransferItem)
+                .where(TransferItem.id == item.id)
+                .values(
+                    upload_id=upload_id,
+                    part_size=part_size,
+                    checksum=checksum,
+                    content_type=content_type,
+                    attributes=dict(attributes),
+                )
+            )
+        return Item(
+            **{
+                **item.__dict__,
+                "upload_id": upload_id,
+                "part_size": part_size,
+                "checksum": checksum,
+                "content_type": content_type,
+                "attributes": dict(attributes),
+            }
+        )
+
+    async def parts(self, item_id: int) -> list[StoredPart]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                sa.select(TransferPart)
+                .where(TransferPart.item_id == item_id)
+                .order_by(TransferPart.part_number)
+            )
+            return [
+                StoredPart(p.part_number, p.size, p.md5, p.checksum, p.etag) for p in rows.all()
+            ]
+
+    async def record_part(self, item: Item, part: StoredPart) -> None:
+        """A part the target acknowledged (a repeated part number replaces the old row)."""
+        async with self._write() as session:
+            await self._hold(session, item)
+            old = await session.get(TransferPart, (item.id, part.part_number))
+            delta = part.size
+            if old is None:
+                session.add(
+                    TransferPart(
+                        item_id=item.id,
+                        part_number=part.part_number,
+                        size=part.size,
+                        md5=part.md5,
+                        checksum=part.checksum,
+                        etag=part.etag,
+                    )
+                )
+            else:
+                delta -= old.size
+                old.size, old.md5, old.checksum, old.etag = (
+                    part.size,
+                    part.md5,
+                    part.checksum,
+                    part.etag,
+                )
+            await self._count(session, item.request_id, bytes_done=delta)
+
+    async def forget_parts(self, item: Item, numbers: Sequence[int] | None = None) -> None:
+        """Drop stored parts (all, or the given numbers) and take their bytes off the count."""
+        async with self._write() as session:
+            await self._hold(session, item)
+            await self._drop_parts(session, item, numbers)
+
+    async def reset_upload(self, item: Item) -> Item:
+        """Forget the upload (after aborting it, or when the target lost it)."""
+        async with self._write() as session:
+            await self._hold(session, item)
+            await self._drop_parts(session, item, None)
+            await session.execute(
+                sa.update(TransferItem)
+                .where(TransferItem.id == item.id)
+                .values(upload_id=None, part_size=None, checksum=None)
+            )
+        return Item(**{**item.__dict__, "upload_id": None, "part_size": None, "checksum": None})
+
+    async def record_done(self, item: Item, *, verified: str, target_etag: str) -> None:
+        await self._finish(item, states.DONE, verified=verified, target_etag=target_etag)
+
+    async def record_skip(self, item: Item, *, verified: str, target_etag: str) -> None:
+        await self._finish(item, states.SKIPPED, verified=verified, target_etag=target_etag)
+
+    async def record_failure(self, item: Item, reason: str) -> None:
+        await self._finish(item, states.ITEM_FAILED, error=reason)
+
+    async def release(self, item: Item, reason: str | None) -> None:
+        """Give the item back (a retryable failure, or this worker is stopping)."""
+        async with self._write() as session:
+            await session.execute(
+                sa.update(TransferItem)
+                .where(TransferItem.id == item.id, TransferItem.lease_owner == self.owner)
+                .values(
+                    state=states.ITEM_PENDING,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    error=reason,
+                )
+            )
+
+    async def ledger_match(self, item: Item, target_etag: str) -> bool:
+        """Whether a finished transfer wrote this target key from this source version, and
+        the target answered then with the ETag it has now."""
+        t = TransferItem
+        async with self._sessions() as session:
+            found = await session.scalar(
+                sa.select(t.id)
+                .where(
+                    t.target == item.target,
+                    t.target_key == item.target_key,
+                    t.etag == item.etag,
+                    t.size == item.size,
+                    t.state == states.DONE,
+                    t.target_etag == target_etag,
+                )
+                .limit(1)
+            )
+        return found is not None
+
+    async def open_uploads(self, request_id: uuid.UUID, *, mine_only: bool) -> list[Item]:
+        """Items with an upload id: this worker's, or (not mine_only) also those nobody holds."""
+        now = self._clock()
+        t = TransferItem
+        holder = t.lease_owner == self.owner
+        if not mine_only:
+            holder = sa.or_(holder, t.lease_expires_at.is_(None), t.lease_expires_at < now)
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                sa.select(t).where(t.request_id == request_id, t.upload_id.is_not(None), holder)
+            )
+            return [Item.of(row) for row in rows.all()]
+
+    async def clear_upload(self, item_id: int) -> None:
+        async with self._write() as session:
+            await session.execute(
+                sa.update(TransferItem).where(TransferItem.id == item_id).values(upload_id=None)
+            )
+
+    # helpers
+
+    async def _hold(self, session: AsyncSession, item: Item) -> None:
+        """Raise LeaseLost unless this worker still holds the item (and extend the lease)."""
+        held = await session.scalar(
+            sa.update(TransferItem)
+            .where(
+                TransferItem.id == item.id,
+                TransferItem.lease_owner == self.owner,
+                TransferItem.state == states.ITEM_COPYING,
+            )
+            .values(lease_expires_at=self._clock() + self._lease)
+            .returning(TransferItem.id)
+        )
+        if held is None:
+            raise LeaseLost(f"item {item.key!r} is no longer held by {self.owner}")
+
+    async def _drop_parts(
+        self, session: AsyncSession, item: Item, numbers: Sequence[int] | None
+    ) -> None:
+        where = [TransferPart.item_id == item.id]
+        if numbers is not None:
+            if not numbers:
+                return
+            where.append(TransferPart.part_number.in_(numbers))
+        dropped = await session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(TransferPart.size), 0)).where(*where)
+        )
+        await session.execute(sa.delete(TransferPart).where(*where))
+        await self._count(session, item.request_id, bytes_done=-int(dropped or 0))
+
+    async def _finish(
+        self,
+        item: Item,
+        state: str,
+        *,
+        verified: str | None = None,
+        target_etag: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self._write() as session:
+            await self._hold(session, item)
+            in_parts = int(
+                await session.scalar(
+                    sa.select(sa.func.coalesce(sa.func.sum(TransferPart.size), 0)).where(
+                        TransferPart.item_id == item.id
+                    )
+                )
+                or 0
+            )
+            await session.execute(sa.delete(TransferPart).where(TransferPart.item_id == item.id))
+            await session.execute(
+                sa.update(TransferItem)
+                .where(TransferItem.id == item.id)
+                .values(
+                    state=state,
+                    verified=verified,
+                    target_etag=target_etag,
+                    error=error,
+                    upload_id=None,
+                    # lease_owner stays: it records which worker finished the item.
+                    lease_expires_at=None,
+                    finished_at=self._clock(),
+                )
+            )
+            if state == states.DONE:
+                await self._count(
+                    session,
+                    item.request_id,
+                    objects_copied=1,
+                    bytes_copied=item.size,
+                    bytes_done=item.size - in_parts,
+                )
+            elif state == states.SKIPPED:
+                await self._count(
+                    session,
+                    item.request_id,
+                    objects_skipped=1,
+                    bytes_skipped=item.size,
+                    bytes_done=item.size - in_parts,
+                )
+            else:
+                await self._count(session, item.request_id, objects_failed=1, bytes_done=-in_parts)

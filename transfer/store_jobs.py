@@ -1,0 +1,377 @@
+"""Job-level rows: finding work, the planning lease and cursor, progress, the final report.
+
+See store.py for the transaction rules every method here follows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import PortabilityRequest, TransferItem, TransferJob
+from transfer import states
+from transfer.exceptions import LeaseLost
+from transfer.store_base import StoreBase
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job's row with its request's status, read in one go."""
+
+    request_id: uuid.UUID
+    status: str
+    state: str
+    checksum: str | None
+    objects_total: int
+    bytes_total: int
+    objects_copied: int
+    bytes_copied: int
+    objects_skipped: int
+    bytes_skipped: int
+    objects_failed: int
+    bytes_done: int
+    retries: int
+    started_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def objects_done(self) -> int:
+        return self.objects_copied + self.objects_skipped + self.objects_failed
+
+
+class JobRows(StoreBase):
+    """The job's and the request's rows."""
+
+    # jobs
+
+    async def find_work(self, limit: int = 20) -> list[uuid.UUID]:
+        """Transfer requests that may have work: active ones, and cancelled ones not cleaned."""
+        request, job = PortabilityRequest, TransferJob
+        query = (
+            sa.select(request.id)
+            .outerjoin(job, job.request_id == request.id)
+            .where(
+                request.request_type == states.REQUEST_TYPE,
+                sa.or_(
+                    sa.and_(
+                        request.status.in_((states.PENDING, states.PROCESSING)),
+                        sa.or_(job.state.is_(None), job.state != states.FINISHED),
+                    ),
+                    sa.and_(request.status == states.CANCELLED, job.state != states.FINISHED),
+                ),
+            )
+            .order_by(request.created_at, request.id)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
+
+    async def open_job(self, request_id: uuid.UUID) -> JobView | None:
+        """Make sure the job row exists and the request says `processing`; None if it is gone."""
+        async with self._write() as session:
+            await session.execute(
+                _insert_ignore(session, TransferJob).values(
+                    request_id=request_id, state=states.PLANNING, started_at=self._clock()
+                )
+            )
+            await session.execute(
+                sa.update(PortabilityRequest)
+                .where(
+                    PortabilityRequest.id == request_id,
+                    PortabilityRequest.status == states.PENDING,
+                )
+                .values(status=states.PROCESSING)
+            )
+        return await self.job(request_id)
+
+    async def request(self, request_id: uuid.UUID) -> PortabilityRequest | None:
+        async with self._sessions() as session:
+            return await session.get(PortabilityRequest, request_id)
+
+    async def job(self, request_id: uuid.UUID) -> JobView | None:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    sa.select(TransferJob, PortabilityRequest.status)
+                    .join(PortabilityRequest, PortabilityRequest.id == TransferJob.request_id)
+                    .where(TransferJob.request_id == request_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        job, status = row
+        return JobView(
+            request_id=job.request_id,
+            status=status,
+            state=job.state,
+            checksum=job.checksum,
+            objects_total=job.objects_total,
+            bytes_total=job.bytes_total,
+            objects_copied=job.objects_copied,
+            bytes_copied=job.bytes_copied,
+            objects_skipped=job.objects_skipped,
+            bytes_skipped=job.bytes_skipped,
+            objects_failed=job.objects_failed,
+            bytes_done=job.bytes_done,
+            retries=job.retries,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+    async def claim_planning(self, request_id: uuid.UUID) -> bool:
+        now = self._clock()
+        job = TransferJob
+        async with self._write() as session:
+            owned = await session.scalar(
+                sa.update(job)
+                .where(
+                    job.request_id == request_id,
+                    job.state == states.PLANNING,
+                    sa.or_(
+                        job.lease_owner.is_(None),
+                        job.lease_owner == self.owner,
+                        job.lease_expires_at < now,
+                    ),
+                )
+                .values(lease_owner=self.owner, lease_expires_at=now + self._lease)
+                .returning(job.request_id)
+            )
+        return owned is not None
+
+    async def plan_cursor(self, request_id: uuid.UUID) -> str | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                sa.select(TransferJob.plan_cursor).where(TransferJob.request_id == request_id)
+            )
+
+    async def store_page(
+        self, request_id: uuid.UUID, rows: Sequence[Mapping[str, Any]], cursor: str
+    ) -> None:
+        """Items of one listing page and the cursor after them, atomically.
+
+        A key stored already (a listing that repeats itself across pages) is not added twice.
+        """
+        now = self._clock()
+        job = TransferJob
+        async with self._write() as session:
+            owned = await session.scalar(
+                sa.update(job)
+                .where(
+                    job.request_id == request_id,
+                    job.state == states.PLANNING,
+                    job.lease_owner == self.owner,
+                )
+                .values(plan_cursor=cursor, lease_expires_at=now + self._lease)
+                .returning(job.request_id)
+            )
+            if owned is None:
+                raise LeaseLost("the planning lease went to another worker")
+            if not rows:
+                return
+            added = (
+                await session.scalars(
+                    _insert_ignore(session, TransferItem).returning(TransferItem.size),
+                    [
+                        {**row, "request_id": request_id, "state": states.ITEM_PENDING}
+                        for row in rows
+                    ],
+                )
+            ).all()
+            await self._count(session, request_id, objects_total=len(added), bytes_total=sum(added))
+
+    async def finish_planning(self, request_id: uuid.UUID) -> None:
+        job = TransferJob
+        async with self._write() as session:
+            await session.execute(
+                sa.update(job)
+                .where(job.request_id == request_id, job.lease_owner == self.owner)
+                .values(
+                    state=states.COPYING,
+                    planned_at=self._clock(),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+
+    async def set_checksum(self, request_id: uuid.UUID, checksum: str) -> None:
+        async with self._write() as session:
+            await session.execute(
+                sa.update(TransferJob)
+                .where(TransferJob.request_id == request_id)
+                .values(checksum=checksum)
+            )
+
+    async def add_retries(self, request_id: uuid.UUID, count: int) -> None:
+        if count <= 0:
+            return
+        async with self._write() as session:
+            await session.execute(
+                sa.update(TransferJob)
+                .where(TransferJob.request_id == request_id)
+                .values(retries=TransferJob.retries + count)
+            )
+
+    async def heartbeat(
+        self, request_id: uuid.UUID, item_ids: Sequence[int], *, planning: bool
+    ) -> tuple[str | None, set[int]]:
+        """Renew this worker's leases; (the request's status, the items whose lease was lost)."""
+        now = self._clock()
+        until = now + self._lease
+        async with self._write() as session:
+            if item_ids:
+                await session.execute(
+                    sa.update(TransferItem)
+                    .where(
+                        TransferItem.id.in_(item_ids),
+                        TransferItem.lease_owner == self.owner,
+                        TransferItem.state == states.ITEM_COPYING,
+                    )
+                    .values(lease_expires_at=until)
+                )
+            if planning:
+                await session.execute(
+                    sa.update(TransferJob)
+                    .where(
+                        TransferJob.request_id == request_id,
+                        TransferJob.lease_owner == self.owner,
+                    )
+                    .values(lease_expires_at=until)
+                )
+            lost: set[int] = set()
+            if item_ids:
+                # Open items this worker no longer holds (finished ones are simply done).
+                lost = set(
+                    (
+                        await session.scalars(
+                            sa.select(TransferItem.id).where(
+                                TransferItem.id.in_(item_ids),
+                                TransferItem.state.in_(states.OPEN_ITEM_STATES),
+                                sa.or_(
+                                    TransferItem.lease_owner.is_(None),
+                                    TransferItem.lease_owner != self.owner,
+                                ),
+                            )
+                        )
+                    ).all()
+                )
+            status = await session.scalar(
+                sa.select(PortabilityRequest.status).where(PortabilityRequest.id == request_id)
+            )
+        return status, lost
+
+    # the request row
+
+    async def write_meta(
+        self, request_id: uuid.UUID, changes: Mapping[str, Any], *, only_if: Sequence[str]
+    ) -> bool:
+        """Merge top-level metadata keys while the request's status is one of `only_if`."""
+        async with self._write() as session:
+            request = await _locked_request(session, request_id)
+            if request is None or request.status not in only_if:
+                return False
+            request.meta = {**(request.meta or {}), **changes}
+        return True
+
+    async def finish(
+        self,
+        request_id: uuid.UUID,
+        build: Callable[
+            [AsyncSession, TransferJob, str], Awaitable[tuple[dict[str, Any], str | None]]
+        ],
+    ) -> PortabilityRequest | None:
+        """Close the job once (the caller that wins the compare-and-set writes the report).
+
+        `build(session, job, status)` returns (metadata changes, error) inside the transaction.
+        Returns the request as finished, or None if there is still work or it is done already.
+        """
+        now = self._clock()
+        async with self._write() as session:
+            request = await _locked_request(session, request_id)
+            if request is None:
+                return None
+            cancelled = request.status == states.CANCELLED
+            if not cancelled and request.status != states.PROCESSING:
+                return None
+            if not cancelled:
+                still_open = await session.scalar(
+                    sa.select(TransferItem.id)
+                    .where(
+                        TransferItem.request_id == request_id,
+                        TransferItem.state.in_(states.OPEN_ITEM_STATES),
+                    )
+                    .limit(1)
+                )
+                if still_open is not None:
+                    return None
+            open_job = [TransferJob.request_id == request_id, TransferJob.state != states.FINISHED]
+            if not cancelled:
+                open_job.append(TransferJob.state == states.COPYING)
+            job = await session.scalar(
+                sa.update(TransferJob)
+                .where(*open_job)
+                .values(state=states.FINISHED, finished_at=now, lease_owner=None)
+                .returning(TransferJob),
+                execution_options={"synchronize_session": False},
+            )
+            if job is None:
+                return None
+            if cancelled:
+                status = states.CANCELLED
+            else:
+                status = states.COMPLETED if job.objects_failed == 0 else states.FAILED
+            changes, error = await build(session, job, status)
+            if error:
+                changes["error"] = error
+            request.meta = {**(request.meta or {}), **changes}
+            request.status = status
+            if request.completed_at is None:
+                request.completed_at = now
+            return request
+
+    async def fail_request(self, request_id: uuid.UUID, error: str) -> PortabilityRequest | None:
+        """End a request that cannot start (its source or destination does not resolve)."""
+        now = self._clock()
+        async with self._write() as session:
+            request = await _locked_request(session, request_id)
+            if request is None or request.status not in (states.PENDING, states.PROCESSING):
+                return None
+            await session.execute(
+                sa.update(TransferJob)
+                .where(TransferJob.request_id == request_id)
+                .values(state=states.FINISHED, finished_at=now, lease_owner=None)
+            )
+            request.status = states.FAILED
+            request.completed_at = now
+            request.meta = {**(request.meta or {}), "error": error}
+            return request
+
+
+async def _locked_request(
+    session: AsyncSession, request_id: uuid.UUID
+) -> PortabilityRequest | None:
+    """The request row, locked for this transaction.
+
+    A no-op UPDATE first: on PostgreSQL it locks the row as FOR UPDATE would; on SQLite it
+    makes the transaction a writer from its start (a reader that later writes may be refused
+    at once with "database is locked" when another connection committed in between).
+    """
+    await session.execute(
+        sa.update(PortabilityRequest)
+        .where(PortabilityRequest.id == request_id)
+        .values(status=PortabilityRequest.status)
+    )
+    return await session.get(PortabilityRequest, request_id, populate_existing=True)
+
+
+def _insert_ignore(session: AsyncSession, table: type[Any]) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING in the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()

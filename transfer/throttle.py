@@ -1,0 +1,72 @@
+"""Bandwidth and memory limits, with the clock and sleep injected (as s3transfer's LeakyBucket)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+
+class TokenBucket:
+    """At most `rate` bytes per second on average, with bursts up to one second's worth.
+
+    `consume(n)` waits until the bytes fit. Shared by every read of one job in one worker.
+    """
+
+    def __init__(
+        self,
+        rate: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(rate)
+        self._last = clock()
+        self._lock = asyncio.Lock()
+
+    async def consume(self, amount: int) -> None:
+        # One waiter at a time: readers are served in arrival order, none starves.
+        async with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.rate), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= amount
+            if self._tokens < 0:
+                # Debt is paid by waiting; a chunk larger than the burst still passes.
+                await self._sleep(-self._tokens / self.rate)
+                self._tokens = 0.0
+                self._last = self._clock()
+
+
+class MemoryBudget:
+    """A byte-counting semaphore: part buffers are taken from it before they are filled.
+
+    A request larger than the whole budget is granted when nothing else is held, so a part
+    grown past the limit (a 5 TiB object needs 525 MiB parts) still goes through, alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        self.limit = limit
+        self.in_use = 0
+        self.peak = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, amount: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.in_use == 0 or self.in_use + amount <= self.limit
+            )
+            self.in_use += amount
+            self.peak = max(self.peak, self.in_use)
+
+    async def release(self, amount: int) -> None:
+        async with self._changed:
+            self.in_use -= amount
+            self._changed.notify_all()
