@@ -22,6 +22,9 @@ TABLES = {
     "buckets",
     "credentials",
     "portability_requests",
+    "transfer_jobs",
+    "transfer_items",
+    "transfer_parts",
 }
 
 
@@ -48,9 +51,11 @@ def test_upgrade_twice_downgrade_and_again(empty_database_url: str) -> None:
     url = empty_database_url
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0001"
+    assert migrate.current(url) == migrate.head() == "0002"
     assert _tables(url) == TABLES | {"alembic_version"}
     migrate.upgrade(url)  # at head already: nothing to do, no error
+    migrate.downgrade(url, "0001")
+    assert "transfer_items" not in _tables(url)
     migrate.downgrade(url, "base")
     assert migrate.current(url) is None
     assert _tables(url) == {"alembic_version"}
