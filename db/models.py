@@ -286,6 +286,9 @@ class TransferJob(Base):
     lease_expires_at: Mapped[datetime | None]
     # What "auto" settled on for this destination ("crc32c", "sha256" or "md5").
     checksum: Mapped[str | None] = mapped_column(sa.String(16))
+    # The target held nothing under the prefix when planning began: no per-object HEAD to
+    # look for identical objects is needed.
+    target_empty: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     objects_total: Mapped[int] = _counter()
     bytes_total: Mapped[int] = _counter()
     objects_copied: Mapped[int] = _counter()

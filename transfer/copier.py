@@ -68,6 +68,9 @@ class CopyContext:
     algorithm: str | None  # flexible checksum in use; None: Content-MD5 alone
     server_side: bool  # source and destination are the same endpoint
     on_checksum_fallback: Callable[[], Awaitable[None]]
+    # Whether an object may be on the target already (False: the target was empty at
+    # planning, so the per-object HEAD is skipped).
+    check_target: bool = True
 
 
 def object_headers(info: ObjectInfo) -> dict[str, str]:
@@ -91,7 +94,7 @@ class ObjectCopier:
         self._server_side_proven = False
 
     async def copy(self, item: Item) -> None:
-        if item.upload_id is None and await self._already_there(item):
+        if item.upload_id is None and self.c.check_target and await self._already_there(item):
             return
         if self.c.server_side:
             try:

@@ -89,7 +89,7 @@ class JobRunner:
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=False
         ) as http:
-            copier = self._copier(http, job.checksum)
+            copier = self._copier(http, job.checksum, job.target_empty)
             if job.checksum is None:
                 await self.store.set_checksum(self.request_id, copier.c.algorithm or "md5")
             heartbeat = asyncio.create_task(self._heartbeat(copier))
@@ -123,7 +123,9 @@ class JobRunner:
                 ),
             )
 
-    def _copier(self, http: aiohttp.ClientSession, settled: str | None) -> ObjectCopier:
+    def _copier(
+        self, http: aiohttp.ClientSession, settled: str | None, target_empty: bool
+    ) -> ObjectCopier:
         d = self.destination
         if d.checksum == "auto":
             algorithm: str | None = None if settled == "md5" else "crc32c"
@@ -168,6 +170,7 @@ class JobRunner:
             algorithm=algorithm,
             server_side=server_side,
             on_checksum_fallback=fall_back,
+            check_target=not target_empty,
         )
         return ObjectCopier(context)
 
@@ -184,10 +187,24 @@ class JobRunner:
                     store=self.store,
                     retry=copier.c.retry,
                     page_size=self.config.list_page_size,
+                    target_is_empty=lambda: self._target_is_empty(copier),
+                    stopping=lambda: self.cancelled or self.stop.is_set(),
                 )
             finally:
                 self._planning = False
+        job = await self.store.job(self.request_id)
+        copier.c.check_target = job is None or not job.target_empty
         await self._copy_items(copier)
+
+    async def _target_is_empty(self, copier: ObjectCopier) -> bool:
+        d = self.destination
+        try:
+            page = await copier.c.target_storage.list(d.bucket, prefix=d.prefix, max_keys=1)
+        except Exception as exc:
+            # Not allowed to list (or not now): look for each object with a HEAD instead.
+            log.info("cannot list the target (%s); checking objects one by one", exc)
+            return False
+        return not page.objects and not page.common_prefixes
 
     async def _copy_items(self, copier: ObjectCopier) -> None:
         stop_waiter = asyncio.create_task(self.stop.wait())

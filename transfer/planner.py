@@ -8,6 +8,7 @@ page, adding nothing twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from storage.base import ListPage
@@ -24,12 +25,18 @@ async def plan(
     store: JobStore,
     retry: RetryPolicy,
     page_size: int,
+    target_is_empty: Callable[[], Awaitable[bool]] | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> int:
     """List the source into items; returns how many pages were stored by this call."""
-    cursor = await store.plan_cursor(request_id) or ""
+    stored = await store.plan_cursor(request_id)
+    if stored is None and target_is_empty is not None:
+        # Before the first page: an empty target spares every object its HEAD request.
+        await store.set_target_empty(request_id, await target_is_empty())
+    cursor = stored or ""
     pages = 0
     target = destination.identity
-    while True:
+    while not stopping():
 
         async def listing(after: str = cursor) -> ListPage:
             try:
@@ -56,5 +63,7 @@ async def plan(
         if not page.is_truncated or following == cursor:
             break
         cursor = following
+    else:
+        return pages
     await store.finish_planning(request_id)
     return pages

@@ -329,19 +329,13 @@ class JobStore(JobRows):
         error: str | None = None,
     ) -> None:
         async with self._write() as session:
-            await self._hold(session, item)
-            in_parts = int(
-                await session.scalar(
-                    sa.select(sa.func.coalesce(sa.func.sum(TransferPart.size), 0)).where(
-                        TransferPart.item_id == item.id
-                    )
-                )
-                or 0
-            )
-            await session.execute(sa.delete(TransferPart).where(TransferPart.item_id == item.id))
-            await session.execute(
+            held = await session.scalar(
                 sa.update(TransferItem)
-                .where(TransferItem.id == item.id)
+                .where(
+                    TransferItem.id == item.id,
+                    TransferItem.lease_owner == self.owner,
+                    TransferItem.state == states.ITEM_COPYING,
+                )
                 .values(
                     state=state,
                     verified=verified,
@@ -352,7 +346,25 @@ class JobStore(JobRows):
                     lease_expires_at=None,
                     finished_at=self._clock(),
                 )
+                .returning(TransferItem.id)
             )
+            if held is None:
+                raise LeaseLost(f"item {item.key!r} is no longer held by {self.owner}")
+            in_parts = 0
+            # Only a multipart upload has parts (a failure may come before the caller's
+            # snapshot saw its upload id, so it always looks).
+            if item.upload_id is not None or state == states.ITEM_FAILED:
+                in_parts = int(
+                    await session.scalar(
+                        sa.select(sa.func.coalesce(sa.func.sum(TransferPart.size), 0)).where(
+                            TransferPart.item_id == item.id
+                        )
+                    )
+                    or 0
+                )
+                await session.execute(
+                    sa.delete(TransferPart).where(TransferPart.item_id == item.id)
+                )
             if state == states.DONE:
                 await self._count(
                     session,

@@ -29,6 +29,7 @@ class JobView:
     status: str
     state: str
     checksum: str | None
+    target_empty: bool
     objects_total: int
     bytes_total: int
     objects_copied: int
@@ -112,6 +113,7 @@ class JobRows(StoreBase):
             status=status,
             state=job.state,
             checksum=job.checksum,
+            target_empty=job.target_empty,
             objects_total=job.objects_total,
             bytes_total=job.bytes_total,
             objects_copied=job.objects_copied,
@@ -198,6 +200,14 @@ class JobRows(StoreBase):
                     lease_owner=None,
                     lease_expires_at=None,
                 )
+            )
+
+    async def set_target_empty(self, request_id: uuid.UUID, empty: bool) -> None:
+        async with self._write() as session:
+            await session.execute(
+                sa.update(TransferJob)
+                .where(TransferJob.request_id == request_id)
+                .values(target_empty=empty)
             )
 
     async def set_checksum(self, request_id: uuid.UUID, checksum: str) -> None:

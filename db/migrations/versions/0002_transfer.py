@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(128), nullable=True),
         _ts("lease_expires_at"),
         sa.Column("checksum", sa.String(16), nullable=True),
+        sa.Column("target_empty", sa.Boolean(), nullable=False, server_default=sa.false()),
         _counter("objects_total"),
         _counter("bytes_total"),
         _counter("objects_copied"),
