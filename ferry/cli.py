@@ -356,8 +356,10 @@ def _now() -> datetime:
 def _register() -> None:
     # Command groups that live in their own modules, added here so `ferry --help` lists them.
     from ferry.cli_export import export
+    from ferry.cli_transfer import transfer
 
     main.add_command(export)
+    main.add_command(transfer)
 
 
 _register()

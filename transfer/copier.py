@@ -10,83 +10,37 @@ resume it; a resumed upload is reconciled with ListParts and only missing parts 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
-from storage.base import ObjectInfo, ObjectStream, Storage
 from transfer.checksums import (
     Digest,
-    Hasher,
-    composite_checksum,
-    is_md5_etag,
     is_plain_md5,
     multipart_etag,
-    same_checksum,
 )
-from transfer.config import TransferConfig
+from transfer.context import CopyContext, attributes, object_headers
 from transfer.exceptions import (
     AccessDenied,
     Cancelled,
     ChecksumRefused,
-    Corrupted,
     ItemFailed,
     LeaseLost,
-    SourceChanged,
     TargetRefused,
-    TransferError,
     Transient,
     UploadGone,
-    VerificationFailed,
 )
-from transfer.retry import RetryPolicy, translate
-from transfer.spec import Destination, Source
-from transfer.store import Item, JobStore, StoredPart
-from transfer.target import Ack, TargetClient, TargetPart
-from transfer.throttle import MemoryBudget, TokenBucket
+from transfer.retry import translate
+from transfer.store import Item, StoredPart
+from transfer.target import Ack, TargetPart
+from transfer.verify import Verification
 
 log = logging.getLogger(__name__)
 
 _META_PREFIX = "x-amz-meta-"
 
 
-@dataclass
-class CopyContext:
-    """Everything one job's copies share in one worker."""
-
-    source: Source
-    destination: Destination
-    target: TargetClient
-    target_storage: Storage  # reads, ListParts, aborts on the destination
-    store: JobStore
-    config: TransferConfig
-    budget: MemoryBudget
-    throttle: TokenBucket | None
-    retry: RetryPolicy
-    algorithm: str | None  # flexible checksum in use; None: Content-MD5 alone
-    server_side: bool  # source and destination are the same endpoint
-    on_checksum_fallback: Callable[[], Awaitable[None]]
-    # Whether an object may be on the target already (False: the target was empty at
-    # planning, so the per-object HEAD is skipped).
-    check_target: bool = True
-
-
-def object_headers(info: ObjectInfo) -> dict[str, str]:
-    """The headers that recreate a source object's metadata on the target."""
-    headers = {"Content-Type": info.content_type}
-    headers.update(info.headers)
-    for name, value in info.metadata.items():
-        headers[_META_PREFIX + name] = value
-    return headers
-
-
-def attributes(info: ObjectInfo) -> dict[str, Any]:
-    return {"metadata": dict(info.metadata), "headers": dict(info.headers)}
-
-
-class ObjectCopier:
+class ObjectCopier(Verification):
     """Copies items of one job; `copy(item)` raises what the caller must act on."""
 
     def __init__(self, context: CopyContext) -> None:
@@ -403,219 +357,6 @@ class ObjectCopier:
             return head[0]
 
     # verification
-
-    def _check_ack(self, ack: Ack, digest: Digest, algorithm: str | None, what: str) -> None:
-        """Refuse an acknowledgement that does not match the bytes sent (retried as Corrupted)."""
-        trust_checksum = self.c.destination.checksum in ("crc32c", "sha256")
-        answered = ack.checksums.get(algorithm) if algorithm else None
-        if answered is not None and answered != digest.checksum_b64:
-            raise Corrupted(
-                f"{what}: the target answered {algorithm} {answered}, "
-                f"the bytes sent have {digest.checksum_b64}"
-            )
-        if is_plain_md5(ack.etag) and ack.etag.lower() != digest.md5_hex:
-            # With an explicit checksum setting the checksum is the proof and the ETag may be
-            # opaque (encryption at rest); otherwise a hex ETag that is not our MD5 means
-            # other bytes were stored.
-            if not (trust_checksum and answered is not None):
-                raise Corrupted(
-                    f"{what}: the target answered ETag {ack.etag}, "
-                    f"the bytes sent have MD5 {digest.md5_hex}"
-                )
-
-    def _method(self, *, etag_ok: bool, checksum_ok: bool, algorithm: str | None) -> str:
-        if etag_ok and checksum_ok:
-            return f"etag+{algorithm}"
-        if etag_ok:
-            return "etag"
-        if checksum_ok:
-            return f"checksum-{algorithm}"
-        return "size"
-
-    async def _verify_multipart(self, item: Item, parts: list[StoredPart], ack: Ack) -> str:
-        expected = multipart_etag(bytes.fromhex(p.md5 or "") for p in parts)
-        etag_ok = False
-        trust_checksum = self.c.destination.checksum in ("crc32c", "sha256")
-        if is_md5_etag(ack.etag):
-            etag_ok = ack.etag.lower() == expected
-            if not etag_ok and not trust_checksum:
-                raise VerificationFailed(
-                    f"the completed object has ETag {ack.etag}; the parts read give {expected}"
-                )
-        checksum_ok = False
-        algorithm = item.checksum
-        if algorithm and all(p.checksum for p in parts):
-            answered = ack.checksums.get(algorithm)
-            if answered:
-                wanted = composite_checksum(
-                    algorithm, (base64.b64decode(p.checksum or "") for p in parts)
-                )
-                checksum_ok = same_checksum(answered, wanted)
-                if not checksum_ok:
-                    raise VerificationFailed(
-                        f"the completed object has {algorithm} {answered}; "
-                        f"the parts read give {wanted}"
-                    )
-        if trust_checksum and not checksum_ok and not etag_ok and is_md5_etag(ack.etag):
-            raise VerificationFailed(
-                f"the completed object has ETag {ack.etag}; the parts read give {expected}"
-            )
-        method = self._method(etag_ok=etag_ok, checksum_ok=checksum_ok, algorithm=algorithm)
-        if method == "size":
-            await self._check_size(item)
-        if self.c.config.verify == "full":
-            spans = [
-                ((p.part_number - 1) * (item.part_size or 0), p.size, p.md5 or "") for p in parts
-            ]
-            await self._reread(item, spans)
-            method += "+full"
-        return method
-
-    async def _verify_server_copy(self, item: Item, ack: Ack) -> str:
-        await self._check_size(item)
-        source_md5 = item.etag.strip('"').lower()
-        if is_plain_md5(source_md5) and ack.etag.lower() == source_md5:
-            return "server-copy+etag"
-        if self.c.config.verify_server_copies and is_plain_md5(source_md5):
-            await self._reread(item, [(0, item.size, source_md5)])
-            return "server-copy+md5"
-        if self.c.config.verify == "full":
-            source = await self._hash_object(self.c.source.storage, self.c.source.bucket, item.key)
-            await self._reread(item, [(0, item.size, source)])
-            return "server-copy+full"
-        return "server-copy+size"
-
-    async def _check_size(self, item: Item) -> None:
-        head = await self.c.retry.call(
-            f"HEAD target {item.target_key!r}", lambda: self.c.target.head(item.target_key)
-        )
-        if head is None or head[0].size != item.size:
-            found = "nothing" if head is None else f"{head[0].size} bytes"
-            raise VerificationFailed(f"the target holds {found}; {item.size} bytes were sent")
-
-    async def _reread(self, item: Item, spans: list[tuple[int, int, str]]) -> None:
-        """Read the target back (verify="full") and compare each span's MD5."""
-        for start, length, md5 in spans:
-            found = await self._hash_object(
-                self.c.target_storage,
-                self.c.destination.bucket,
-                item.target_key,
-                start=start,
-                length=length,
-            )
-            if found != md5:
-                raise VerificationFailed(
-                    f"bytes {start}..{start + length - 1} read back from the target have MD5 "
-                    f"{found}; the source's have {md5}"
-                )
-
-    async def _hash_object(
-        self,
-        storage: Storage,
-        bucket: str,
-        key: str,
-        *,
-        start: int = 0,
-        length: int | None = None,
-    ) -> str:
-        side = "target" if storage is self.c.target_storage else "source"
-
-        async def read() -> str:
-            ranged = length is not None and length > 0
-            stream = await self._open(
-                storage,
-                bucket,
-                key,
-                side,
-                start if ranged else None,
-                start + (length or 0) - 1 if ranged else None,
-            )
-            hasher = Hasher(None)
-            try:
-                async for chunk in stream.body:
-                    if self.c.throttle is not None:
-                        await self.c.throttle.consume(len(chunk))
-                    hasher.update(chunk)
-            except Exception as exc:
-                raise translate(exc, side) from exc
-            finally:
-                await stream.aclose()
-            return hasher.result().md5_hex
-
-        return await self.c.retry.call(f"read back {key!r}", read)
-
-    # source reads
-
-    async def _open(
-        self, storage: Storage, bucket: str, key: str, side: str, start: int | None, end: int | None
-    ) -> ObjectStream:
-        try:
-            return await storage.get(bucket, key, start=start, end=end)
-        except Exception as exc:
-            raise translate(exc, side) from exc
-
-    async def _head_source(self, item: Item) -> ObjectInfo:
-        try:
-            info = await self.c.source.storage.head(self.c.source.bucket, item.key)
-        except Exception as exc:
-            raise translate(exc, "source") from exc
-        self._same_version(item, info)
-        return info
-
-    def _same_version(self, item: Item, info: ObjectInfo) -> None:
-        if info.etag.strip('"').lower() != item.etag.strip('"').lower() or info.size != item.size:
-            raise SourceChanged(
-                f"{item.key!r} changed since it was listed (ETag {item.etag} → {info.etag}, "
-                f"{item.size} → {info.size} bytes)"
-            )
-
-    async def _read(
-        self, item: Item, start: int, length: int, algorithm: str | None
-    ) -> tuple[bytearray, Digest, ObjectInfo]:
-        """Bytes start..start+length of the source, hashed as they arrive."""
-        ranged = length > 0
-        stream = await self._open(
-            self.c.source.storage,
-            self.c.source.bucket,
-            item.key,
-            "source",
-            start if ranged else None,
-            start + length - 1 if ranged else None,
-        )
-        buffer = bytearray(length)
-        hasher = Hasher(algorithm)
-        position = 0
-        try:
-            self._same_version(
-                item,
-                ObjectInfo(
-                    key=item.key,
-                    size=stream.info.size,
-                    etag=stream.info.etag,
-                    last_modified=stream.info.last_modified,
-                ),
-            )
-            with memoryview(buffer) as view:
-                async for chunk in stream.body:
-                    end = position + len(chunk)
-                    if end > length:
-                        raise SourceChanged(f"{item.key!r} is longer than when it was listed")
-                    if self.c.throttle is not None:
-                        await self.c.throttle.consume(len(chunk))
-                    view[position:end] = chunk
-                    hasher.update(chunk)
-                    position = end
-        except TransferError:
-            raise
-        except Exception as exc:
-            raise translate(exc, "source") from exc
-        finally:
-            await stream.aclose()
-        if position != length:
-            raise Transient(f"source: {item.key!r} ended after {position} of {length} bytes")
-        return buffer, hasher.result(), stream.info
-
-    # cleanup
 
     async def _drop_upload(self, item: Item) -> Item:
         if item.upload_id is not None:

@@ -20,7 +20,8 @@ from db.models import PortabilityRequest
 from storage.s3 import S3Storage
 from transfer import states
 from transfer.config import TransferConfig
-from transfer.copier import CopyContext, ObjectCopier
+from transfer.context import CopyContext
+from transfer.copier import ObjectCopier
 from transfer.exceptions import (
     ChecksumRefused,
     ItemFailed,

@@ -304,7 +304,8 @@ def _error(status: int, body: bytes, what: str, *, checksum_sent: bool) -> Trans
         phrase = f"HTTP {status} {HTTPStatus(status).phrase}"
     except ValueError:
         phrase = f"HTTP {status}"
-    detail = f"target: {what}: {code or phrase}{f': {message}' if message else ''}"
+    said = f"{code} (HTTP {status})" if code else phrase
+    detail = f"target: {what}: {said}{f': {message}' if message else ''}"
     if status >= 500 or status == 429 or code in _RETRY_CODES:
         if status == 501 and checksum_sent:
             return ChecksumRefused(detail)

@@ -73,8 +73,18 @@ async def test_a_lapsed_lease_is_taken_over_and_the_old_holder_can_no_longer_wri
     _, lost = await a.heartbeat(request_id, [i.id for i in held], planning=False)
     assert lost == {i.id for i in held}
 
-    await b.record_part(taken[0], StoredPart(1, 10, "0" * 32, None, "etag"))
-    await b.record_done(taken[0], verified="etag", target_etag="etag")
+    uploading = await b.record_upload(
+        taken[0],
+        upload_id="upload-1",
+        part_size=10,
+        checksum=None,
+        content_type="text/plain",
+        attributes={"metadata": {}, "headers": {}},
+    )
+    await b.record_part(uploading, StoredPart(1, 10, "0" * 32, None, "etag"))
+    job = await b.job(request_id)
+    assert job is not None and job.bytes_done == 10
+    await b.record_done(uploading, verified="etag", target_etag="etag")
     job = await b.job(request_id)
     assert job is not None and (job.objects_copied, job.bytes_done) == (1, 10)
 

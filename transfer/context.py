@@ -1,0 +1,51 @@
+"""What one job's copies share in one worker, and the headers that carry an object's metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from storage.base import ObjectInfo, Storage
+from transfer.config import TransferConfig
+from transfer.retry import RetryPolicy
+from transfer.spec import Destination, Source
+from transfer.store import JobStore
+from transfer.target import TargetClient
+from transfer.throttle import MemoryBudget, TokenBucket
+
+_META_PREFIX = "x-amz-meta-"
+
+
+@dataclass
+class CopyContext:
+    """Everything one job's copies share in one worker."""
+
+    source: Source
+    destination: Destination
+    target: TargetClient
+    target_storage: Storage  # reads, ListParts, aborts on the destination
+    store: JobStore
+    config: TransferConfig
+    budget: MemoryBudget
+    throttle: TokenBucket | None
+    retry: RetryPolicy
+    algorithm: str | None  # flexible checksum in use; None: Content-MD5 alone
+    server_side: bool  # source and destination are the same endpoint
+    on_checksum_fallback: Callable[[], Awaitable[None]]
+    # Whether an object may be on the target already (False: the target was empty at
+    # planning, so the per-object HEAD is skipped).
+    check_target: bool = True
+
+
+def object_headers(info: ObjectInfo) -> dict[str, str]:
+    """The headers that recreate a source object's metadata on the target."""
+    headers = {"Content-Type": info.content_type}
+    headers.update(info.headers)
+    for name, value in info.metadata.items():
+        headers[_META_PREFIX + name] = value
+    return headers
+
+
+def attributes(info: ObjectInfo) -> dict[str, Any]:
+    return {"metadata": dict(info.metadata), "headers": dict(info.headers)}

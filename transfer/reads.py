@@ -1,0 +1,124 @@
+"""Reading the source (and, to verify, the target): ranged GETs hashed as the bytes arrive."""
+
+from __future__ import annotations
+
+from storage.base import ObjectInfo, ObjectStream, Storage
+from transfer.checksums import Digest, Hasher
+from transfer.context import CopyContext
+from transfer.exceptions import SourceChanged, TransferError, Transient
+from transfer.retry import translate
+from transfer.store import Item
+
+
+class SourceReads:
+    """Reads for ObjectCopier; every byte read is hashed on the way into its buffer."""
+
+    c: CopyContext
+
+    async def _hash_object(
+        self,
+        storage: Storage,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        length: int | None = None,
+    ) -> str:
+        side = "target" if storage is self.c.target_storage else "source"
+
+        async def read() -> str:
+            ranged = length is not None and length > 0
+            stream = await self._open(
+                storage,
+                bucket,
+                key,
+                side,
+                start if ranged else None,
+                start + (length or 0) - 1 if ranged else None,
+            )
+            hasher = Hasher(None)
+            try:
+                async for chunk in stream.body:
+                    if self.c.throttle is not None:
+                        await self.c.throttle.consume(len(chunk))
+                    hasher.update(chunk)
+            except Exception as exc:
+                raise translate(exc, side) from exc
+            finally:
+                await stream.aclose()
+            return hasher.result().md5_hex
+
+        return await self.c.retry.call(f"read back {key!r}", read)
+
+    # source reads
+
+    async def _open(
+        self, storage: Storage, bucket: str, key: str, side: str, start: int | None, end: int | None
+    ) -> ObjectStream:
+        try:
+            return await storage.get(bucket, key, start=start, end=end)
+        except Exception as exc:
+            raise translate(exc, side) from exc
+
+    async def _head_source(self, item: Item) -> ObjectInfo:
+        try:
+            info = await self.c.source.storage.head(self.c.source.bucket, item.key)
+        except Exception as exc:
+            raise translate(exc, "source") from exc
+        self._same_version(item, info)
+        return info
+
+    def _same_version(self, item: Item, info: ObjectInfo) -> None:
+        if info.etag.strip('"').lower() != item.etag.strip('"').lower() or info.size != item.size:
+            raise SourceChanged(
+                f"{item.key!r} changed since it was listed (ETag {item.etag} → {info.etag}, "
+                f"{item.size} → {info.size} bytes)"
+            )
+
+    async def _read(
+        self, item: Item, start: int, length: int, algorithm: str | None
+    ) -> tuple[bytearray, Digest, ObjectInfo]:
+        """Bytes start..start+length of the source, hashed as they arrive."""
+        ranged = length > 0
+        stream = await self._open(
+            self.c.source.storage,
+            self.c.source.bucket,
+            item.key,
+            "source",
+            start if ranged else None,
+            start + length - 1 if ranged else None,
+        )
+        buffer = bytearray(length)
+        hasher = Hasher(algorithm)
+        position = 0
+        try:
+            self._same_version(
+                item,
+                ObjectInfo(
+                    key=item.key,
+                    size=stream.info.size,
+                    etag=stream.info.etag,
+                    last_modified=stream.info.last_modified,
+                ),
+            )
+            with memoryview(buffer) as view:
+                async for chunk in stream.body:
+                    end = position + len(chunk)
+                    if end > length:
+                        raise SourceChanged(f"{item.key!r} is longer than when it was listed")
+                    if self.c.throttle is not None:
+                        await self.c.throttle.consume(len(chunk))
+                    view[position:end] = chunk
+                    hasher.update(chunk)
+                    position = end
+        except TransferError:
+            raise
+        except Exception as exc:
+            raise translate(exc, "source") from exc
+        finally:
+            await stream.aclose()
+        if position != length:
+            raise Transient(f"source: {item.key!r} ended after {position} of {length} bytes")
+        return buffer, hasher.result(), stream.info
+
+    # cleanup

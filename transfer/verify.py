@@ -1,0 +1,132 @@
+"""Verification: acknowledgements and completed objects checked against what was read.
+
+Where the target's ETag is an MD5 (single part) or an MD5 of part MD5s, it is compared;
+where the target answers flexible checksums, they are compared too; where neither exists,
+only the size is, and the method recorded says so. `verify="full"` reads the target back.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from transfer.checksums import (
+    Digest,
+    composite_checksum,
+    is_md5_etag,
+    is_plain_md5,
+    multipart_etag,
+    same_checksum,
+)
+from transfer.exceptions import Corrupted, VerificationFailed
+from transfer.reads import SourceReads
+from transfer.store import Item, StoredPart
+from transfer.target import Ack
+
+
+class Verification(SourceReads):
+    """The checks ObjectCopier applies; see states.py for the names of the methods."""
+
+    def _check_ack(self, ack: Ack, digest: Digest, algorithm: str | None, what: str) -> None:
+        """Refuse an acknowledgement that does not match the bytes sent (retried as Corrupted)."""
+        trust_checksum = self.c.destination.checksum in ("crc32c", "sha256")
+        answered = ack.checksums.get(algorithm) if algorithm else None
+        if answered is not None and answered != digest.checksum_b64:
+            raise Corrupted(
+                f"{what}: the target answered {algorithm} {answered}, "
+                f"the bytes sent have {digest.checksum_b64}"
+            )
+        if is_plain_md5(ack.etag) and ack.etag.lower() != digest.md5_hex:
+            # With an explicit checksum setting the checksum is the proof and the ETag may be
+            # opaque (encryption at rest); otherwise a hex ETag that is not our MD5 means
+            # other bytes were stored.
+            if not (trust_checksum and answered is not None):
+                raise Corrupted(
+                    f"{what}: the target answered ETag {ack.etag}, "
+                    f"the bytes sent have MD5 {digest.md5_hex}"
+                )
+
+    def _method(self, *, etag_ok: bool, checksum_ok: bool, algorithm: str | None) -> str:
+        if etag_ok and checksum_ok:
+            return f"etag+{algorithm}"
+        if etag_ok:
+            return "etag"
+        if checksum_ok:
+            return f"checksum-{algorithm}"
+        return "size"
+
+    async def _verify_multipart(self, item: Item, parts: list[StoredPart], ack: Ack) -> str:
+        expected = multipart_etag(bytes.fromhex(p.md5 or "") for p in parts)
+        etag_ok = False
+        trust_checksum = self.c.destination.checksum in ("crc32c", "sha256")
+        if is_md5_etag(ack.etag):
+            etag_ok = ack.etag.lower() == expected
+            if not etag_ok and not trust_checksum:
+                raise VerificationFailed(
+                    f"the completed object has ETag {ack.etag}; the parts read give {expected}"
+                )
+        checksum_ok = False
+        algorithm = item.checksum
+        if algorithm and all(p.checksum for p in parts):
+            answered = ack.checksums.get(algorithm)
+            if answered:
+                wanted = composite_checksum(
+                    algorithm, (base64.b64decode(p.checksum or "") for p in parts)
+                )
+                checksum_ok = same_checksum(answered, wanted)
+                if not checksum_ok:
+                    raise VerificationFailed(
+                        f"the completed object has {algorithm} {answered}; "
+                        f"the parts read give {wanted}"
+                    )
+        if trust_checksum and not checksum_ok and not etag_ok and is_md5_etag(ack.etag):
+            raise VerificationFailed(
+                f"the completed object has ETag {ack.etag}; the parts read give {expected}"
+            )
+        method = self._method(etag_ok=etag_ok, checksum_ok=checksum_ok, algorithm=algorithm)
+        if method == "size":
+            await self._check_size(item)
+        if self.c.config.verify == "full":
+            spans = [
+                ((p.part_number - 1) * (item.part_size or 0), p.size, p.md5 or "") for p in parts
+            ]
+            await self._reread(item, spans)
+            method += "+full"
+        return method
+
+    async def _verify_server_copy(self, item: Item, ack: Ack) -> str:
+        await self._check_size(item)
+        source_md5 = item.etag.strip('"').lower()
+        if is_plain_md5(source_md5) and ack.etag.lower() == source_md5:
+            return "server-copy+etag"
+        if self.c.config.verify_server_copies and is_plain_md5(source_md5):
+            await self._reread(item, [(0, item.size, source_md5)])
+            return "server-copy+md5"
+        if self.c.config.verify == "full":
+            source = await self._hash_object(self.c.source.storage, self.c.source.bucket, item.key)
+            await self._reread(item, [(0, item.size, source)])
+            return "server-copy+full"
+        return "server-copy+size"
+
+    async def _check_size(self, item: Item) -> None:
+        head = await self.c.retry.call(
+            f"HEAD target {item.target_key!r}", lambda: self.c.target.head(item.target_key)
+        )
+        if head is None or head[0].size != item.size:
+            found = "nothing" if head is None else f"{head[0].size} bytes"
+            raise VerificationFailed(f"the target holds {found}; {item.size} bytes were sent")
+
+    async def _reread(self, item: Item, spans: list[tuple[int, int, str]]) -> None:
+        """Read the target back (verify="full") and compare each span's MD5."""
+        for start, length, md5 in spans:
+            found = await self._hash_object(
+                self.c.target_storage,
+                self.c.destination.bucket,
+                item.target_key,
+                start=start,
+                length=length,
+            )
+            if found != md5:
+                raise VerificationFailed(
+                    f"bytes {start}..{start + length - 1} read back from the target have MD5 "
+                    f"{found}; the source's have {md5}"
+                )
