@@ -22,6 +22,7 @@ from starlette.routing import Route
 from db.models import User
 from portability import events
 from portability.credentials import Endpoint, describe, issue_for_user, parse_issue_request
+from portability.dashboard import dashboard_routes
 from portability.exports.settings import ExportSettings
 from portability.http import Endpoint as Endpoint_
 from portability.http import Handler, body_json, error
@@ -189,6 +190,10 @@ def build_api_app(
         or ExportSettings(gateway_url=endpoint.url, region=endpoint.region),
         endpoint=endpoint,
         clock=clock,
+    )
+    # The dashboard: server-rendered pages on the same port.
+    routes += dashboard_routes(
+        sessions, storage, master_key, endpoint, export_settings, clock=clock
     )
     return Starlette(
         routes=routes,

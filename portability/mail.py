@@ -47,18 +47,22 @@ class MailSettings:
     backoff: float = 1.0  # seconds before the 2nd attempt, doubled each time after
 
 
+# The dashboard's look (ferry.css: header #12263f, ink #1b1f24, accent #0b57a4), inlined
+# because mail clients ignore stylesheets.
 _BASE = """\
 <!doctype html>
-<html><head><meta charset="utf-8"><title>{{ subject }}</title></head>
-<body style="margin:0;padding:24px;background:#f4f5f7;color:#1f2933;
- font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif">
+<html><head><meta charset="utf-8"><title>{{ subject }}</title>
+<style>a{color:#0b57a4}</style></head>
+<body style="margin:0;padding:24px;background:#f5f6f8;color:#1b1f24;
+ font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;line-height:1.5">
 <table role="presentation" width="100%"
- style="max-width:600px;margin:0 auto;background:#fff;border-radius:8px;padding:24px">
-<tr><td>
-<p style="font-size:13px;color:#7b8794;margin:0 0 16px">Ferry &middot; your data, portable</p>
+ style="max-width:600px;margin:0 auto;background:#fff;border:1px solid #c9ced6;border-radius:8px">
+<tr><td style="background:#12263f;color:#fff;padding:12px 24px;border-radius:8px 8px 0 0;
+ font-weight:700;font-size:18px">Ferry</td></tr>
+<tr><td style="padding:24px">
 <h1 style="font-size:20px;margin:0 0 16px">{{ subject }}</h1>
 {% block body %}{% endblock %}
-<p style="font-size:12px;color:#7b8794;margin-top:24px">Request {{ request_id }}.
+<p style="font-size:12px;color:#4d5561;margin-top:24px">Request {{ request_id }}.
 You receive this because you asked for your data under GDPR Article 20.</p>
 </td></tr></table></body></html>
 """

@@ -1,0 +1,128 @@
+"""The admin console: every active credential (revoke one, or all of a user); overdue requests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from db.models import PortabilityRequest, User
+from portability import events
+from portability.credentials import describe
+from portability.dashboard.app import Ctx, Dashboard, UserError
+from portability.dashboard.request_pages import title_of
+from portability.dashboard.views import parse_time
+from portability.exports import service
+from portability.requests import ACTIVE, FAILED
+from sts import issue as sts
+
+
+async def overdue(db: AsyncSession, now: datetime) -> list[dict[str, Any]]:
+    """Article 12(3): requests still unanswered (or failed) after their due date."""
+    rows = await db.scalars(
+        select(PortabilityRequest)
+        .where(PortabilityRequest.status.in_((*ACTIVE, FAILED)))
+        .order_by(PortabilityRequest.created_at)
+    )
+    late = []
+    for row in rows.all():
+        due = parse_time((row.meta or {}).get("due_at"))
+        if due is None or due > now:
+            continue
+        owner = await db.get(User, row.user_id)
+        resource = service.resource(row)
+        late.append(
+            {
+                "id": str(row.id),
+                "title": title_of(resource),
+                "status": row.status,
+                "email": owner.email if owner else "?",
+                "created_at": resource["created_at"],
+                "due_at": due,
+                "days": (now - due).days,
+            }
+        )
+    return late
+
+
+def routes(dash: Dashboard) -> list[Route]:
+    async def console(ctx: Ctx, error: str = "", status: int = 200) -> Response:
+        rows = await sts.list_credentials(ctx.db, now=ctx.now, active_only=True)
+        emails: dict[uuid.UUID, str] = {}
+        for credential, _ in rows:
+            if credential.user_id not in emails:
+                owner = await ctx.db.get(User, credential.user_id)
+                emails[credential.user_id] = owner.email if owner else "?"
+        credentials = [
+            {**describe(c, b, dash.endpoint, ctx.now), "email": emails[c.user_id]} for c, b in rows
+        ]
+        users = sorted({(c["email"], c["user_id"]) for c in credentials})
+        return dash.render(
+            ctx.request,
+            "admin.html",
+            user=ctx.user,
+            csrf=ctx.session.csrf,
+            status=status,
+            error=error,
+            credentials=credentials,
+            users=users,
+            overdue=await overdue(ctx.db, ctx.now),
+            notice=ctx.request.query_params.get("notice", ""),
+        )
+
+    async def show(ctx: Ctx) -> Response:
+        return await console(ctx)
+
+    async def on_error(ctx: Ctx, reason: str) -> Response:
+        return await console(ctx, error=reason, status=422)
+
+    async def revoke(ctx: Ctx) -> Response:
+        access_key_id = ctx.request.path_params["access_key_id"]
+        credential = await sts.revoke(ctx.db, access_key_id, now=ctx.now)
+        events.record(
+            ctx.db,
+            actor="admin",
+            action="credentials.revoke",
+            user_id=credential.user_id,
+            credential_id=credential.id,
+            details={"access_key_id": access_key_id, "admin": ctx.user.email, "via": "dashboard"},
+            **ctx.client(),
+        )
+        return RedirectResponse("/admin?notice=revoked", status_code=303)
+
+    async def revoke_user(ctx: Ctx) -> Response:
+        try:
+            target = await ctx.db.get(User, uuid.UUID(ctx.request.path_params["user_id"]))
+        except ValueError:
+            target = None
+        if target is None:
+            raise UserError("There is no such user.", status=404)
+        count = await sts.revoke_all(ctx.db, target.id, now=ctx.now)
+        events.record(
+            ctx.db,
+            actor="admin",
+            action="credentials.revoke_all",
+            user_id=target.id,
+            details={"revoked": count, "admin": ctx.user.email, "via": "dashboard"},
+            **ctx.client(),
+        )
+        return RedirectResponse("/admin?notice=revoked-all", status_code=303)
+
+    return [
+        Route("/admin", dash.page(show, admin=True), methods=["GET"]),
+        Route(
+            "/admin/credentials/{access_key_id}/revoke",
+            dash.page(revoke, admin=True, on_error=on_error),
+            methods=["POST"],
+        ),
+        Route(
+            "/admin/users/{user_id}/revoke-credentials",
+            dash.page(revoke_user, admin=True, on_error=on_error),
+            methods=["POST"],
+        ),
+    ]

@@ -1,0 +1,150 @@
+"""Mount point of the dashboard: `dashboard_routes(...)` for the API app.
+
+GET  /login, POST /login, POST /logout        sign in with an API key; sign out
+GET  /                                        overview: the user's requests
+GET  /credentials, POST /credentials          issue pull credentials; the list
+POST /credentials/{access_key_id}/revoke
+GET  /requests/new, POST /requests/new        new export, pull credentials or transfer
+GET  /requests/{id}                           one request, live progress, report
+GET  /requests/{id}/status.json               what the page's script polls
+POST /requests/{id}/cancel
+POST /requests/test-destination               the transfer form's HeadBucket + ListObjectsV2
+GET  /admin                                   active credentials, overdue requests
+POST /admin/credentials/{access_key_id}/revoke
+POST /admin/users/{user_id}/revoke-credentials
+GET  /admin/audit                             audit log: user, credential, time range
+GET  /static/...                              the stylesheet and the script
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from db.models import ApiKey
+from portability import events
+from portability.accounts import KEY_PREFIX, hash_api_key
+from portability.credentials import Endpoint
+from portability.dashboard import admin_pages, audit_pages, credential_pages, request_pages
+from portability.dashboard.app import Dashboard, csrf_failure, safe_next, set_cookie
+from portability.dashboard.forms import FormTooLarge, read_form
+from portability.dashboard.sessions import (
+    CSRF_FIELD,
+    DEFAULT_MAX_AGE,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SessionCodec,
+    SessionError,
+    csrf_matches,
+)
+from portability.dashboard.views import STATIC, Pages
+from portability.exports.settings import ExportSettings
+from storage.base import Storage
+
+STATIC_FILES = frozenset({"ferry.css", "ferry.js"})
+
+
+def dashboard_routes(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    master_key: bytes,
+    endpoint: Endpoint,
+    settings: ExportSettings | None = None,
+    *,
+    session_max_age: int = DEFAULT_MAX_AGE,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[Route]:
+    """The dashboard's routes, to be added to the API app's routes (`routes += ...`)."""
+    dash = Dashboard(
+        sessions=sessions,
+        storage=storage,
+        master_key=master_key,
+        endpoint=endpoint,
+        settings=settings or ExportSettings(gateway_url=endpoint.url, region=endpoint.region),
+        codec=SessionCodec(master_key, max_age=session_max_age, clock=clock),
+        pages=Pages(),
+        clock=clock,
+    )
+
+    async def login_form(request: Request) -> Response:
+        try:
+            dash.codec.loads(request.cookies.get(SESSION_COOKIE))
+        except SessionError:
+            return dash.login_page(request)
+        return RedirectResponse(safe_next(request.query_params.get("next", "/")), 303)
+
+    async def login(request: Request) -> Response:
+        try:
+            form = await read_form(request)
+        except FormTooLarge as exc:
+            return dash.message(request, 413, "That form is too large", str(exc))
+        if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE), form.get(CSRF_FIELD)):
+            return csrf_failure(dash, request)
+        key = form.get("api_key").strip()
+        async with sessions.begin() as db:
+            api_key = None
+            if key.startswith(KEY_PREFIX) and len(key) <= 128:
+                api_key = await db.scalar(
+                    select(ApiKey).where(
+                        ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)
+                    )
+                )
+            if api_key is None:
+                return dash.login_page(
+                    request,
+                    error="That API key was not accepted. Check that you copied all of it "
+                    "(it starts with “fk_”) and that it has not been revoked.",
+                    status=401,
+                )
+            api_key.last_used_at = clock()
+            events.record(
+                db,
+                actor="user",
+                action="dashboard.login",
+                user_id=api_key.user_id,
+                client_addr=request.client.host if request.client else None,
+                user_agent=request.headers.get("user-agent"),
+            )
+            data = dash.codec.new(str(api_key.id))
+        response = RedirectResponse(safe_next(form.get("next", "/")), status_code=303)
+        set_cookie(
+            request, response, SESSION_COOKIE, dash.codec.dumps(data), max_age=session_max_age
+        )
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+        return response
+
+    async def logout(request: Request) -> Response:
+        try:
+            data = dash.codec.loads(request.cookies.get(SESSION_COOKIE))
+        except SessionError:
+            return RedirectResponse("/login", status_code=303)
+        form = await read_form(request)
+        if not csrf_matches(data.csrf, form.get(CSRF_FIELD)):
+            return csrf_failure(dash, request)
+        response = dash.login_page(request, notice="You are signed out.")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            return Response("not found", status_code=404, media_type="text/plain")
+        return FileResponse(STATIC / name, headers={"cache-control": "public, max-age=300"})
+
+    routes = [
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/static/{name}", static, methods=["GET"]),
+    ]
+    routes += request_pages.routes(dash)
+    routes += credential_pages.routes(dash)
+    routes += admin_pages.routes(dash)
+    routes += audit_pages.routes(dash)
+    return routes
