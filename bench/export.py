@@ -27,14 +27,18 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _scratch_db(server_url: str) -> tuple[str, sa.Engine, str]:
+    import sqlalchemy as sa
+
     from db.urls import parse_url, sync_url
 
     name = f"ferry_bench_{secrets.token_hex(4)}"
@@ -167,7 +171,8 @@ def _discarding(root: Path) -> object:
                 )
             md5 = hashlib.md5()  # noqa: S324 - what an S3 server computes for the ETag
             async for chunk in body:
-                md5.update(chunk)
+                # In a thread: a real server hashes in its own process, not on Ferry's loop.
+                await asyncio.to_thread(md5.update, chunk)
             return PartInfo(part_number, size, md5.hexdigest())
 
         async def complete_multipart(self, bucket, key, upload_id, parts):  # type: ignore[no-untyped-def]
@@ -382,7 +387,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
+    # Run as a script, bench/ heads sys.path, and bench/copy.py would shadow the standard
+    # library's copy module (which SQLAlchemy imports): the repository root takes its place.
+    if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+        sys.path[0] = str(ROOT)
+    else:
+        sys.path.insert(0, str(ROOT))
     if len(sys.argv) > 1 and sys.argv[1] == "--child-personal":
         asyncio.run(_child_personal(*sys.argv[2:5]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--child-archive":

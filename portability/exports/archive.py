@@ -10,8 +10,9 @@ Each part is a complete archive holding one BagIt bag, `ferry-export-<id>-part-N
 
 A part is closed once it has reached `part_size` and a new one begun; objects are never split,
 so a part holding one big object is as large as that object. Bytes flow from a storage read
-through sha256 and the encoder into a multipart upload; the CPU work runs in a worker thread
-(ISA-L and hashlib release the GIL) so the event loop keeps serving. What must be known at
+through sha256 and the encoder into a multipart upload, as a pipeline: the next chunk is read
+while the current one is hashed (one worker thread) and deflated (another; ISA-L and hashlib
+release the GIL, so both cores work) and the previous one is uploaded. What must be known at
 the end (bag manifests, zip central directories, the personal-data document's size) is spooled
 (memory, then storage): memory does not depend on the archive's size or its entry count.
 """
@@ -22,14 +23,14 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from db.models import Bucket
 from portability.exports import bagit
-from portability.exports.compress import PROBE_BYTES, worth_compressing
+from portability.exports.compress import PROBE_BYTES, known_compressed, shrinks, worth_compressing
 from portability.exports.links import WORK_DIR, object_key
 from portability.exports.listing import SourceObject
 from portability.exports.manifest import ManifestWriter
@@ -264,11 +265,32 @@ class ArchiveBuilder:
             await part.sink.write(data)
 
     @staticmethod
-    def _step(part: _Part, sha: Any, chunk: bytes) -> bytes:
-        sha.update(chunk)
-        out = part.encoder.data(chunk)
+    def _encode(part: _Part, chunk: bytes, adaptive: bool) -> tuple[bytes, bool]:
+        """(output, whether this chunk was deflated)."""
+        if adaptive and isinstance(part.encoder, TarGzEncoder):
+            # A gzip member ends and a new one begins wherever the choice changes, so mixed
+            # content (a disk image, a log with attachments) is deflated only where it shrinks.
+            deflated = shrinks(chunk)
+            out = part.encoder.data(chunk, deflated)
+        else:
+            deflated = False
+            out = part.encoder.data(chunk)
         part.sha.update(out)
-        return out
+        return out, deflated
+
+    async def _step(
+        self, part: _Part, sha: Any, chunk: bytes, adaptive: bool
+    ) -> tuple[bytes, bool]:
+        if len(chunk) < _INLINE:
+            sha.update(chunk)
+            return self._encode(part, chunk, False)
+        # Two threads, two cores: the entry's sha256 beside deflate and the part's sha256.
+        # Both finish before the next chunk starts, so each hash still sees bytes in order.
+        hashed = asyncio.ensure_future(asyncio.to_thread(sha.update, chunk))
+        try:
+            return await asyncio.to_thread(self._encode, part, chunk, adaptive)
+        finally:
+            await hashed
 
     async def _add_stream(
         self,
@@ -281,20 +303,28 @@ class ArchiveBuilder:
         *,
         role: str = PAYLOAD,
         count: bool = False,
+        adaptive: bool = False,
+        deflated: list[bool] | None = None,
     ) -> str:
-        """Add one entry; returns its sha256. Payload (data/…) goes into the bag manifest."""
+        """Add one entry; returns its sha256. Payload (data/…) goes into the bag manifest.
+
+        `adaptive` (tar.gz): after the first chunk, each chunk is deflated only if a trial says
+        it shrinks; `deflated` then collects whether any chunk was.
+        """
         await self._emit(part, part.encoder.begin(f"{part.root}/{relative}", size, mtime, compress))
         sha = hashlib.sha256()
-        async for chunk in chunks:
-            if len(chunk) >= _INLINE:
-                out = await asyncio.to_thread(self._step, part, sha, chunk)
-            else:
-                out = self._step(part, sha, chunk)
-            if out:
-                await part.sink.write(out)
-            if count:
-                self._bytes_done += len(chunk)
-                await self.progress(self._bytes_done, self._objects_done)
+        async with contextlib.aclosing(_read_ahead(chunks)) as ahead:
+            first = True
+            async for chunk in ahead:
+                out, was = await self._step(part, sha, chunk, adaptive and not first)
+                first = False
+                if was and deflated is not None:
+                    deflated.append(True)
+                if out:
+                    await part.sink.write(out)
+                if count:
+                    self._bytes_done += len(chunk)
+                    await self.progress(self._bytes_done, self._objects_done)
         if isinstance(part.encoder, ZipEncoder):
             assert part.central is not None
             tail, record = part.encoder.end()
@@ -342,19 +372,25 @@ class ArchiveBuilder:
                 except StopAsyncIteration:
                     break
             compress = worth_compressing(info.key, current.content_type, bytes(head))
+            adaptive = self.format == "tar.gz" and not known_compressed(
+                info.key, current.content_type, bytes(head)
+            )
+            deflated: list[bool] = []
             relative = f"data/files/{bucket.name}/" + safe_path(
                 info.key, also_folder=source.also_folder
             )
 
             async def chunks() -> AsyncIterator[bytes]:
-                buffer = bytes(head)
+                # Pieces gathered to read_chunk_size with one join (one copy), not appends.
+                pieces, held = [bytes(head)], len(head)
                 async for piece in body:
-                    buffer += piece
-                    if len(buffer) >= self.settings.read_chunk_size:
-                        yield buffer
-                        buffer = b""
-                if buffer:
-                    yield buffer
+                    pieces.append(piece)
+                    held += len(piece)
+                    if held >= self.settings.read_chunk_size:
+                        yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                        pieces, held = [], 0
+                if held:
+                    yield b"".join(pieces)
 
             digest = await self._add_stream(
                 part,
@@ -364,6 +400,8 @@ class ArchiveBuilder:
                 compress,
                 chunks(),
                 count=True,
+                adaptive=adaptive,
+                deflated=deflated,
             )
         finally:
             await stream.aclose()
@@ -376,7 +414,7 @@ class ArchiveBuilder:
             "sha256": digest,
             "part": part.number,
             "path": f"{part.root}/{relative}",
-            "compressed": compress,
+            "compressed": compress or bool(deflated),
         }
 
     async def _add_manifest(self, part: _Part, manifest: Delivered) -> Delivered:
@@ -404,3 +442,27 @@ class ArchiveBuilder:
                 await self.storage.delete(
                     self.bucket.backend_bucket, self.bucket.backend_prefix + delivered.key
                 )
+
+
+async def _read_ahead(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """`chunks`, with the next one being read while the caller works on the current one.
+
+    One chunk ahead: reading overlaps hashing and deflating, and memory grows by one chunk.
+    """
+    source = chunks.__aiter__()
+    pending: asyncio.Future[bytes] = asyncio.ensure_future(source.__anext__())
+    try:
+        while True:
+            try:
+                chunk = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(source.__anext__())
+            yield chunk
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        elif not pending.cancelled():
+            pending.exception()  # retrieved: a read-ahead failure after an abort is not news

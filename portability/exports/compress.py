@@ -3,7 +3,9 @@
 JPEGs, videos, zips and the like do not shrink; deflating them costs CPU for nothing (and
 adds a few bytes). :func:`worth_compressing` decides from the name and content type, then from
 the first bytes: a known compressed format's magic number, else a trial compression of a
-64 KiB sample at ISA-L's fastest level.
+64 KiB sample at ISA-L's fastest level. Tar.gz archives repeat the trial (:func:`shrinks`) on
+every chunk of content not known to be compressed, so a file that is part text, part noise
+is deflated only where deflate pays.
 
 :class:`GzipStream` writes one gzip file as a series of members (RFC 1952 allows any number,
 and gzip, tar and Python read them as one stream): deflated members for compressible runs,
@@ -74,16 +76,24 @@ def worth_compressing(name: str, content_type: str | None, head: bytes) -> bool:
     """False for content that is already compressed (by type, name, magic or a trial)."""
     if len(head) < 512:
         return True  # too small to matter either way; deflate keeps headers compact
+    return not known_compressed(name, content_type, head) and shrinks(head)
+
+
+def known_compressed(name: str, content_type: str | None, head: bytes) -> bool:
+    """True when the type, name or magic number says the content is already compressed."""
     ctype = (content_type or "").lower()
     if any(ctype.startswith(t) for t in _COMPRESSED_TYPES):
-        return False
+        return True
     if PurePosixPath(name).suffix.lower() in _COMPRESSED_SUFFIXES:
-        return False
+        return True
     if head.startswith(_MAGIC) or head[4:8] in (b"ftyp", b"moov"):
-        return False
-    if head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"AVI "):
-        return False
-    sample = head[:PROBE_BYTES]
+        return True
+    return head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"AVI ")
+
+
+def shrinks(data: bytes | memoryview) -> bool:
+    """Whether a trial deflate of the first 64 KiB at ISA-L's fastest level saves 10%."""
+    sample = data[:PROBE_BYTES]
     packed = isal_zlib.compress(sample, 0, -15)
     return len(packed) < 0.9 * len(sample)
 

@@ -40,9 +40,12 @@ class TarGzEncoder:
         self._tar_offset += len(header)
         return self._out(self._gzip.write(header, compress))
 
-    def data(self, chunk: bytes) -> bytes:
+    def data(self, chunk: bytes, compress: bool | None = None) -> bytes:
+        """Append entry data; `compress` overrides the entry's choice from this chunk on."""
         if len(chunk) > self._remaining:
             raise ValueError("more data than the entry's announced size")
+        if compress is not None:
+            self._compress = compress
         self._remaining -= len(chunk)
         self._tar_offset += len(chunk)
         return self._out(self._gzip.write(chunk, self._compress))
