@@ -20,7 +20,9 @@ class TransferConfig:
     Memory: every part (and every object below the threshold) is held in memory once while
     it is hashed and sent, so it can carry a Content-MD5 and be resent without reading the
     source again. `memory_limit` caps the sum of those buffers per worker; with the defaults
-    that is 8 parts of 16 MiB in flight at most.
+    that is 6 parts of 16 MiB in flight at most. It sits below what one 100 MiB object's
+    seven parts would take, so peak memory is the same for any object of that size or
+    larger (part_concurrency lanes then wait for the budget, not the other way round).
 
     `min_part_size` below S3's 5 MiB is for tests against servers that accept small parts
     (moto and SeaweedFS do); real targets refuse them.
@@ -32,7 +34,7 @@ class TransferConfig:
     max_parts: int = MAX_PARTS
     object_concurrency: int = 16
     part_concurrency: int = 8
-    memory_limit: int = 128 * MiB
+    memory_limit: int = 96 * MiB
     bandwidth_limit: int | None = None  # bytes per second per job and worker; None: no limit
     verify: str = "etag"  # "full": re-read every copied object from the target
     verify_server_copies: bool = True  # re-read server-side copies, against the source MD5

@@ -8,6 +8,7 @@ from typing import Any
 
 from storage.base import ObjectInfo, Storage
 from transfer.config import TransferConfig
+from transfer.finished import FinishedBatch
 from transfer.retry import RetryPolicy
 from transfer.spec import Destination, Source
 from transfer.store import JobStore
@@ -36,6 +37,9 @@ class CopyContext:
     # Whether an object may be on the target already (False: the target was empty at
     # planning, so the per-object HEAD is skipped).
     check_target: bool = True
+    # Where items finished without an upload are queued to be recorded in batches;
+    # None: each is recorded at once.
+    finished: FinishedBatch | None = None
 
 
 def object_headers(info: ObjectInfo) -> dict[str, str]:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
+from transfer import states
 from transfer.checksums import (
     Digest,
     is_plain_md5,
@@ -90,12 +91,21 @@ class ObjectCopier(Verification):
         if ack.size != item.size:
             return False
         if ack.etag and ack.etag.lower() == item.etag.strip('"').lower():
-            await self.c.store.record_skip(item, verified="skip:etag", target_etag=ack.etag)
+            await self._record(item, states.SKIPPED, "skip:etag", ack.etag)
             return True
         if await self.c.store.ledger_match(item, ack.etag):
-            await self.c.store.record_skip(item, verified="skip:ledger", target_etag=ack.etag)
+            await self._record(item, states.SKIPPED, "skip:ledger", ack.etag)
             return True
         return False
+
+    async def _record(self, item: Item, state: str, verified: str, target_etag: str) -> None:
+        """A finished item without an upload joins the batch; others are recorded now."""
+        if self.c.finished is not None and item.upload_id is None:
+            self.c.finished.add(item, state=state, verified=verified, target_etag=target_etag)
+        elif state == states.SKIPPED:
+            await self.c.store.record_skip(item, verified=verified, target_etag=target_etag)
+        else:
+            await self.c.store.record_done(item, verified=verified, target_etag=target_etag)
 
     # streamed copies
 
@@ -123,7 +133,7 @@ class ObjectCopier(Verification):
         if self.c.config.verify == "full":
             await self._reread(item, [(0, item.size, digest.md5_hex)])
             method += "+full"
-        await self.c.store.record_done(item, verified=method, target_etag=ack.etag)
+        await self._record(item, states.DONE, method, ack.etag)
 
     async def _read_and_put(self, item: Item, algorithm: str | None) -> tuple[Ack, Digest]:
         # The buffer lives only in this frame: it is freed before the budget is given back.
@@ -159,7 +169,7 @@ class ObjectCopier(Verification):
                 ),
             )
             method = await self._verify_server_copy(item, ack)
-            await self.c.store.record_done(item, verified=method, target_etag=ack.etag)
+            await self._record(item, states.DONE, method, ack.etag)
             return
         await self._multipart(item, server=True)
 

@@ -31,6 +31,7 @@ from transfer.exceptions import (
     UploadGone,
     VerificationFailed,
 )
+from transfer.finished import FinishedBatch
 from transfer.planner import plan
 from transfer.report import RateMeter, ReportBuilder, progress
 from transfer.retry import RetryPolicy
@@ -78,6 +79,7 @@ class JobRunner:
         self._rate = RateMeter(clock=monotonic)
         self._retries_flushed = 0
         self._stopping = False
+        self._finished = FinishedBatch(store, monotonic=monotonic)
 
     async def run(self) -> PortabilityRequest | None:
         """Returns the request if this worker finished the job (and wrote the report)."""
@@ -172,6 +174,7 @@ class JobRunner:
             server_side=server_side,
             on_checksum_fallback=fall_back,
             check_target=not target_empty,
+            finished=self._finished,
         )
         return ObjectCopier(context)
 
@@ -211,6 +214,8 @@ class JobRunner:
         stop_waiter = asyncio.create_task(self.stop.wait())
         try:
             while not self.cancelled and not self.stop.is_set():
+                if self._finished.due() or not self._active:
+                    await self._finished.flush()
                 free = self.config.object_concurrency - len(self._active)
                 # Claim in batches (a quarter of the slots at least): one transaction per
                 # finished object would make the database the bottleneck for small objects.
@@ -236,6 +241,8 @@ class JobRunner:
                     task.cancel()
                 await asyncio.gather(*self._active.values(), return_exceptions=True)
                 self._active.clear()
+            # Copied and verified: record them even when stopping (else they are copied again).
+            await self._finished.flush()
 
     async def _copy_one(self, copier: ObjectCopier, item: Item) -> None:
         try:
@@ -301,7 +308,9 @@ class JobRunner:
             await self._sleep(self.config.heartbeat_seconds)
             try:
                 status, lost = await self.store.heartbeat(
-                    self.request_id, list(self._active), planning=self._planning
+                    self.request_id,
+                    [*self._active, *self._finished.ids()],
+                    planning=self._planning,
                 )
                 for item_id in lost:
                     task = self._active.get(item_id)
@@ -314,6 +323,10 @@ class JobRunner:
                     for task in self._active.values():
                         task.cancel()
                 await self._flush_retries(copier.c.retry)
+                if self._finished.due():
+                    # The copy loop flushes when a copy ends; this covers long quiet spells
+                    # (one big object still running) so the progress shows finished items.
+                    await self._finished.flush()
                 if self._monotonic() - last_progress >= self.config.progress_seconds:
                     last_progress = self._monotonic()
                     await self._write_progress()

@@ -29,7 +29,7 @@ from transfer import states
 from transfer.exceptions import LeaseLost
 from transfer.store_jobs import JobRows, JobView
 
-__all__ = ["Item", "JobStore", "JobView", "StoredPart"]
+__all__ = ["Finished", "Item", "JobStore", "JobView", "StoredPart"]
 
 
 @dataclass(frozen=True)
@@ -319,6 +319,56 @@ class JobStore(JobRows):
         await session.execute(sa.delete(TransferPart).where(*where))
         await self._count(session, item.request_id, bytes_done=-int(dropped or 0))
 
+    async def record_finished(self, finished: Sequence[Finished]) -> list[Item]:
+        """Record many finished items without uploads in one transaction (see finished.py);
+        returns those whose lease this worker had lost, which are left as they are."""
+        lost: list[Item] = []
+        async with self._write() as session:
+            totals: dict[uuid.UUID, dict[str, int]] = {}
+            for f in finished:
+                if f.item.upload_id is not None:
+                    raise ValueError("items with an upload are recorded one at a time")
+                if not await self._mark(session, f.item, f.state, f.verified, f.target_etag, None):
+                    lost.append(f.item)
+                    continue
+                deltas = totals.setdefault(f.item.request_id, {})
+                for name, value in _deltas(f.item, f.state, 0).items():
+                    deltas[name] = deltas.get(name, 0) + value
+            for request_id, deltas in totals.items():
+                await self._count(session, request_id, **deltas)
+        return lost
+
+    async def _mark(
+        self,
+        session: AsyncSession,
+        item: Item,
+        state: str,
+        verified: str | None,
+        target_etag: str | None,
+        error: str | None,
+    ) -> bool:
+        """Move a held item to its final state; False if this worker no longer holds it."""
+        held = await session.scalar(
+            sa.update(TransferItem)
+            .where(
+                TransferItem.id == item.id,
+                TransferItem.lease_owner == self.owner,
+                TransferItem.state == states.ITEM_COPYING,
+            )
+            .values(
+                state=state,
+                verified=verified,
+                target_etag=target_etag,
+                error=error,
+                upload_id=None,
+                # lease_owner stays: it records which worker finished the item.
+                lease_expires_at=None,
+                finished_at=self._clock(),
+            )
+            .returning(TransferItem.id)
+        )
+        return held is not None
+
     async def _finish(
         self,
         item: Item,
@@ -329,26 +379,7 @@ class JobStore(JobRows):
         error: str | None = None,
     ) -> None:
         async with self._write() as session:
-            held = await session.scalar(
-                sa.update(TransferItem)
-                .where(
-                    TransferItem.id == item.id,
-                    TransferItem.lease_owner == self.owner,
-                    TransferItem.state == states.ITEM_COPYING,
-                )
-                .values(
-                    state=state,
-                    verified=verified,
-                    target_etag=target_etag,
-                    error=error,
-                    upload_id=None,
-                    # lease_owner stays: it records which worker finished the item.
-                    lease_expires_at=None,
-                    finished_at=self._clock(),
-                )
-                .returning(TransferItem.id)
-            )
-            if held is None:
+            if not await self._mark(session, item, state, verified, target_etag, error):
                 raise LeaseLost(f"item {item.key!r} is no longer held by {self.owner}")
             in_parts = 0
             # Only a multipart upload has parts (a failure may come before the caller's
@@ -365,21 +396,31 @@ class JobStore(JobRows):
                 await session.execute(
                     sa.delete(TransferPart).where(TransferPart.item_id == item.id)
                 )
-            if state == states.DONE:
-                await self._count(
-                    session,
-                    item.request_id,
-                    objects_copied=1,
-                    bytes_copied=item.size,
-                    bytes_done=item.size - in_parts,
-                )
-            elif state == states.SKIPPED:
-                await self._count(
-                    session,
-                    item.request_id,
-                    objects_skipped=1,
-                    bytes_skipped=item.size,
-                    bytes_done=item.size - in_parts,
-                )
-            else:
-                await self._count(session, item.request_id, objects_failed=1, bytes_done=-in_parts)
+            await self._count(session, item.request_id, **_deltas(item, state, in_parts))
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An item copied (or skipped) and verified, waiting to be recorded."""
+
+    item: Item
+    state: str  # DONE or SKIPPED
+    verified: str
+    target_etag: str
+
+
+def _deltas(item: Item, state: str, in_parts: int) -> dict[str, int]:
+    """The job's counters that finishing `item` moves (`in_parts`: bytes counted already)."""
+    if state == states.DONE:
+        return {
+            "objects_copied": 1,
+            "bytes_copied": item.size,
+            "bytes_done": item.size - in_parts,
+        }
+    if state == states.SKIPPED:
+        return {
+            "objects_skipped": 1,
+            "bytes_skipped": item.size,
+            "bytes_done": item.size - in_parts,
+        }
+    return {"objects_failed": 1, "bytes_done": -in_parts}
