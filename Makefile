@@ -19,8 +19,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.installed-run
 	$(BIN)/ferry migrate
-	@test -f var/demo-keys.txt || $(BIN)/ferry demo
-	@echo "Demo API keys (var/demo-keys.txt):"; sed 's/^/  /' var/demo-keys.txt
+	@# The first run creates the demo (which prints its keys); later runs show the kept keys.
+	@if [ -f var/demo-keys.txt ]; then \
+		echo "Demo API keys (var/demo-keys.txt):"; sed 's/^/  /' var/demo-keys.txt; \
+	else $(BIN)/ferry demo; fi
 	$(BIN)/ferry serve
 
 test: $(VENV)/.installed-test
