@@ -211,30 +211,54 @@ class JobRunner:
         return not page.objects and not page.common_prefixes
 
     async def _copy_items(self, copier: ObjectCopier) -> None:
+        # Claiming and recording run beside the copies rather than between them: a loop
+        # that waited for the database left copy slots empty while it answered, which
+        # halved the rate for small objects.
         stop_waiter = asyncio.create_task(self.stop.wait())
+        claiming: asyncio.Task[list[Item]] | None = None
+        flushing: asyncio.Task[None] | None = None
+        exhausted = False  # the last claim found nothing: wait for a copy to end first
+        batch = max(1, self.config.object_concurrency // 4)
         try:
             while not self.cancelled and not self.stop.is_set():
-                if self._finished.due() or not self._active:
-                    await self._finished.flush()
+                if flushing is None and self._finished.due():
+                    flushing = asyncio.create_task(self._finished.flush())
                 free = self.config.object_concurrency - len(self._active)
                 # Claim in batches (a quarter of the slots at least): one transaction per
                 # finished object would make the database the bottleneck for small objects.
-                if free >= max(1, self.config.object_concurrency // 4) or not self._active:
-                    claimed = await self.store.claim_items(self.request_id, free)
-                    log.debug("claimed %d items of %s", len(claimed), self.request_id)
-                    for item in claimed:
-                        self.worked = True
-                        self._active[item.id] = asyncio.create_task(self._copy_one(copier, item))
-                if not self._active:
+                if claiming is None and not exhausted and (free >= batch or not self._active):
+                    claiming = asyncio.create_task(self.store.claim_items(self.request_id, free))
+                busy = [t for t in (claiming, flushing) if t is not None]
+                if not self._active and not busy:
                     break
                 await asyncio.wait(
-                    [*self._active.values(), stop_waiter], return_when=asyncio.FIRST_COMPLETED
+                    [*self._active.values(), *busy, stop_waiter],
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+                if flushing is not None and flushing.done():
+                    failed = flushing.exception()
+                    flushing = None
+                    if failed is not None:
+                        raise failed  # a database error ends the loop, as an inline flush did
+                if claiming is not None and claiming.done():
+                    claimed = claiming.result()
+                    claiming = None
+                    self._start(copier, claimed)
+                    exhausted = not claimed
                 for item_id, task in list(self._active.items()):
                     if task.done():
                         del self._active[item_id]
+                        exhausted = False
         finally:
             stop_waiter.cancel()
+            if claiming is not None:
+                # Items it claimed hold leases: start nothing new, hand them back below.
+                late = (await asyncio.gather(claiming, return_exceptions=True))[0]
+                if isinstance(late, list):
+                    for item in late:
+                        await self._quietly(self.store.release(item, None))
+            if flushing is not None:
+                await asyncio.gather(flushing, return_exceptions=True)
             if self._active:
                 self._stopping = not self.cancelled
                 for task in self._active.values():
@@ -243,6 +267,12 @@ class JobRunner:
                 self._active.clear()
             # Copied and verified: record them even when stopping (else they are copied again).
             await self._finished.flush()
+
+    def _start(self, copier: ObjectCopier, items: list[Item]) -> None:
+        log.debug("claimed %d items of %s", len(items), self.request_id)
+        for item in items:
+            self.worked = True
+            self._active[item.id] = asyncio.create_task(self._copy_one(copier, item))
 
     async def _copy_one(self, copier: ObjectCopier, item: Item) -> None:
         try:
