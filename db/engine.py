@@ -13,6 +13,8 @@ session per request or job (never share a session between tasks)::
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,12 +37,15 @@ PG_CONNECT_TIMEOUT_S = 10
 PING_TIMEOUT_S = 5.0
 
 
-def create_engine(url: str, **kw: Any) -> AsyncEngine:
+def create_engine(url: str, *, connect_patience: float = 0, **kw: Any) -> AsyncEngine:
     """An :class:`AsyncEngine` for ``url`` (checked and rewritten by :func:`check_url`).
 
     SQLite: the file's directory is created, and every connection gets foreign keys on, WAL
     (readers do not block the writer) and a busy timeout. PostgreSQL: connections are
-    pinged before use, so a restarted server costs no failed request. ``kw`` goes to
+    pinged before use, so a restarted server costs no failed request; with
+    ``connect_patience`` (seconds) a new connection is retried while the server is down or
+    starting, so a restart looks like a slow query rather than an error (for background
+    workers; a request handler would rather fail fast). ``kw`` goes to
     :func:`sqlalchemy.ext.asyncio.create_async_engine` and wins over these defaults.
     """
     parsed = parse_url(url)
@@ -53,7 +58,36 @@ def create_engine(url: str, **kw: Any) -> AsyncEngine:
         return engine
     kw.setdefault("pool_pre_ping", True)
     kw["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **kw.get("connect_args", {})}
+    if connect_patience > 0 and parsed.get_driver_name() == "psycopg":
+        kw.setdefault(
+            "async_creator", _patient_connect(parsed, kw["connect_args"], connect_patience)
+        )
     return _create_async_engine(parsed, **kw)
+
+
+def _patient_connect(
+    parsed: sa.URL, connect_args: dict[str, Any], patience: float
+) -> Callable[[], Awaitable[Any]]:
+    """psycopg's connect, retried with backoff for up to ``patience`` seconds."""
+    import psycopg
+
+    # The dialect's own connect arguments (host, dbname, its type adapters), as it would pass.
+    cargs, cparams = _create_async_engine(parsed).dialect.create_connect_args(parsed)
+    cparams.update(connect_args)
+
+    async def connect() -> Any:
+        deadline = time.monotonic() + patience
+        delay = 0.1
+        while True:
+            try:
+                return await psycopg.AsyncConnection.connect(*cargs, **cparams)
+            except psycopg.OperationalError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    return connect
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -13,7 +13,9 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.engine import create_engine, session_factory
 from db.models import Bucket, PortabilityRequest
 from ferry.config import Config
 from ferry.runtime import Runtime
@@ -27,6 +29,9 @@ from transfer.spec import Destination, Source
 from transfer.worker import TransferWorker
 
 log = logging.getLogger("ferry.worker")
+
+# How long the workers' database connections are retried while PostgreSQL is down.
+DB_PATIENCE_S = 60.0
 
 
 def export_settings(config: Config) -> ExportSettings:
@@ -90,10 +95,26 @@ def transfer_resolver(
 
 
 async def run_workers(runtime: Runtime, stop: asyncio.Event) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        await _run_workers(runtime, runtime.sessions, stop)
+        return
+    # On PostgreSQL the workers get an engine of their own that waits out a server restart:
+    # a failed transaction in the middle of a job costs work done again (a request handler
+    # should rather fail fast, so the runtime's engine does not wait).
+    engine = create_engine(runtime.config.database.url, connect_patience=DB_PATIENCE_S)
+    try:
+        await _run_workers(runtime, session_factory(engine), stop)
+    finally:
+        await engine.dispose()
+
+
+async def _run_workers(
+    runtime: Runtime, sessions: async_sessionmaker[AsyncSession], stop: asyncio.Event
+) -> None:
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     notify = notifier(runtime)
     exports = ExportWorker(
-        sessions=runtime.sessions,
+        sessions=sessions,
         storage=runtime.storage,
         master_key=runtime.master_key,
         settings=export_settings(runtime.config),
@@ -105,7 +126,7 @@ async def run_workers(runtime: Runtime, stop: asyncio.Event) -> None:
         await notify.notify_transfer_finished(request)
 
     transfers = TransferWorker(
-        runtime.sessions,
+        sessions,
         resolve=transfer_resolver(runtime),
         worker_id=worker_id,
         on_finished=transfer_finished,

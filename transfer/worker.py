@@ -25,8 +25,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.engine import first_line
 from db.models import PortabilityRequest
 from db.types import utcnow
 from transfer import states
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 Resolve = Callable[[PortabilityRequest], Awaitable[tuple[Source, Destination]]]
 OnFinished = Callable[[PortabilityRequest], Awaitable[None]]
+
+DB_RERUNS = 5  # times a job's runner is run again after losing the database
 
 
 class TransferWorker:
@@ -129,7 +133,7 @@ class TransferWorker:
             verify=options.get("verify") if options.get("verify") in ("etag", "full") else None,
         )
         try:
-            finished = await runner.run()
+            finished = await self._run_through_outages(runner)
         finally:
             if source.owned:
                 with contextlib.suppress(Exception):
@@ -138,6 +142,27 @@ class TransferWorker:
             await self._finished(finished)
             return True
         return runner.worked
+
+    async def _run_through_outages(self, runner: JobRunner) -> PortabilityRequest | None:
+        """Run the job; after a lost database connection, run the same runner again.
+
+        The runner keeps what it copied but had not recorded yet (its finished batch, kept on
+        a failed write): a new runner would leave those items to be copied a second time
+        once their leases ran out, the same one records them.
+        """
+        for attempt in range(DB_RERUNS + 1):
+            try:
+                return await runner.run()
+            except (OperationalError, InterfaceError) as exc:
+                if attempt == DB_RERUNS or self._stop.is_set():
+                    raise
+                log.warning(
+                    "transfer %s: database error (%s); running the job again",
+                    runner.request_id,
+                    first_line(exc),
+                )
+                await self._sleep(min(2.0**attempt, 10.0))
+        raise AssertionError("unreachable")
 
     async def _finished(self, request: PortabilityRequest) -> None:
         log.info("transfer %s finished: %s", request.id, request.status)

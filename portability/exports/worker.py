@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import (
@@ -225,8 +226,30 @@ class ExportWorker:
             log.info("export %s stopped: cancelled or taken over", request_id)
             with contextlib.suppress(Exception):
                 await purge_objects(self.storage, target, request_id)
+        except (OperationalError, InterfaceError) as exc:
+            # The database went away (a restart), not the build: build it again, not failed.
+            await self._hand_back(request_id, target, exc)
         except Exception as exc:
             await self._fail(request_id, target, exc)
+
+    async def _hand_back(self, request_id: uuid.UUID, target: Bucket, exc: Exception) -> None:
+        """Purge what was stored and make the request pending again, once the database
+        answers; if it stays away, the lease runs out and the request is claimed again."""
+        log.warning("export %s: lost the database (%s); building it again", request_id, exc)
+        for attempt in range(8):
+            try:
+                async with self.sessions.begin() as session:
+                    # Still ours (the row is locked): a `ready` whose commit went through
+                    # before the connection dropped is not ours to undo.
+                    request = await self.owned(session, request_id)
+                    await purge_objects(self.storage, target, request_id)
+                    request.status = PENDING
+                    update_meta(request, lease=None)
+                return
+            except ExportCancelled:
+                return
+            except (OperationalError, InterfaceError):
+                await asyncio.sleep(min(2.0**attempt, 10.0))
 
     async def _json(self, request_id: uuid.UUID, user: User, target: Bucket) -> ArchiveResult:
         rows = await self._row_count(user.id)
