@@ -27,6 +27,7 @@ from portability.exports.settings import ExportSettings
 from portability.http import Endpoint as Endpoint_
 from portability.http import Handler, body_json, error
 from portability.http import authed as authed_
+from portability.openapi import docs_page, openapi_json
 from portability.requests_api import request_routes
 from storage.base import Storage
 from sts import issue as sts
@@ -163,6 +164,8 @@ def build_api_app(
 
     routes = [
         Route("/api/health", health),
+        Route("/api/openapi.json", openapi_json, methods=["GET"]),
+        Route("/api/docs", docs_page, methods=["GET"]),
         Route("/api/portability/credentials", authed(issue_credential), methods=["POST"]),
         Route("/api/portability/credentials", authed(list_own), methods=["GET"]),
         Route(
@@ -203,6 +206,8 @@ def build_api_app(
 
 async def _find_user(session: AsyncSession, who: str) -> User:
     """A user by id or email."""
+    if "\x00" in who:  # PostgreSQL text cannot hold it: nobody is called that
+        raise NotFound(f"no user {who!r}")
     try:
         user = await session.get(User, uuid.UUID(who))
     except ValueError:

@@ -17,6 +17,7 @@ from sts.exceptions import InvalidRequest, NotFound
 
 Handler = Callable[[Request, AsyncSession, User], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
+NUL = "\x00"
 
 
 class ApiError(Exception):
@@ -54,6 +55,9 @@ def authed(
                     raise ApiError(401, "unauthorized", "a valid API key is required")
                 if admin and not user.is_admin:
                     raise ApiError(403, "forbidden", "this needs an admin's API key")
+                if any(NUL in value for value in request.path_params.values()):
+                    # PostgreSQL text cannot hold NUL, so no name or id contains one.
+                    raise ApiError(404, "not_found", "no such thing")
                 return await handler(request, session, user)
         except ApiError as exc:
             return error(exc.status, exc.code, exc.message)
@@ -68,6 +72,24 @@ def authed(
 
 async def body_json(request: Request) -> Any:
     try:
-        return json.loads(await request.body() or b"null")
-    except ValueError:
+        body = json.loads(await request.body() or b"null")
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise ApiError(400, "bad_request", "the body is not valid JSON") from None
+    if _has_nul(body):
+        # PostgreSQL text and JSON cannot store it; refuse it here, not as a database error.
+        raise ApiError(422, "invalid", "text in the body must not contain NUL (\\u0000)")
+    return body
+
+
+def _has_nul(body: Any) -> bool:
+    pending = [body]  # a loop, not recursion: the body may nest as deep as json allows
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str) and NUL in value:
+            return True
+        if isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+    return False

@@ -1,0 +1,716 @@
+"""The REST API's OpenAPI 3.1 document, and its reference page.
+
+`DOCUMENT` describes every route under /api: what each takes, and every status it can
+answer with. tests/functional/test_openapi_contract.py walks the app's routes and fails when
+a route and the document part ways; tests/integration/test_openapi.py runs schemathesis
+against a served Ferry to check the answers match it. The dashboard's HTML pages are not
+part of the API and are not described here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import markupsafe
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+Json = dict[str, Any]
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Json) -> Json:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: Json, description: str) -> Json:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _links(answer: Json, **links: tuple[str, str, str]) -> Json:
+    """`answer` with OpenAPI links: name=(operationId, parameter, JSON pointer in the body)."""
+    return {
+        **answer,
+        "links": {
+            name: {"operationId": target, "parameters": {param: f"$response.body#{pointer}"}}
+            for name, (target, param, pointer) in links.items()
+        },
+    }
+
+
+def _error(description: str) -> Json:
+    return {"$ref": f"#/components/responses/{description}"}
+
+
+def _path_param(name: str, description: str) -> Json:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1},
+    }
+
+
+_ACTIVE = {
+    "name": "active",
+    "in": "query",
+    "required": False,
+    "description": "`true`: only credentials that are neither revoked nor expired.",
+    "schema": {"type": "string", "enum": ["true", "false"]},
+}
+
+TIME = {"type": "string", "format": "date-time", "description": "UTC, `YYYY-MM-DDTHH:MM:SSZ`"}
+
+SCHEMAS: Json = {
+    "Error": {
+        "type": "object",
+        "description": "Every error the API answers with.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "description": "Stable: bad_request, unauthorized, forbidden, "
+                        "not_found, method_not_allowed, conflict, invalid, internal.",
+                    },
+                    "message": {"type": "string", "description": "For people; may change."},
+                },
+            }
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "database", "storage"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "database": _ref("Check"),
+            "storage": _ref("Check"),
+        },
+    },
+    "Check": {
+        "type": "object",
+        "required": ["ok"],
+        "properties": {"ok": {"type": "boolean"}, "error": {"type": "string"}},
+    },
+    "IssueCredential": {
+        "type": "object",
+        "description": "A read-only credential on one of the caller's buckets.",
+        "required": ["bucket"],
+        "additionalProperties": False,
+        "properties": {
+            "bucket": {"type": "string", "minLength": 1},
+            "prefixes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": 'Key prefixes it may read; `[""]` (the default) is all.',
+            },
+            "ttl_seconds": {"type": "integer", "minimum": 900, "maximum": 604800},
+            "session_token": {
+                "type": "boolean",
+                "description": "`false`: a plain key pair, for forms without a token field.",
+            },
+            "allowed_cidrs": _nullable({"type": "array", "items": {"type": "string"}}),
+            "max_bytes_per_second": _nullable({"type": "integer", "minimum": 1024}),
+            "label": _nullable({"type": "string", "maxLength": 200}),
+        },
+        "examples": [{"bucket": "alice-data", "prefixes": ["share/"], "ttl_seconds": 3600}],
+    },
+    "Credential": {
+        "type": "object",
+        "description": "A pull credential, without its secret.",
+        "required": [
+            "access_key_id",
+            "user_id",
+            "bucket",
+            "prefixes",
+            "permission",
+            "status",
+            "session_token_required",
+            "endpoint_url",
+            "region",
+            "created_at",
+            "expires_at",
+            "pulled",
+        ],
+        "properties": {
+            "access_key_id": {"type": "string"},
+            "user_id": {"type": "string", "format": "uuid"},
+            "bucket": {"type": "string"},
+            "prefixes": {"type": "array", "items": {"type": "string"}},
+            "permission": {"type": "string", "enum": ["read-only"]},
+            "label": _nullable({"type": "string"}),
+            "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+            "session_token_required": {"type": "boolean"},
+            "allowed_cidrs": {"type": "array", "items": {"type": "string"}},
+            "max_bytes_per_second": _nullable({"type": "integer"}),
+            "endpoint_url": {"type": "string"},
+            "region": {"type": "string"},
+            "created_at": TIME,
+            "expires_at": TIME,
+            "revoked_at": _nullable(TIME),
+            "last_used_at": _nullable(TIME),
+            "pulled": {
+                "type": "object",
+                "required": ["bytes", "objects", "requests"],
+                "properties": {
+                    "bytes": {"type": "integer"},
+                    "objects": {"type": "integer"},
+                    "requests": {"type": "integer"},
+                },
+            },
+        },
+    },
+    "IssuedCredential": {
+        "description": "A new credential with its secret: shown in this answer only.",
+        "allOf": [
+            _ref("Credential"),
+            {
+                "type": "object",
+                "required": ["secret_access_key", "session_token", "snippets"],
+                "properties": {
+                    "secret_access_key": {"type": "string"},
+                    "session_token": _nullable({"type": "string"}),
+                    "snippets": {
+                        "type": "object",
+                        "description": "Ready-to-paste shell for each client.",
+                        "required": ["aws_cli", "rclone", "s5cmd", "env"],
+                        "additionalProperties": {"type": "string"},
+                    },
+                },
+            },
+        ],
+    },
+    "CredentialList": {
+        "type": "object",
+        "required": ["credentials"],
+        "properties": {"credentials": {"type": "array", "items": _ref("Credential")}},
+    },
+    "RevokedAll": {
+        "type": "object",
+        "required": ["user_id", "revoked"],
+        "properties": {
+            "user_id": {"type": "string", "format": "uuid"},
+            "revoked": {"type": "integer", "minimum": 0},
+        },
+    },
+    "ExportRequest": {
+        "type": "object",
+        "description": "Personal data as JSON, an archive of everything, or S3 credentials.",
+        "required": ["format"],
+        "additionalProperties": False,
+        "properties": {
+            "request_type": {"type": "string", "enum": ["export"], "default": "export"},
+            "format": {"type": "string", "enum": ["json", "archive", "s3"]},
+            "archive_format": {
+                "type": "string",
+                "enum": ["tar.gz", "zip"],
+                "description": "format `archive` only (default zip).",
+            },
+            "include": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string", "enum": ["personal", "files"]},
+                "description": "format `archive` only (default both).",
+            },
+            "session_token": {
+                "type": "boolean",
+                "description": "format `s3` only: `false` for credentials without a token.",
+            },
+        },
+        "examples": [
+            {"request_type": "export", "format": "archive", "archive_format": "tar.gz"},
+            {"format": "s3", "session_token": False},
+        ],
+    },
+    "TransferRequest": {
+        "type": "object",
+        "description": "Push a bucket (or a prefix of it) to another provider's S3 endpoint.",
+        "required": ["request_type", "destination"],
+        "additionalProperties": False,
+        "properties": {
+            "request_type": {"type": "string", "enum": ["transfer"]},
+            "source": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "`bucket` may be left out when the caller has one bucket.",
+                "properties": {"bucket": {"type": "string"}, "prefix": {"type": "string"}},
+            },
+            "destination": {
+                "type": "object",
+                "required": ["endpoint_url", "bucket", "access_key_id", "secret_access_key"],
+                "additionalProperties": False,
+                "properties": {
+                    "endpoint_url": {"type": "string", "format": "uri"},
+                    "region": {"type": "string", "default": "us-east-1"},
+                    "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+                    "prefix": {"type": "string"},
+                    "access_key_id": {"type": "string", "minLength": 1},
+                    "secret_access_key": {"type": "string", "minLength": 1},
+                    "session_token": _nullable({"type": "string"}),
+                    "addressing_style": {"type": "string", "enum": ["path", "virtual"]},
+                    "checksum": {"type": "string", "enum": ["auto", "md5", "crc32c", "sha256"]},
+                },
+            },
+        },
+        "examples": [
+            {
+                "request_type": "transfer",
+                "source": {"bucket": "alice-data", "prefix": ""},
+                "destination": {
+                    "endpoint_url": "https://s3.example.net",
+                    "region": "eu-west-1",
+                    "bucket": "alice-new-home",
+                    "access_key_id": "AKIA…",
+                    "secret_access_key": "…",
+                },
+            }
+        ],
+    },
+    "PortabilityRequest": {
+        "type": "object",
+        "description": "An export or a transfer and where it stands.",
+        "required": [
+            "id",
+            "user_id",
+            "request_type",
+            "status",
+            "format",
+            "export_url",
+            "expires_at",
+            "transfer_destination",
+            "created_at",
+            "completed_at",
+            "metadata",
+        ],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "user_id": {"type": "string", "format": "uuid"},
+            "request_type": {"type": "string", "enum": ["export", "transfer"]},
+            "status": {
+                "type": "string",
+                "enum": [
+                    "pending",
+                    "processing",
+                    "ready",
+                    "completed",
+                    "failed",
+                    "cancelled",
+                    "expired",
+                ],
+            },
+            "format": _nullable({"type": "string", "enum": ["json", "archive", "s3"]}),
+            "export_url": _nullable({"type": "string"}),
+            "expires_at": _nullable(TIME),
+            "transfer_destination": _nullable(
+                {
+                    "type": "object",
+                    "description": "A transfer's destination, never its secrets.",
+                    "properties": {
+                        "endpoint_url": {"type": "string"},
+                        "region": {"type": "string"},
+                        "bucket": {"type": "string"},
+                        "prefix": {"type": "string"},
+                        "access_key_id": {"type": "string"},
+                        "addressing_style": {"type": "string"},
+                        "checksum": {"type": "string"},
+                    },
+                }
+            ),
+            "created_at": TIME,
+            "completed_at": _nullable(TIME),
+            "metadata": {
+                "type": "object",
+                "description": "progress, parts, manifest_url, report, error, due_at, options, "
+                "credentials (see portability/requests.py).",
+            },
+        },
+    },
+    "CreatedRequest": {
+        "description": "The new request; a format `s3` export also carries its credentials "
+        "with their secrets, in this answer only.",
+        "allOf": [
+            _ref("PortabilityRequest"),
+            {
+                "type": "object",
+                "properties": {"credentials": {"type": "array", "items": _ref("IssuedCredential")}},
+            },
+        ],
+    },
+    "RequestList": {
+        "type": "object",
+        "required": ["requests"],
+        "properties": {"requests": {"type": "array", "items": _ref("PortabilityRequest")}},
+    },
+    "OverdueRequests": {
+        "type": "object",
+        "required": ["now", "requests"],
+        "properties": {
+            "now": TIME,
+            "requests": {
+                "type": "array",
+                "items": {
+                    "allOf": [
+                        _ref("PortabilityRequest"),
+                        {
+                            "type": "object",
+                            "required": ["due_at", "overdue_days", "user_email"],
+                            "properties": {
+                                "due_at": TIME,
+                                "overdue_days": {"type": "integer", "minimum": 0},
+                                "user_email": _nullable({"type": "string"}),
+                            },
+                        },
+                    ]
+                },
+            },
+        },
+    },
+}
+
+_ERROR_RESPONSES = {
+    "BadJson": "The body is not valid JSON (`bad_request`).",
+    "Unauthorized": "No valid API key (`unauthorized`).",
+    "Forbidden": "The API key is not an admin's (`forbidden`).",
+    "NotFound": "No such thing, or not the caller's (`not_found`).",
+    "Conflict": "Another export of the caller's is still running (`conflict`).",
+    "Invalid": "The request is understood but refused (`invalid`); the message says why.",
+}
+
+_USER = ("Unauthorized",)
+_ADMIN = ("Unauthorized", "Forbidden")
+_STATUS = {
+    "BadJson": "400",
+    "Unauthorized": "401",
+    "Forbidden": "403",
+    "NotFound": "404",
+    "Conflict": "409",
+    "Invalid": "422",
+}
+
+
+def _operation(
+    operation_id: str,
+    tag: str,
+    summary: str,
+    answers: Json,
+    *errors: str,
+    parameters: list[Json] | None = None,
+    body: Json | None = None,
+    public: bool = False,
+) -> Json:
+    """One operation: its own answers (by status) and the named error answers."""
+    responses: Json = dict(answers)
+    for name in errors:
+        responses[_STATUS[name]] = _error(name)
+    operation: Json = {
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        "responses": dict(sorted(responses.items())),
+    }
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    if public:
+        operation["security"] = []
+    return operation
+
+
+_ACCESS_KEY = _path_param("access_key_id", "The credential's access key id (`FRY…`).")
+_FIRST = "/credentials/0/"  # the newest credential listed
+_REQUEST_ID = _path_param("request_id", "The request's id (a UUID).")
+
+PATHS: Json = {
+    "/api/health": {
+        "get": _operation(
+            "health",
+            "service",
+            "Whether the database and the storage backend answer",
+            {
+                "200": _json(_ref("Health"), "Both answer."),
+                "503": _json(_ref("Health"), "One of them does not; `error` says why."),
+            },
+            public=True,
+        )
+    },
+    "/api/openapi.json": {
+        "get": _operation(
+            "openapi",
+            "service",
+            "This document",
+            {"200": _json({"type": "object"}, "The OpenAPI 3.1 document.")},
+            public=True,
+        )
+    },
+    "/api/docs": {
+        "get": _operation(
+            "docs",
+            "service",
+            "This document as a page",
+            {"200": {"description": "HTML.", "content": {"text/html": {"schema": {}}}}},
+            public=True,
+        )
+    },
+    "/api/portability/credentials": {
+        "post": _operation(
+            "issueCredential",
+            "credentials",
+            "Issue a read-only, prefix-scoped S3 credential on one of the caller's buckets",
+            {
+                "201": _links(
+                    _json(_ref("IssuedCredential"), "Issued; the secret is shown this once."),
+                    revoke=("revokeCredential", "access_key_id", "/access_key_id"),
+                )
+            },
+            "BadJson",
+            *_USER,
+            "NotFound",
+            "Invalid",
+            body=_ref("IssueCredential"),
+        ),
+        "get": _operation(
+            "listCredentials",
+            "credentials",
+            "The caller's credentials, newest first, with what was pulled through each",
+            {"200": _json(_ref("CredentialList"), "The credentials.")},
+            *_USER,
+            parameters=[_ACTIVE],
+        ),
+    },
+    "/api/portability/credentials/{access_key_id}": {
+        "delete": _operation(
+            "revokeCredential",
+            "credentials",
+            "Revoke one of the caller's credentials (revoking twice is harmless)",
+            {"204": {"description": "Revoked; every gateway refuses it within a second."}},
+            *_USER,
+            "NotFound",
+            parameters=[_ACCESS_KEY],
+        )
+    },
+    "/api/admin/credentials": {
+        "get": _operation(
+            "adminListCredentials",
+            "admin",
+            "Everyone's credentials, or one user's",
+            {
+                "200": _links(
+                    _json(_ref("CredentialList"), "The credentials."),
+                    revoke=("adminRevokeCredential", "access_key_id", _FIRST + "access_key_id"),
+                    revokeAll=("adminRevokeUserCredentials", "user_id", _FIRST + "user_id"),
+                )
+            },
+            *_ADMIN,
+            "NotFound",
+            parameters=[
+                _ACTIVE,
+                {
+                    "name": "user",
+                    "in": "query",
+                    "required": False,
+                    "description": "Only this user's: an id or an email (404 if none).",
+                    "schema": {"type": "string"},
+                },
+            ],
+        )
+    },
+    "/api/admin/credentials/{access_key_id}/revoke": {
+        "post": _operation(
+            "adminRevokeCredential",
+            "admin",
+            "Revoke anyone's credential",
+            {"200": _json(_ref("Credential"), "Revoked (or already was).")},
+            *_ADMIN,
+            "NotFound",
+            parameters=[_ACCESS_KEY],
+        )
+    },
+    "/api/admin/users/{user_id}/revoke-credentials": {
+        "post": _operation(
+            "adminRevokeUserCredentials",
+            "admin",
+            "Revoke every live credential of a user",
+            {"200": _json(_ref("RevokedAll"), "How many were revoked.")},
+            *_ADMIN,
+            "NotFound",
+            parameters=[_path_param("user_id", "The user's id or email.")],
+        )
+    },
+    "/api/portability/export": {
+        "post": _operation(
+            "createRequest",
+            "requests",
+            "Ask for an export (request_type `export`, the default) or a transfer",
+            {
+                "202": _links(
+                    _json(_ref("CreatedRequest"), "Accepted; the worker takes it from here."),
+                    show=("getRequest", "request_id", "/id"),
+                    cancel=("cancelRequest", "request_id", "/id"),
+                )
+            },
+            "BadJson",
+            *_USER,
+            "Conflict",
+            "Invalid",
+            body={"oneOf": [_ref("ExportRequest"), _ref("TransferRequest")]},
+        )
+    },
+    "/api/portability/requests": {
+        "get": _operation(
+            "listRequests",
+            "requests",
+            "The caller's requests, newest first",
+            {
+                "200": _links(
+                    _json(_ref("RequestList"), "The requests."),
+                    show=("getRequest", "request_id", "/requests/0/id"),
+                    cancel=("cancelRequest", "request_id", "/requests/0/id"),
+                )
+            },
+            *_USER,
+        )
+    },
+    "/api/portability/requests/{request_id}": {
+        "get": _operation(
+            "getRequest",
+            "requests",
+            "One of the caller's requests (anyone else's is 404, like a missing one)",
+            {"200": _json(_ref("PortabilityRequest"), "The request.")},
+            *_USER,
+            "NotFound",
+            parameters=[_REQUEST_ID],
+        )
+    },
+    "/api/portability/requests/{request_id}/cancel": {
+        "post": _operation(
+            "cancelRequest",
+            "requests",
+            "Cancel a request that is pending, processing or ready; its links and "
+            "credentials stop working at once",
+            {"202": _json(_ref("PortabilityRequest"), "Cancelled (or already was).")},
+            *_USER,
+            "NotFound",
+            "Invalid",
+            parameters=[_REQUEST_ID],
+        )
+    },
+    "/api/admin/requests/overdue": {
+        "get": _operation(
+            "adminOverdueRequests",
+            "admin",
+            "Requests still unanswered past their due date (GDPR Article 12(3): one month)",
+            {"200": _json(_ref("OverdueRequests"), "The late requests, oldest first.")},
+            *_ADMIN,
+        )
+    },
+}
+
+DOCUMENT: Json = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Ferry API",
+        "version": "1",
+        "description": "The data-portability gateway's REST API: pull credentials, exports "
+        "and transfers. JSON in, JSON out; every error is "
+        '`{"error": {"code", "message"}}`. Authenticate with `Authorization: Bearer '
+        "<API key>`; admin operations need an admin's key.",
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"apiKey": []}],
+    "tags": [
+        {"name": "service", "description": "Health and this reference."},
+        {"name": "credentials", "description": "Pull: read-only S3 credentials."},
+        {"name": "requests", "description": "Push and export: portability requests."},
+        {"name": "admin", "description": "For admins' API keys only."},
+    ],
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A user's API key (`ferry users create`, `ferry demo`).",
+            }
+        },
+        "schemas": SCHEMAS,
+        "responses": {
+            name: _json(_ref("Error"), description)
+            for name, description in _ERROR_RESPONSES.items()
+        },
+    },
+}
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "dashboard" / "templates"),
+    autoescape=True,
+)
+_TEMPLATES.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _schema_link(schema: Json) -> markupsafe.Markup:
+    """A schema as the page shows it: links to named schemas, small ones inline."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return markupsafe.Markup('<a href="#schema-{0}">{0}</a>').format(name)
+    if "oneOf" in schema:
+        return markupsafe.Markup(" or ").join(_schema_link(s) for s in schema["oneOf"])
+    if not schema:
+        return markupsafe.Markup("")
+    return markupsafe.Markup("<code>{}</code>").format(json.dumps(schema))
+
+
+_TEMPLATES.filters["schema_link"] = _schema_link
+
+
+def _resolve(value: Any) -> Any:
+    """Follow a `$ref` within the document (one level), for the page."""
+    if isinstance(value, dict) and "$ref" in value:
+        node: Any = DOCUMENT
+        for part in value["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        return node
+    return value
+
+
+def render_docs() -> str:
+    """The document as one plain HTML page: no scripts, nothing fetched from elsewhere."""
+    operations = [
+        {
+            "method": method.upper(),
+            "path": path,
+            "operation": operation,
+            "responses": {
+                status: _resolve(answer) for status, answer in operation["responses"].items()
+            },
+        }
+        for path, methods in PATHS.items()
+        for method, operation in methods.items()
+    ]
+    return _TEMPLATES.get_template("api_docs.html").render(
+        info=DOCUMENT["info"],
+        openapi=DOCUMENT["openapi"],
+        operations=operations,
+        schemas=SCHEMAS,
+    )
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(DOCUMENT)
+
+
+async def docs_page(request: Request) -> Response:
+    return HTMLResponse(render_docs())
