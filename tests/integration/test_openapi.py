@@ -10,6 +10,7 @@ document fails the test. Revocations and cancellations hit the module's own data
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -122,3 +123,40 @@ def test_user_workflows_answer_as_documented(served: Ferry) -> None:
 
 def test_admin_workflows_answer_as_documented(served: Ferry) -> None:
     workflow(admin_schema, served, "admin@example.com")
+
+
+def post_raw(ferry: Ferry, path: str, raw: bytes, email: str) -> tuple[int, Any]:
+    request = urllib.request.Request(ferry.api_url + path, data=raw, method="POST")  # noqa: S310
+    request.add_header("authorization", f"Bearer {api_key(ferry, email)}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_what_schemathesis_found_is_refused_not_a_server_error(served: Ferry) -> None:
+    # A NUL in the body: PostgreSQL text cannot hold it (was a 500 from the database).
+    status, body = post_raw(
+        served,
+        "/api/portability/credentials",
+        b'{"bucket": "alice-data\\u0000"}',
+        "alice@example.com",
+    )
+    assert (status, body["error"]["code"]) == (422, "invalid")
+    # A NUL in a path parameter or in ?user=: names nothing.
+    status, body = http(
+        "DELETE",
+        served.api_url + "/api/portability/credentials/FRY%00",
+        token=api_key(served, "alice@example.com"),
+    )
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = http(
+        "GET",
+        served.api_url + "/api/admin/credentials?user=a%00b",
+        token=api_key(served, "admin@example.com"),
+    )
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    # JSON nested deeper than Python recurses (was a RecursionError, a 500).
+    status, body = post_raw(served, "/api/portability/export", b"[" * 100_000, "alice@example.com")
+    assert (status, body["error"]["code"]) == (400, "bad_request")
