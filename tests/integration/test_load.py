@@ -1,0 +1,50 @@
+"""200 clients, each with its own credential, load `ferry serve` on SeaweedFS; 50 are revoked.
+
+Runs bench/load.py's generator (the same code `make bench` runs, for 20 s instead of 60) and
+checks what must hold under load: no 5xx, every request answered, every GET body equal to its
+ETag and the seeded bytes, each revoked credential refused (no request sent a second or more
+after its revoke was served, none after its first 403, a HEAD after the run refused), and no
+403 for the other 150. Latency is printed, not asserted: speed belongs to the benchmark. On a
+busy machine one request can take seconds, so a revoked client may send nothing between its
+revoke and the end; most must have been refused during the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.load import render, run_load, targets
+from tests.fixtures.servers import S3Server
+
+CLIENTS, REVOKED, SECONDS = 200, 50, 20.0
+
+
+def test_load_with_revocation_mid_run(
+    seaweedfs: S3Server, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_load(
+        seaweedfs, database_url, tmp_path, clients=CLIENTS, duration=SECONDS, revoke=REVOKED
+    )
+    with capsys.disabled():
+        print("\n" + render(result))
+        for what, met, measured in targets(result):
+            print(f"{'met   ' if met else 'MISSED'} {what}: {measured}")
+
+    assert result.requests > CLIENTS  # every client got going
+    assert {s for s in result.by_op} == {"list", "head", "get4k", "range"}
+    assert result.server_errors == 0, result.by_code
+    assert result.no_answer == 0, result.by_code
+    assert result.wrong_bytes == 0
+    assert len(result.revocations) == REVOKED
+    for r in result.revocations:
+        assert r.returned_at, f"revoking {r.access_key_id} failed"
+        assert r.refused_at_end, r
+        assert r.last_served_sent_after < 1.0, r
+        assert r.served_after_refusal == 0, r
+    assert sum(r.refused_after is not None for r in result.revocations) > REVOKED // 2
+    assert result.refused_not_revoked == 0
+    assert result.not_revoked_refused_at_end == 0
+    # Only the revoked credentials were refused, and only with the revocation's code.
+    assert set(result.by_code) <= {"InvalidAccessKeyId", "403"}, result.by_code
