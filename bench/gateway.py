@@ -22,7 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, bench/ heads sys.path and bench/copy.py would shadow the standard library's
+# copy module (boto3 imports it): the repository root takes its place.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+else:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fixtures.servers import start_seaweedfs
 from tests.support.ferry import Ferry

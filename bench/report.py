@@ -1,0 +1,228 @@
+"""Run every benchmark and write one Markdown report: bench/REPORT.md (`make bench`).
+
+    .venv/bin/python bench/report.py [--quick] [--only gateway,copy,export,load] [--out PATH]
+
+Each benchmark runs as its own process, one after the other (never two at once: they would
+measure each other), its output shown as it goes and kept. The report has the machine, the
+date, each benchmark's tables (every one measures a peer in the same run and gives the ratio),
+the wall time of each, and the load benchmark's targets met or missed.
+
+`--quick` runs each benchmark small, to check the whole pipeline in a few minutes; its report
+says so and its figures mean little. The export benchmark needs PostgreSQL (see bench/export.py);
+the others start what they need (SeaweedFS, `ferry serve`) on loopback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, bench/ heads sys.path and bench/copy.py would shadow the standard library's
+# copy module: the repository root takes its place.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# (name, what it measures, arguments for a full run, arguments for --quick)
+BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
+    (
+        "gateway",
+        "Pull through the gateway: rclone and aws-cli, through Ferry against straight from "
+        "SeaweedFS",
+        [],
+        ["--runs", "1"],
+    ),
+    (
+        "copy",
+        "Push: Ferry's copy engine between two SeaweedFS servers against rclone and s5cmd",
+        [],
+        ["--big-mib", "64", "--small", "50", "--small-kib", "64"],
+    ),
+    (
+        "export",
+        "Export: personal-data JSON at scale, tar.gz/zip archives against tar|gzip and zip",
+        [],
+        [
+            "--audit-rows",
+            "20000",
+            "--usage-rows",
+            "2000",
+            "--big-mib",
+            "64",
+            "--small",
+            "100",
+            "--jpegs",
+            "10",
+        ],
+    ),
+    (
+        "load",
+        "Load: concurrent clients with their own credentials, revocation mid-run",
+        [],
+        ["--clients", "20", "--duration", "10", "--revoke", "5"],
+    ),
+]
+
+
+@dataclass
+class Outcome:
+    name: str
+    title: str
+    seconds: float
+    exit_code: int
+    output: str
+    load: dict[str, Any] | None = None
+
+
+def _first_line(args: list[str]) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else "not found"
+
+
+def _tool(name: str) -> str:
+    beside = BIN / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def machine() -> list[tuple[str, str]]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = "unknown"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    commit = _first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    return [
+        ("CPU", f"{cpu}, {os.cpu_count()} cores"),
+        ("memory", mem),
+        ("kernel", f"{platform.system()} {platform.release()}"),
+        ("Python", platform.python_version()),
+        ("SeaweedFS", _first_line([_tool("weed"), "version"])),
+        ("rclone", _first_line([_tool("rclone"), "version"])),
+        ("s5cmd", _first_line([_tool("s5cmd"), "version"])),
+        ("aws-cli", _first_line([shutil.which("aws", path="/usr/bin") or "aws", "--version"])),
+        ("Ferry commit", commit),
+    ]
+
+
+def run(name: str, title: str, args: list[str]) -> Outcome:
+    """Run one benchmark, echoing its output live and keeping its stdout."""
+    load_json = None
+    if name == "load":
+        load_json = Path(tempfile.mkstemp(prefix="ferry-load-", suffix=".json")[1])
+        args = [*args, "--json", str(load_json)]
+    command = [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args]
+    print(f"== bench/{name}.py {' '.join(args)}", flush=True)
+    started = time.monotonic()
+    # stderr joins stdout: progress notes belong in the report, and a failure's reason too.
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    lines = []
+    with process.stdout:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
+    code = process.wait()
+    outcome = Outcome(name, title, time.monotonic() - started, code, "".join(lines))
+    if load_json is not None:
+        if code == 0 and load_json.stat().st_size:
+            outcome.load = json.loads(load_json.read_text())
+        load_json.unlink(missing_ok=True)
+    return outcome
+
+
+def _tables(output: str) -> str:
+    """The benchmark's printout without its leading blank lines, as the report shows it."""
+    return output.strip("\n")
+
+
+def render(outcomes: list[Outcome], *, quick: bool, started: datetime, loads: list[str]) -> str:
+    out = [
+        "# Ferry benchmarks",
+        "",
+        f"Generated by `make bench` (`bench/report.py`) on {started:%Y-%m-%d %H:%M} UTC"
+        + (
+            " in **--quick** mode (small sizes: the figures only check the pipeline)"
+            if quick
+            else ""
+        )
+        + ". Every benchmark measures a peer in the same run on the same machine and gives the "
+        "ratio. Other work on the machine skews the figures: the load averages below say how "
+        "busy it was.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    out += [f"| {k} | {v} |" for k, v in machine()]
+    out.append(
+        f"| load average (1 min) before each benchmark, and at the end | {', '.join(loads)} |"
+    )
+    out += ["", "| benchmark | wall time | result |", "|---|---|---|"]
+    for o in outcomes:
+        state = "ok" if o.exit_code == 0 else f"**failed** (exit {o.exit_code})"
+        out.append(f"| `bench/{o.name}.py` | {o.seconds / 60:.1f} min | {state} |")
+    for o in outcomes:
+        out += ["", f"## {o.title}", "", f"`bench/{o.name}.py`, {o.seconds:.0f} s.", ""]
+        if o.load is not None:
+            out.append(o.load["markdown"])
+            out += ["", "| target | met | measured |", "|---|---|---|"]
+            for t in o.load["targets"]:
+                out.append(
+                    f"| {t['target']} | {'yes' if t['met'] else '**no**'} | {t['measured']} |"
+                )
+        else:
+            out.append(_tables(o.output[-4000:] if o.exit_code else o.output) or "(no output)")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: check the pipeline")
+    parser.add_argument("--only", help="comma-separated subset: gateway,copy,export,load")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "REPORT.md")
+    options = parser.parse_args()
+    wanted = set(options.only.split(",")) if options.only else None
+    started = datetime.now(UTC)
+    outcomes = []
+    loads = []
+    for name, title, full, quick in BENCHMARKS:
+        if wanted is None or name in wanted:
+            loads.append(f"{os.getloadavg()[0]:.1f}")
+            outcomes.append(run(name, title, quick if options.quick else full))
+    loads.append(f"{os.getloadavg()[0]:.1f}")
+    report = render(outcomes, quick=options.quick, started=started, loads=loads)
+    options.out.write_text(report)
+    print(f"== wrote {options.out}")
+    failed = [o.name for o in outcomes if o.exit_code != 0]
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
