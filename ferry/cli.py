@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,10 +37,15 @@ config_option = click.option(
 
 
 def _config(config_path: str | None) -> Config:
+    """Load the config and set logging up as its [log] section says."""
+    from ferry.logs import setup_logging
+
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    setup_logging(config.log)
+    return config
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -69,7 +73,6 @@ async def _in_session(config: Config, work: Callable[[Runtime, AsyncSession], Aw
 @click.version_option(package_name="ferry")
 def main() -> None:
     """Ferry: take your data elsewhere (pull credentials, push copies, exports)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 @main.command()

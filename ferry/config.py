@@ -80,6 +80,7 @@ class GatewayConfig:
 class ApiConfig:
     listen: str = "127.0.0.1:8000"
     public_url: str = "http://127.0.0.1:8000"
+    metrics_token: Secret = Secret("")  # set: GET /metrics needs it as a bearer token
 
     def __post_init__(self) -> None:
         parse_listen("api.listen", self.listen)
@@ -114,6 +115,20 @@ class ExportsConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    format: str = "auto"  # "json", "text", or "auto": text on a terminal, JSON lines elsewhere
+    level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("auto", "json", "text"):
+            raise ConfigError(f"log.format: expected auto, json or text, got {self.format!r}")
+        if self.level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"log.level: expected debug, info, warning or error, got {self.level!r}"
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -122,6 +137,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     mail: MailConfig = field(default_factory=MailConfig)
     exports: ExportsConfig = field(default_factory=ExportsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -132,6 +148,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "security": SecurityConfig,
     "mail": MailConfig,
     "exports": ExportsConfig,
+    "log": LogConfig,
 }
 
 

@@ -50,7 +50,8 @@ def _listener(app: ASGIApp, *, tls_cert: str = "", tls_key: str = "") -> _Listen
         app,
         lifespan="auto",
         log_level="warning",
-        access_log=False,
+        log_config=None,  # uvicorn's records go through ferry.logs' handler, JSON or text
+        access_log=False,  # the apps log their own access lines, with the request id
         proxy_headers=False,  # X-Forwarded-For is trusted only per [gateway] trusted_proxies
         server_header=False,
         timeout_graceful_shutdown=10,
@@ -87,6 +88,7 @@ async def serve(
                     master_key=runtime.master_key,
                     endpoint=Endpoint(config.gateway.public_url, config.gateway.region),
                     export_settings=export_settings(config),
+                    metrics_token=config.api.metrics_token,
                 )
                 sockets.append((_listener(app), bind("api.listen", config.api.listen)))
                 print(f"API         {config.api.public_url}/api/health", flush=True)

@@ -24,6 +24,7 @@ from gateway import s3xml, sigv4
 from gateway.audit import AccessEvent, AuditWriter
 from gateway.errors import S3Error, error_response, new_request_id
 from gateway.listing import OutOfScope, ScopedLister
+from gateway.metrics import REQUEST_ID, report
 from gateway.objects import check_conditions, object_headers, parse_range
 from gateway.routing import Target, classify
 from gateway.throttle import TokenBucket
@@ -66,6 +67,7 @@ class _Request:
     started: float
     event: AccessEvent
     credential: LiveCredential | None = None
+    access_key_id: str | None = None  # the one it was signed with, for the access log
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -152,6 +154,7 @@ class GatewayApp:
             event=AccessEvent(created_at=self.clock(), action="Unknown", status=0),
         )
         event = request.event
+        id_token = REQUEST_ID.set(request.id)
         event.client_addr = request.client
         event.user_agent = headers.get("user-agent")
         head = request.method == "HEAD"
@@ -189,8 +192,17 @@ class GatewayApp:
                 event.status = reply.status
                 await self._send(request, reply, receive, send, head=head)
         finally:
-            event.duration_ms = int((time.monotonic() - request.started) * 1000)
+            elapsed = time.monotonic() - request.started
+            event.duration_ms = int(elapsed * 1000)
             self.audit.record(event)
+            report(
+                event,
+                method=request.method,
+                path=raw_path.decode("latin-1"),
+                seconds=elapsed,
+                access_key_id=request.access_key_id,
+            )
+            REQUEST_ID.reset(id_token)
 
     async def _send(
         self, request: _Request, reply: _Reply, receive: Receive, send: Send, *, head: bool
@@ -259,6 +271,7 @@ class GatewayApp:
             raise S3Error("AccessDenied", "Anonymous access is not allowed.")
         credential = None
         if looks_like_access_key_id(signed.access_key_id):
+            request.access_key_id = signed.access_key_id
             credential = await self.credentials.get(signed.access_key_id)
         if credential is None:
             raise S3Error(

@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +28,7 @@ from portability.exports.settings import ExportSettings
 from portability.http import Endpoint as Endpoint_
 from portability.http import Handler, body_json, error
 from portability.http import authed as authed_
+from portability.metrics import REQUEST_ID, RequestIdMiddleware, metrics_endpoint
 from portability.openapi import docs_page, openapi_json
 from portability.requests_api import request_routes
 from storage.base import Storage
@@ -54,7 +56,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     # The trace goes to the log, never to the client.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error(500, "internal", "internal server error")
+    answer = error(500, "internal", "internal server error")
+    request_id = REQUEST_ID.get()  # answered outside RequestIdMiddleware, which leaves it set
+    if request_id:
+        answer.headers["x-request-id"] = request_id
+    return answer
 
 
 def build_api_app(
@@ -66,6 +72,7 @@ def build_api_app(
     endpoint: Endpoint,
     export_settings: ExportSettings | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    metrics_token: str = "",
 ) -> Starlette:
     def authed(handler: Handler, *, admin: bool = False) -> Endpoint_:
         return authed_(sessions, handler, admin=admin)
@@ -198,8 +205,11 @@ def build_api_app(
     routes += dashboard_routes(
         sessions, storage, master_key, endpoint, export_settings, clock=clock
     )
+    # Prometheus' text format, outside /api: not part of the JSON API.
+    routes.append(Route("/metrics", metrics_endpoint(sessions, token=metrics_token, clock=clock)))
     return Starlette(
         routes=routes,
+        middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
 

@@ -109,6 +109,11 @@ class Ferry:
     def log(self, index: int = 0) -> str:
         return (self.workdir / f"serve-{index}.log").read_text(errors="replace")
 
+    def log_records(self, index: int = 0) -> list[dict[str, Any]]:
+        """The JSON log lines (FERRY_LOG_FORMAT=json) of a `serve`; its banner is skipped."""
+        complete = self.log(index).split("\n")[:-1]  # the last may be half written
+        return [json.loads(line) for line in complete if line.startswith("{")]
+
     def stop(self) -> None:
         for proc in self.processes:
             if proc.poll() is None:
