@@ -3,7 +3,9 @@ carries, and /metrics counting exactly the requests made, with gauges read from 
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -19,10 +21,13 @@ from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from portability.metrics import metrics_endpoint
+from ferry.logs import JsonFormatter
+from portability.api import _server_error
+from portability.metrics import RequestIdMiddleware, metrics_endpoint
 from tests.support.ferry import Ferry
 
 TOKEN = "metrics-token-for-tests"
@@ -269,3 +274,38 @@ def test_without_a_token_metrics_answer_loopback_clients_only(tmp_path: Path) ->
         assert scraped.status_code == 200
         assert "ferry_metrics_database_up 0.0" in scraped.text
         assert "ferry_credentials" not in scraped.text
+
+
+def test_an_unhandled_error_is_logged_and_answered_with_the_request_id() -> None:
+    # In process: a served Ferry has no route that fails on purpose. Same middleware and
+    # error handler as the API's.
+    async def boom(request: Any) -> Any:
+        raise RuntimeError("kaput")
+
+    app = Starlette(
+        routes=[Route("/boom", boom)],
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={Exception: _server_error},
+    )
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            answer = client.get("/boom")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert answer.status_code == 500
+    assert answer.json() == {"error": {"code": "internal", "message": "internal server error"}}
+    request_id = answer.headers["x-request-id"]
+    lines = {line["logger"]: line for line in map(json.loads, stream.getvalue().splitlines())}
+    assert lines["ferry.api"]["request_id"] == request_id
+    assert lines["ferry.api"]["exc"].endswith("RuntimeError: kaput")
+    assert "kaput" not in answer.text
+    access = lines["ferry.api.access"]
+    assert (access["request_id"], access["status"], access["route"]) == (request_id, 500, "/boom")
