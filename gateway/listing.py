@@ -62,7 +62,9 @@ class ScopedLister:
         return bool(page.objects or page.common_prefixes)
 
     async def _walk(self, root: str, delimiter: str, start_after: str) -> AsyncIterator[Entry]:
-        after = start_after if start_after > root else ""
+        # `>=`: a marker equal to the root names the object whose key is the root itself,
+        # which must not be listed again (pagination would never end).
+        after = start_after if start_after >= root else ""
         cut = len(self.bp)
         while True:
             page = await self.storage.list(
