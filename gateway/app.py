@@ -121,7 +121,12 @@ class GatewayApp:
         # Walk from the right: the first hop not among our proxies is the client.
         for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
             if not self._trusted(hop):
-                return hop
+                # Only an address is believed, without an IPv6 zone: junk names no client,
+                # and a long value overflowed the audit column, losing the whole batch.
+                try:
+                    return str(ipaddress.ip_address(hop.split("%", 1)[0]))
+                except ValueError:
+                    return None
         return address
 
     def _trusted(self, address: str) -> bool:
