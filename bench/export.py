@@ -343,7 +343,7 @@ def main() -> None:
         rate = lambda s: f"{total / MiB / s:.0f} MiB/s"  # noqa: E731
         rows.append(
             (
-                f"tar -cf - | gzip -1 ({total / MiB:.0f} MiB)",
+                f"tar -cf - \\| gzip -1 ({total / MiB:.0f} MiB)",
                 rate(tar_s),
                 f"out {tar_size / MiB:.0f} MiB",
                 "",
