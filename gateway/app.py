@@ -264,8 +264,20 @@ class GatewayApp:
                 task.cancel()
             await asyncio.gather(pumping, watching, return_exceptions=True)
             await stream.aclose()
-        if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
-            raise pumping.exception()  # type: ignore[misc]
+        failed = pumping.exception() if pumping.done() and not pumping.cancelled() else None
+        if failed is not None:
+            # The status line has gone out, so the only honest signal left is a short body:
+            # return without finishing it and the server closes the connection. The audit
+            # keeps the bytes that did go out and why the rest did not.
+            code, _ = _storage_error(failed)
+            request.event.error = code
+            log.warning(
+                "request %s: body ended after %d bytes: %s",
+                request.id,
+                sent,
+                failed,
+                exc_info=failed if code == "InternalError" else None,
+            )
         return sent
 
     # authentication and authorisation
@@ -540,7 +552,7 @@ def _decode_token(token: str) -> str:
         raise S3Error("InvalidArgument", "The continuation token provided is incorrect") from None
 
 
-def _storage_error(exc: Exception) -> tuple[str, str]:
+def _storage_error(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, NoSuchKey):
         return "NoSuchKey", "The specified key does not exist."
     if isinstance(exc, NoSuchBucket):
