@@ -64,16 +64,22 @@ def parse_list_v2(body: bytes) -> ListResult:
     def decode(value: str) -> str:
         return unquote_plus(value) if encoded else value
 
+    # A listing is the gateway's hottest parse: look children up by their qualified tag
+    # (C-level findall/findtext) rather than comparing local names in Python.
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    key, size, etag, modified = (ns + n for n in ("Key", "Size", "ETag", "LastModified"))
     objects = [
         ListedObject(
-            key=decode(_text(item, "Key")),
-            size=int(_text(item, "Size") or 0),
-            etag=_text(item, "ETag").strip('"'),
-            last_modified=parse_timestamp(_text(item, "LastModified")),
+            key=decode(item.findtext(key, "")),
+            size=int(item.findtext(size) or 0),
+            etag=item.findtext(etag, "").strip('"'),
+            last_modified=parse_timestamp(item.findtext(modified, "")),
         )
-        for item in _children(root, "Contents")
+        for item in root.iterfind(ns + "Contents")
     ]
-    prefixes = [decode(_text(item, "Prefix")) for item in _children(root, "CommonPrefixes")]
+    prefixes = [
+        decode(item.findtext(ns + "Prefix", "")) for item in root.iterfind(ns + "CommonPrefixes")
+    ]
     truncated = _text(root, "IsTruncated").lower() == "true"
     return ListResult(objects, prefixes, truncated)
 
