@@ -330,11 +330,14 @@ def _revoke(ferry: Any, api_key: str, revocations: list[Revocation]) -> None:
 
     def one(r: Revocation) -> None:
         r.called_at = time.monotonic()
-        status, answer = http(
-            "DELETE",
-            f"{ferry.api_url}/api/portability/credentials/{r.access_key_id}",
-            token=api_key,
-        )
+        try:
+            status, answer = http(
+                "DELETE",
+                f"{ferry.api_url}/api/portability/credentials/{r.access_key_id}",
+                token=api_key,
+            )
+        except OSError as exc:  # a timeout under load: reported, not a crashed thread
+            status, answer = 0, repr(exc)
         if status == 204:  # else returned_at stays 0: counted as never refused
             r.returned_at = time.monotonic()
         else:
@@ -757,6 +760,33 @@ def targets(result: LoadResult) -> list[tuple[str, bool, str]]:
     ]
 
 
+def _scratch_database(server_url: str) -> tuple[str, str]:
+    """A fresh database on a PostgreSQL server: (its URL, its name)."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    from db.urls import parse_url, sync_url
+
+    name = f"ferry_load_{secrets.token_hex(4)}"
+    admin = sa.create_engine(sync_url(server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return parse_url(server_url).set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    import sqlalchemy as sa
+
+    from db.urls import sync_url
+
+    admin = sa.create_engine(sync_url(server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=200)
@@ -764,6 +794,11 @@ def main() -> None:
     parser.add_argument("--revoke", type=int, default=50)
     parser.add_argument("--no-peer", action="store_true", help="skip the SeaweedFS-direct run")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--postgres",
+        metavar="SERVER_URL",
+        help="run on a scratch database made (and dropped) on this PostgreSQL server",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -783,6 +818,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-load-"))
     server, process = start_seaweedfs(work / "seaweedfs", "seaweedfs")
     peer = None
+    scratch = _scratch_database(options.postgres) if options.postgres else None
+    if scratch is not None:
+        options.database_url = scratch[0]
     try:
         pid = process.process.pid
         if not options.no_peer:
@@ -802,6 +840,8 @@ def main() -> None:
         process.stop()
         shutil.rmtree(work, ignore_errors=True)
         signal.alarm(0)
+        if scratch is not None:
+            _drop_database(options.postgres, scratch[1])
     print()
     print(render(result, peer))
     print()

@@ -37,6 +37,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
+# Export and load run on PostgreSQL (a scratch database each), as a deployment with more than
+# one process would.
+POSTGRES = os.environ.get(
+    "FERRY_TEST_DATABASE_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
+)
+
 # (name, what it measures, arguments for a full run, arguments for --quick)
 BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     (
@@ -72,8 +78,8 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "load",
         "Load: concurrent clients with their own credentials, revocation mid-run",
-        [],
-        ["--clients", "20", "--duration", "10", "--revoke", "5"],
+        ["--postgres", POSTGRES],
+        ["--postgres", POSTGRES, "--clients", "20", "--duration", "10", "--revoke", "5"],
     ),
 ]
 
