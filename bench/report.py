@@ -55,7 +55,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "copy",
         "Push: Ferry's copy engine between two SeaweedFS servers against rclone and s5cmd",
-        [],
+        ["--repeat", "3"],
         ["--big-mib", "64", "--small", "50", "--small-kib", "64"],
     ),
     (

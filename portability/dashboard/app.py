@@ -24,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from db.models import ApiKey, User
 from portability.accounts import AccountError
 from portability.credentials import Endpoint
-from portability.dashboard.forms import Form, FormTooLarge, read_form
+from portability.dashboard.forms import BadForm, Form, read_form
 from portability.dashboard.sessions import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -187,8 +187,8 @@ class Dashboard:
             if request.method == "POST":
                 try:
                     form = await read_form(request)
-                except FormTooLarge as exc:
-                    return self.message(request, 413, "That form is too large", str(exc))
+                except BadForm as exc:
+                    return self.message(request, exc.status, exc.title, str(exc))
                 if not csrf_matches(data.csrf, form.get(CSRF_FIELD)):
                     return csrf_failure(self, request)
             try:

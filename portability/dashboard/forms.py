@@ -9,8 +9,16 @@ from starlette.requests import Request
 MAX_FORM_BYTES = 64 * 1024
 
 
-class FormTooLarge(Exception):
-    pass
+class BadForm(Exception):
+    """A form that cannot be taken at all; answered with `status` and `title`."""
+
+    status = 400
+    title = "That form cannot be read"
+
+
+class FormTooLarge(BadForm):
+    status = 413
+    title = "That form is too large"
 
 
 class Form:
@@ -42,4 +50,8 @@ async def read_form(request: Request) -> Form:
             raise FormTooLarge(f"the form is larger than {MAX_FORM_BYTES} bytes")
     if kind != "application/x-www-form-urlencoded":
         return Form([])
-    return Form(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    # No field may hold NUL: PostgreSQL cannot store it, and no name, prefix or key has one.
+    if any("\x00" in key or "\x00" in value for key, value in pairs):
+        raise BadForm("A field holds a NUL character, which no field may contain.")
+    return Form(pairs)

@@ -33,7 +33,7 @@ from portability.accounts import KEY_PREFIX, hash_api_key
 from portability.credentials import Endpoint
 from portability.dashboard import admin_pages, audit_pages, credential_pages, request_pages
 from portability.dashboard.app import Dashboard, csrf_failure, safe_next, set_cookie
-from portability.dashboard.forms import FormTooLarge, read_form
+from portability.dashboard.forms import BadForm, read_form
 from portability.dashboard.sessions import (
     CSRF_FIELD,
     DEFAULT_MAX_AGE,
@@ -82,8 +82,8 @@ def dashboard_routes(
     async def login(request: Request) -> Response:
         try:
             form = await read_form(request)
-        except FormTooLarge as exc:
-            return dash.message(request, 413, "That form is too large", str(exc))
+        except BadForm as exc:
+            return dash.message(request, exc.status, exc.title, str(exc))
         if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE), form.get(CSRF_FIELD)):
             return csrf_failure(dash, request)
         key = form.get("api_key").strip()

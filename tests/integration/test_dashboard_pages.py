@@ -222,6 +222,22 @@ def test_bad_input_is_shown_beside_the_form(site: Site) -> None:
     assert_clean(answer.text)
 
 
+def test_a_nul_character_in_a_form_is_refused_not_a_server_error(site: Site) -> None:
+    # PostgreSQL cannot store NUL in text: reaching the database it was a 500.
+    form = site.client.get("/login")
+    answer = site.client.post(
+        "/login", data={"csrf_token": csrf_of(form.text), "api_key": "fry_\x00", "next": "/"}
+    )
+    assert answer.status_code == 400
+    csrf = login(site)
+    for field in ("bucket", f"prefix:{site.keys['bucket']}", "allowed_cidrs"):
+        data = {"csrf_token": csrf, "bucket": site.keys["bucket"], field: "docs\x00/"}
+        answer = site.client.post("/credentials", data=data)
+        assert answer.status_code == 400, (field, answer.status_code)
+        assert "NUL character" in answer.text
+        assert_clean(answer.text)
+
+
 def test_someone_elses_request_is_not_found(site: Site) -> None:
     login(site)
     answer = site.client.get(f"/requests/{uuid.uuid4()}")
