@@ -267,9 +267,11 @@ class ArchiveBuilder:
     @staticmethod
     def _encode(part: _Part, chunk: bytes, adaptive: bool) -> tuple[bytes, bool]:
         """(output, whether this chunk was deflated)."""
-        if adaptive and isinstance(part.encoder, TarGzEncoder):
-            # A gzip member ends and a new one begins wherever the choice changes, so mixed
-            # content (a disk image, a log with attachments) is deflated only where it shrinks.
+        if adaptive:
+            # Where the choice changes a gzip member ends and a new one begins (tar.gz), or a
+            # zip entry's deflate stream goes on with stored blocks or a fresh compressor, so
+            # mixed content (a disk image, a log with attachments) is deflated only where it
+            # shrinks.
             deflated = shrinks(chunk)
             out = part.encoder.data(chunk, deflated)
         else:
@@ -308,10 +310,11 @@ class ArchiveBuilder:
     ) -> str:
         """Add one entry; returns its sha256. Payload (data/…) goes into the bag manifest.
 
-        `adaptive` (tar.gz): after the first chunk, each chunk is deflated only if a trial says
-        it shrinks; `deflated` then collects whether any chunk was.
+        `adaptive`: after the first chunk, each chunk is deflated only if a trial says it
+        shrinks; `deflated` then collects whether any chunk was.
         """
-        await self._emit(part, part.encoder.begin(f"{part.root}/{relative}", size, mtime, compress))
+        path = f"{part.root}/{relative}"
+        await self._emit(part, part.encoder.begin(path, size, mtime, compress, adaptive=adaptive))
         sha = hashlib.sha256()
         async with contextlib.aclosing(_read_ahead(chunks)) as ahead:
             first = True
@@ -372,9 +375,7 @@ class ArchiveBuilder:
                 except StopAsyncIteration:
                     break
             compress = worth_compressing(info.key, current.content_type, bytes(head))
-            adaptive = self.format == "tar.gz" and not known_compressed(
-                info.key, current.content_type, bytes(head)
-            )
+            adaptive = not known_compressed(info.key, current.content_type, bytes(head))
             deflated: list[bool] = []
             relative = f"data/files/{bucket.name}/" + safe_path(
                 info.key, also_folder=source.also_folder

@@ -22,7 +22,7 @@ from isal import isal_zlib
 PROBE_BYTES = 64 * 1024
 _STORED_BLOCK = 65_535
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no mtime, unknown OS
-_FINAL_EMPTY_STORED = b"\x01\x00\x00\xff\xff"
+FINAL_EMPTY_STORED = b"\x01\x00\x00\xff\xff"  # ends a deflate stream after stored blocks
 
 _COMPRESSED_TYPES = (
     "image/jpeg",
@@ -141,7 +141,7 @@ class GzipStream:
     def _end_member(self) -> bytes:
         if self._mode is None:
             return b""
-        body = self._deflate.flush() if self._deflate is not None else _FINAL_EMPTY_STORED
+        body = self._deflate.flush() if self._deflate is not None else FINAL_EMPTY_STORED
         trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF)
         self._mode, self._deflate, self._crc, self._size = None, None, 0, 0
         return body + trailer

@@ -27,7 +27,10 @@ class TarGzEncoder:
         self.out_bytes += len(data)
         return data
 
-    def begin(self, path: str, size: int, mtime: datetime, compress: bool) -> bytes:
+    def begin(
+        self, path: str, size: int, mtime: datetime, compress: bool, *, adaptive: bool = False
+    ) -> bytes:
+        # `adaptive` needs nothing here: a gzip member ends wherever `data` switches.
         info = tarfile.TarInfo(path)
         info.size = size
         info.mtime = int(mtime.timestamp())

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from isal import isal_zlib
 
-from portability.exports.compress import deflater
+from portability.exports.compress import FINAL_EMPTY_STORED, deflater, stored_blocks
 
 _LOCAL = 0x04034B50
 _DESCRIPTOR = 0x08074B50
@@ -59,10 +59,14 @@ class ZipEncoder:
         self.offset += len(data)
         return data
 
-    def begin(self, path: str, size: int, mtime: datetime, compress: bool) -> bytes:
+    def begin(
+        self, path: str, size: int, mtime: datetime, compress: bool, *, adaptive: bool = False
+    ) -> bytes:
+        """Start an entry. `adaptive`: a deflate entry whose chunks may each be deflated or
+        stored (see `data`), starting as `compress` says."""
         name = path.encode("utf-8")
         zip64 = self.force_zip64 or size >= ZIP64_THRESHOLD
-        method = 8 if compress else 0
+        method = 8 if compress or adaptive else 0
         time, date = _dos_time(mtime)
         stamp = int(mtime.timestamp()) & _U32
         extra = struct.pack("<HHBI", 0x5455, 5, 1, stamp)
@@ -95,16 +99,34 @@ class ZipEncoder:
         self._crc = self._usize = self._csize = 0
         return self._out(header + name + extra)
 
-    def data(self, chunk: bytes) -> bytes:
+    def data(self, chunk: bytes, compress: bool | None = None) -> bytes:
+        """Append entry data; in a deflate entry `compress` switches, from this chunk on,
+        between deflated and stored deflate blocks (one stream: readers see no seam)."""
         self._crc = isal_zlib.crc32(chunk, self._crc)
         self._usize += len(chunk)
-        out = self._deflate.compress(chunk) if self._deflate is not None else chunk
+        deflate_entry = self._entry["method"] == 8
+        out = b""
+        if deflate_entry and compress is not None and compress != (self._deflate is not None):
+            if self._deflate is not None:
+                # Byte-aligned, the stream left open: stored blocks can follow.
+                out = self._deflate.flush(isal_zlib.Z_SYNC_FLUSH)
+                self._deflate = None
+            else:
+                # A fresh compressor, so no back-reference reaches across the stored run.
+                self._deflate = deflater(self.level)
+        if self._deflate is not None:
+            out += self._deflate.compress(chunk)
+        else:
+            out += stored_blocks(chunk) if deflate_entry else chunk
         self._csize += len(out)
         return self._out(out)
 
     def end(self) -> tuple[bytes, bytes]:
         """(bytes for the stream, this entry's central directory record for the spool)."""
-        tail = self._deflate.flush() if self._deflate is not None else b""
+        if self._deflate is not None:
+            tail = self._deflate.flush()
+        else:
+            tail = FINAL_EMPTY_STORED if self._entry["method"] == 8 else b""
         self._csize += len(tail)
         e = self._entry
         crc = self._crc & _U32

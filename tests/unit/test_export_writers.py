@@ -100,6 +100,35 @@ def test_gzip_members_mix_deflate_and_stored() -> None:
     assert len(stored_blocks(b"x" * 70_000)) == 70_000 + 2 * 5
 
 
+@pytest.mark.parametrize("starts_deflated", [True, False])
+def test_zip_entry_mixes_deflated_and_stored_runs(tmp_path: Path, starts_deflated: bool) -> None:
+    """An adaptive entry: text deflated, noise in stored blocks, one deflate stream."""
+    text, noise = b"lorem ipsum " * 20_000, os.urandom(300_000)
+    runs = [(text, True), (noise, False), (noise, False), (text, True), (noise, False)]
+    if not starts_deflated:
+        runs = runs[1:]
+    data = b"".join(chunk for chunk, _ in runs)
+    encoder = ZipEncoder(1)
+    out = bytearray(encoder.begin("mixed.bin", len(data), WHEN, runs[0][1], adaptive=True))
+    for chunk, deflate in runs:
+        out += encoder.data(chunk, deflate)
+    tail, record = encoder.end()
+    out += tail
+    start = len(out)
+    out += record + encoder.finish(start, len(record))
+    with zipfile.ZipFile(io.BytesIO(bytes(out))) as zf:
+        assert zf.getinfo("mixed.bin").compress_type == 8
+        assert zf.read("mixed.bin") == data
+    noise_bytes = sum(len(chunk) for chunk, deflate in runs if not deflate)
+    text_bytes = len(data) - noise_bytes
+    # The text shrank to a few percent; the noise costs 5 bytes per 64 KiB stored block.
+    assert len(out) < noise_bytes + text_bytes * 0.05 + 1000
+    path = tmp_path / "mixed.zip"
+    path.write_bytes(bytes(out))
+    result = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_compression_choice() -> None:
     assert not worth_compressing("a.jpg", "image/jpeg", b"\xff\xd8\xff" + os.urandom(4000))
     assert not worth_compressing("a.bin", None, b"PK\x03\x04" + os.urandom(4000))
