@@ -310,6 +310,10 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=5000)
     parser.add_argument("--jpegs", type=int, default=500)
     args = parser.parse_args()
+    # The peers are the system's own tools: say which one is missing rather than fail midway.
+    for tool in ("tar", "gzip", "zip"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench/export.py compares against `{tool}`: apt-get install {tool}")
 
     from db import migrate
 

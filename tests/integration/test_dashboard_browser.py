@@ -75,14 +75,6 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ferry.stop()
 
 
-def api_key(ferry: Ferry, email: str) -> str:
-    for line in (ferry.workdir / "keys.txt").read_text().splitlines():
-        who, key = line.split()
-        if who == email:
-            return key
-    raise AssertionError(email)
-
-
 @pytest.fixture
 def page(browser: Any, served: Ferry) -> Iterator[Any]:
     context = browser.new_context(base_url=served.api_url, viewport={"width": 1280, "height": 900})
@@ -144,7 +136,7 @@ def test_login_page_and_wrong_key(page: Any) -> None:
 def test_token_free_credential_pulled_with_the_rclone_snippet_then_revoked(
     page: Any, served: Ferry, tmp_path: Path
 ) -> None:
-    login(page, api_key(served, "alice@example.com"))
+    login(page, served.demo_key("alice@example.com"))
     shoot(page, "overview-empty")
     page.get_by_role("link", name="Credentials", exact=True).click()
     page.get_by_label("Bucket").select_option("alice-data")
@@ -188,7 +180,7 @@ def test_token_free_credential_pulled_with_the_rclone_snippet_then_revoked(
 
 
 def test_zip_export_becomes_ready_and_downloads(page: Any, served: Ferry, tmp_path: Path) -> None:
-    login(page, api_key(served, "bob@example.com"))
+    login(page, served.demo_key("bob@example.com"))
     page.goto("/requests/new")
     shoot(page, "new-request")
     page.get_by_label(re.compile("^An archive of everything")).check()
@@ -213,7 +205,7 @@ def test_zip_export_becomes_ready_and_downloads(page: Any, served: Ferry, tmp_pa
 
 def test_transfer_followed_to_its_report(page: Any, served: Ferry, seaweedfs_b: S3Server) -> None:
     target = seaweedfs_b.new_bucket("dash-transfer")
-    login(page, api_key(served, "bob@example.com"))
+    login(page, served.demo_key("bob@example.com"))
     page.goto("/requests/new")
     page.get_by_label(re.compile("^Transfer to another provider")).check()
     page.get_by_label("From your bucket").select_option("bob-data")
@@ -243,7 +235,7 @@ def test_admin_revokes_another_users_credential(page: Any, served: Ferry) -> Non
         "POST",
         served.api_url + "/api/portability/credentials",
         body={"bucket": "bob-data", "prefixes": ["docs/"], "label": "admin test"},
-        token=api_key(served, "bob@example.com"),
+        token=served.demo_key("bob@example.com"),
     )
     assert status == 201, issued
     s3 = boto3.client(
@@ -257,7 +249,7 @@ def test_admin_revokes_another_users_credential(page: Any, served: Ferry) -> Non
     )
     assert s3.list_objects_v2(Bucket="bob-data", Prefix="docs/")["KeyCount"] > 0
 
-    login(page, api_key(served, "admin@example.com"))
+    login(page, served.demo_key("admin@example.com"))
     page.goto("/admin")
     shoot(page, "admin")
     row = page.locator(f"tr[data-access-key='{issued['access_key_id']}']")
@@ -310,7 +302,7 @@ def test_admin_revokes_another_users_credential(page: Any, served: Ferry) -> Non
 
 
 def test_missing_csrf_token_gets_a_clear_page(page: Any, served: Ferry) -> None:
-    login(page, api_key(served, "alice@example.com"))
+    login(page, served.demo_key("alice@example.com"))
     page.goto("/credentials")
     page.evaluate("document.querySelectorAll('input[name=csrf_token]').forEach(e => e.remove())")
     page.get_by_role("button", name="Issue credential").click()

@@ -50,14 +50,6 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ferry.stop()
 
 
-def api_key(ferry: Ferry, email: str) -> str:
-    for line in (ferry.workdir / "keys.txt").read_text().splitlines():
-        who, key = line.split()
-        if who == email:
-            return key
-    raise AssertionError(email)
-
-
 def call(
     method: str,
     url: str,
@@ -129,7 +121,7 @@ def s3(ferry: Ferry, credential: dict[str, Any]) -> Any:
 
 def test_log_lines_carry_the_request_id_and_metrics_count_each_request(served: Ferry) -> None:
     before = scrape(served)
-    credential, api_request_id = issue(served, api_key(served, "alice@example.com"), "docs/")
+    credential, api_request_id = issue(served, served.demo_key("alice@example.com"), "docs/")
     client = s3(served, credential)
 
     got = client.get_object(Bucket="alice-data", Key="docs/notes-0001.txt")
@@ -197,7 +189,7 @@ def test_log_lines_carry_the_request_id_and_metrics_count_each_request(served: F
 
 
 def test_gauges_count_credentials_and_requests_from_the_database(served: Ferry) -> None:
-    key = api_key(served, "alice@example.com")
+    key = served.demo_key("alice@example.com")
     before = scrape(served)
     issue(served, key, "docs/")
     revoked, _ = issue(served, key, "photos/")

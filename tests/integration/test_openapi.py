@@ -42,21 +42,13 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "POST",
         ferry.api_url + "/api/portability/export",
         body={"format": "json"},
-        token=api_key(ferry, "alice@example.com"),
+        token=ferry.demo_key("alice@example.com"),
     )
     assert status == 202, created
     try:
         yield ferry
     finally:
         ferry.stop()
-
-
-def api_key(ferry: Ferry, email: str) -> str:
-    for line in (ferry.workdir / "keys.txt").read_text().splitlines():
-        who, key = line.split()
-        if who == email:
-            return key
-    raise AssertionError(email)
 
 
 # Generated from the module's document; the first test shows the served one is the same.
@@ -75,7 +67,7 @@ admin_schema = SCHEMA.include(path_regex="^/api/admin/")
 
 
 def call(case: Case[Any], ferry: Ferry, email: str) -> None:
-    headers = {"Authorization": f"Bearer {api_key(ferry, email)}"}
+    headers = {"Authorization": f"Bearer {ferry.demo_key(email)}"}
     case.call_and_validate(base_url=ferry.api_url, headers=headers)
 
 
@@ -101,14 +93,14 @@ def test_a_user_key_is_refused_on_admin_operations(served: Ferry) -> None:
     status, body = http(
         "GET",
         served.api_url + "/api/admin/requests/overdue",
-        token=api_key(served, "bob@example.com"),
+        token=served.demo_key("bob@example.com"),
     )
     assert status == 403 and body["error"]["code"] == "forbidden"
 
 
 def workflow(schema: Any, ferry: Ferry, email: str) -> None:
     """Follow the document's links: issue then revoke, create then show and cancel, ..."""
-    headers = {"Authorization": f"Bearer {api_key(ferry, email)}"}
+    headers = {"Authorization": f"Bearer {ferry.demo_key(email)}"}
 
     class Workflow(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
@@ -127,7 +119,7 @@ def test_admin_workflows_answer_as_documented(served: Ferry) -> None:
 
 def post_raw(ferry: Ferry, path: str, raw: bytes, email: str) -> tuple[int, Any]:
     request = urllib.request.Request(ferry.api_url + path, data=raw, method="POST")  # noqa: S310
-    request.add_header("authorization", f"Bearer {api_key(ferry, email)}")
+    request.add_header("authorization", f"Bearer {ferry.demo_key(email)}")
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
             return answer.status, json.loads(answer.read())
@@ -148,13 +140,13 @@ def test_what_schemathesis_found_is_refused_not_a_server_error(served: Ferry) ->
     status, body = http(
         "DELETE",
         served.api_url + "/api/portability/credentials/FRY%00",
-        token=api_key(served, "alice@example.com"),
+        token=served.demo_key("alice@example.com"),
     )
     assert (status, body["error"]["code"]) == (404, "not_found")
     status, body = http(
         "GET",
         served.api_url + "/api/admin/credentials?user=a%00b",
-        token=api_key(served, "admin@example.com"),
+        token=served.demo_key("admin@example.com"),
     )
     assert (status, body["error"]["code"]) == (404, "not_found")
     # JSON nested deeper than Python recurses (was a RecursionError, a 500).

@@ -27,14 +27,6 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ferry.stop()
 
 
-def api_key(ferry: Ferry, email: str) -> str:
-    for line in (ferry.workdir / "keys.txt").read_text().splitlines():
-        who, key = line.split()
-        if who == email:
-            return key
-    raise AssertionError(email)
-
-
 def wait_for(ferry: Ferry, key: str, request_id: str, states: tuple[str, ...]) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -49,7 +41,7 @@ def wait_for(ferry: Ferry, key: str, request_id: str, states: tuple[str, ...]) -
 
 
 def test_zip_export_is_built_by_the_served_worker(served: Ferry, tmp_path: Path) -> None:
-    key = api_key(served, "bob@example.com")
+    key = served.demo_key("bob@example.com")
     status, created = http(
         "POST",
         served.api_url + "/api/portability/export",
@@ -74,7 +66,7 @@ def test_zip_export_is_built_by_the_served_worker(served: Ferry, tmp_path: Path)
 
 
 def test_transfer_is_copied_by_the_served_worker(served: Ferry, seaweedfs_b: S3Server) -> None:
-    key = api_key(served, "bob@example.com")
+    key = served.demo_key("bob@example.com")
     target = seaweedfs_b.new_bucket("from-ferry")
     status, created = http(
         "POST",

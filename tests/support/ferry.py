@@ -106,6 +106,14 @@ class Ferry:
                 time.sleep(0.1)
         raise AssertionError(f"ferry serve did not start: {self.log(len(self.processes) - 1)}")
 
+    def demo_key(self, email: str) -> str:
+        """The API key `ferry demo --keys-file <workdir>/keys.txt` gave `email`."""
+        for line in (self.workdir / "keys.txt").read_text().splitlines():
+            who, key = line.split()
+            if who == email:
+                return key
+        raise AssertionError(f"no demo key for {email}")
+
     def log(self, index: int = 0) -> str:
         return (self.workdir / f"serve-{index}.log").read_text(errors="replace")
 
