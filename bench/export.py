@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import random
 import resource
-import secrets
 import shutil
 import subprocess
 import sys
@@ -27,26 +27,9 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import sqlalchemy as sa
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _scratch_db(server_url: str) -> tuple[str, sa.Engine, str]:
-    import sqlalchemy as sa
-
-    from db.urls import parse_url, sync_url
-
-    name = f"ferry_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(sync_url(server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = parse_url(server_url).set(database=name).render_as_string(hide_password=False)
-    return url, admin, name
 
 
 def _fill_rows(url: str, audit_rows: int, usage_rows: int) -> uuid.UUID:
@@ -316,9 +299,11 @@ def main() -> None:
             raise SystemExit(f"bench/export.py compares against `{tool}`: apt-get install {tool}")
 
     from db import migrate
+    from tests.fixtures.database import fresh_postgres_database
 
     rows: list[tuple[str, str, str, str]] = []
-    url, admin, name = _scratch_db(args.database_url)
+    scratch = contextlib.ExitStack()
+    url = scratch.enter_context(fresh_postgres_database(args.database_url))
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     try:
         migrate.upgrade(url)
@@ -379,9 +364,7 @@ def main() -> None:
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        with admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        scratch.close()
 
     buf = io.StringIO()
     buf.write("| what | wall / throughput | peak RSS | target |\n|---|---|---|---|\n")

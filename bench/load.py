@@ -36,6 +36,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -760,33 +761,6 @@ def targets(result: LoadResult) -> list[tuple[str, bool, str]]:
     ]
 
 
-def _scratch_database(server_url: str) -> tuple[str, str]:
-    """A fresh database on a PostgreSQL server: (its URL, its name)."""
-    import secrets
-
-    import sqlalchemy as sa
-
-    from db.urls import parse_url, sync_url
-
-    name = f"ferry_load_{secrets.token_hex(4)}"
-    admin = sa.create_engine(sync_url(server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return parse_url(server_url).set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_database(server_url: str, name: str) -> None:
-    import sqlalchemy as sa
-
-    from db.urls import sync_url
-
-    admin = sa.create_engine(sync_url(server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=200)
@@ -813,14 +787,15 @@ def main() -> None:
     signal.signal(signal.SIGALRM, give_up)
     signal.alarm(int(options.duration) * 2 + 300)
 
+    from tests.fixtures.database import fresh_postgres_database
     from tests.fixtures.servers import start_seaweedfs
 
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-load-"))
     server, process = start_seaweedfs(work / "seaweedfs", "seaweedfs")
     peer = None
-    scratch = _scratch_database(options.postgres) if options.postgres else None
-    if scratch is not None:
-        options.database_url = scratch[0]
+    scratch = contextlib.ExitStack()
+    if options.postgres:
+        options.database_url = scratch.enter_context(fresh_postgres_database(options.postgres))
     try:
         pid = process.process.pid
         if not options.no_peer:
@@ -840,8 +815,7 @@ def main() -> None:
         process.stop()
         shutil.rmtree(work, ignore_errors=True)
         signal.alarm(0)
-        if scratch is not None:
-            _drop_database(options.postgres, scratch[1])
+        scratch.close()
     print()
     print(render(result, peer))
     print()

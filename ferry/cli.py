@@ -12,6 +12,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.exceptions import DatabaseError
+from ferry.cli_options import config_option
 from ferry.config import Config, ConfigError, load_config
 from portability.accounts import AccountError
 from storage.exceptions import StorageError
@@ -25,15 +26,6 @@ if TYPE_CHECKING:
     from portability.credentials import Endpoint
 
 T = TypeVar("T")
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar="FERRY_CONFIG",
-    default=None,
-    help="TOML config file (default: built-in defaults; env FERRY_CONFIG).",
-)
 
 
 def _config(config_path: str | None) -> Config:

@@ -14,21 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ferry.cli_options import config_option
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from ferry.runtime import Runtime
 
 _FINAL_FOR_FOLLOW = ("ready", "completed", "failed", "cancelled", "expired")
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar="FERRY_CONFIG",
-    default=None,
-    help="TOML config file (default: built-in defaults; env FERRY_CONFIG).",
-)
 
 
 @click.group()

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from db.engine import create_engine, session_factory
 from db.models import PortabilityRequest
+from ferry.cli_options import config_option
 from transfer.spec import CHECKSUMS
 
 T = TypeVar("T")
@@ -28,15 +29,6 @@ T = TypeVar("T")
 FINAL = ("completed", "failed", "cancelled", "expired")
 ACTIVE = ("pending", "processing")
 TARGET_ENV = "FERRY_TARGET_"
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar="FERRY_CONFIG",
-    default=None,
-    help="TOML config file (default: built-in defaults; env FERRY_CONFIG).",
-)
 
 
 @click.group()

@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,11 +28,10 @@ from typing import Any, TypeVar
 import bagit
 import pytest
 
-from storage.local import LocalStorage
 from tests.fixtures.private_postgres import PrivatePostgres
 from tests.fixtures.servers import S3Server
 from tests.support.faultproxy import FaultProxy
-from tests.support.ferry import Ferry, http
+from tests.support.ferry import Ferry, http, seed_local_bucket
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -94,19 +93,7 @@ def installation(private_postgres: PrivatePostgres, tmp_path: Path) -> Iterator[
     files = {f"small/{i:03d}.dat": os.urandom(1000 + i * 13) for i in range(200)}
     files[BIG] = os.urandom(50 * MiB)
 
-    async def seed() -> None:
-        storage = LocalStorage(Path(ferry.env["FERRY_STORAGE_ROOT"]))
-        await storage.create_bucket("pg-faults")
-
-        async def once(data: bytes) -> AsyncIterator[bytes]:
-            for start in range(0, len(data), MiB):
-                yield data[start : start + MiB]
-
-        for key, data in files.items():
-            await storage.put("pg-faults", key, once(data), size=len(data))
-        await storage.close()
-
-    asyncio.run(seed())
+    seed_local_bucket(Path(ferry.env["FERRY_STORAGE_ROOT"]), "pg-faults", files)
     user = ferry.create_user(EMAIL)
     ferry.run("buckets", "create", "pg-faults", "--owner", EMAIL, "--backend-bucket", "pg-faults")
     ferry.serve()

@@ -9,14 +9,13 @@ objects must be intact, and the gateway and API must go on serving: a small expo
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from storage.local import LocalStorage
-from tests.support.ferry import Ferry, http
+from tests.support.ferry import Ferry, http, seed_local_bucket
 
 MiB = 1024 * 1024
 EMAIL = "disk-full@example.com"
@@ -93,19 +91,7 @@ def installation(database_url: str, tmp_path: Path, small_disk: Path) -> Iterato
     ferry = Ferry.create(tmp_path / "ferry", database_url, storage_root=str(root))
     files = {f"photos/{i}.raw": os.urandom(8 * MiB) for i in range(3)}
 
-    async def seed() -> None:
-        storage = LocalStorage(root)
-        await storage.create_bucket("disk-full")
-
-        async def chunks(data: bytes) -> AsyncIterator[bytes]:
-            for start in range(0, len(data), MiB):
-                yield data[start : start + MiB]
-
-        for key, data in files.items():
-            await storage.put("disk-full", key, chunks(data), size=len(data))
-        await storage.close()
-
-    asyncio.run(seed())
+    seed_local_bucket(root, "disk-full", files)
     user = ferry.create_user(EMAIL)
     ferry.run("buckets", "create", "disk-full", "--owner", EMAIL, "--backend-bucket", "disk-full")
     ferry.serve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,24 @@ def http(method: str, url: str, *, body: Any = None, token: str | None = None) -
     except urllib.error.HTTPError as exc:
         raw = exc.read()
         return exc.code, json.loads(raw) if raw else None
+
+
+def seed_local_bucket(root: Path, bucket: str, files: dict[str, bytes]) -> None:
+    """Create `bucket` in the local backend at `root` holding `files` (key -> bytes)."""
+    from storage.local import LocalStorage
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 1024 * 1024):
+            yield data[start : start + 1024 * 1024]
+
+    async def seed() -> None:
+        storage = LocalStorage(root)
+        await storage.create_bucket(bucket)
+        for key, data in files.items():
+            await storage.put(bucket, key, chunks(data), size=len(data))
+        await storage.close()
+
+    asyncio.run(seed())
 
 
 @dataclass
