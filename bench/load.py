@@ -1,6 +1,6 @@
 """Load on the gateway: many concurrent clients, each with its own credential, for a fixed time.
 
-    .venv/bin/python bench/load.py [--clients 200] [--duration 60] [--revoke 50]
+    .venv/bin/python bench/load.py [--clients 200] [--duration 60] [--revoke 50] [--rate R]
                                    [--database-url URL] [--json PATH]
 
 Starts SeaweedFS and `ferry serve` (one process, as users run it, on the s3 backend) on
@@ -19,8 +19,21 @@ Prints requests/s, counts by status and error code, p50/p95/p99 latency (all, an
 alone), revocation latencies, the gateway's peak RSS and open file descriptors, and the CPU
 used by the gateway, SeaweedFS and the generator. Loopback only; a hard deadline stops it.
 
-The clients are closed loops with no pause between requests: with N clients, latency is
-about N / throughput (Little's law), so the percentiles measure the gateway at saturation.
+Two modes. By default the clients are closed loops with no pause between requests: with N
+clients, latency is about N / throughput (Little's law), so the percentiles measure the
+gateway at saturation, and a server that stalls gets fewer requests rather than slow ones
+("coordinated omission").
+
+`--rate R` makes it an open loop, as wrk2 does: the clients together offer R requests a second
+on a fixed schedule, client i due at start + i / R + k * N / R, so arrivals are evenly spaced
+(a constant rate, not Poisson: kinder to the server than random arrivals, but the same every
+run). A request goes out when it is due even if the client's previous ones are unanswered (up
+to MAX_IN_FLIGHT at once per client, each on its own connection; past that it waits, "held"),
+and its latency counts from when it was due, so a stall shows as latency. Sends more than
+LATE_S behind their schedule are counted ("late sends", with the worst lateness): a generator
+that cannot keep up is visible, not hidden in the figures. The achieved rate is the answered
+requests over the time taken to answer them. Mix, checks, revocation and the CPU, RSS and fd
+figures are the same in both modes.
 """
 
 from __future__ import annotations
@@ -38,10 +51,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -49,7 +64,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,13 +73,18 @@ MiB = 1024 * KiB
 SMALL_COUNT, SMALL_SIZE = 200, 4 * KiB
 BIG_COUNT, BIG_SIZE = 4, MiB
 RANGE_SIZE = 64 * KiB
-BUCKET = "load-data"
 PREFIX = "load/"
-OWNER = "load@example.com"
 WORKERS = 2
 # Operation mix, by weight: what a pull client does, mostly small reads.
 MIX = (("list", 5), ("head", 20), ("get4k", 60), ("range", 15))
 _CODE = re.compile(rb"<Code>([^<]*)</Code>")
+# Open loop: requests of one client in flight at once. Far above what a served schedule needs
+# (one every clients / rate seconds, each answered in milliseconds), it bounds the connections
+# a stalled server would otherwise collect; a stall still shows, as latency from the schedule.
+MAX_IN_FLIGHT = 8
+# Open loop: a request sent this much after it was due counts as a late send (the generator,
+# or the in-flight bound, fell behind the schedule).
+LATE_S = 0.010
 
 
 def small_key(i: int) -> str:
@@ -87,14 +107,80 @@ def content(key: str, size: int) -> bytes:
 class Sample:
     client: int
     op: str
-    status: int  # 0: no answer (connection error or timeout)
+    status: int  # 0: no answer (connection error or timeout), or never sent (code "NotSent")
     code: str  # S3 error code, "" on success
+    scheduled: float  # when it was due: latency counts from here (closed loop: = started)
     started: float  # time.monotonic(): system-wide on Linux, comparable across processes
     ended: float
     wrong: bool = False
+    held: bool = False  # open loop: waited for a free slot (MAX_IN_FLIGHT) before it was sent
 
 
-async def _client(
+@dataclass
+class _Request:
+    op: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    key: str = ""
+    expect: bytes = b""
+
+
+def _pick(rng: random.Random, base: str, bigs: dict[str, bytes]) -> _Request:
+    """The next request of the mix, drawn from the client's own seeded RNG."""
+    op = rng.choices([name for name, _ in MIX], [weight for _, weight in MIX])[0]
+    if op == "list":
+        return _Request(op, "GET", base + "?list-type=2&max-keys=100&prefix=load%2Fsmall%2F", {})
+    if op == "range":
+        key = big_key(rng.randrange(BIG_COUNT))
+        first = rng.randrange(BIG_SIZE - RANGE_SIZE)
+        headers = {"Range": f"bytes={first}-{first + RANGE_SIZE - 1}"}
+        return _Request(op, "GET", base + key, headers, key, bigs[key][first : first + RANGE_SIZE])
+    key = small_key(rng.randrange(SMALL_COUNT))
+    return _Request(op, "HEAD" if op == "head" else "GET", base + key, {}, key)
+
+
+async def _send(
+    index: int,
+    want: _Request,
+    signer: Any,
+    session: Any,
+    md5s: dict[str, str],
+    scheduled: float | None = None,
+    held: bool = False,
+) -> Sample:
+    """Sign, send and check one request; latency counts from `scheduled` (default: now)."""
+    from botocore.awsrequest import AWSRequest
+    from yarl import URL
+
+    request = AWSRequest(want.method, want.url, headers=dict(want.headers))
+    signer.add_auth(request)
+    started = time.monotonic()
+    status, code, wrong = 0, "", False
+    try:
+        async with session.request(
+            want.method, URL(want.url, encoded=True), headers=dict(request.headers.items())
+        ) as response:
+            body = await response.read()
+            status = response.status
+            etag = response.headers.get("ETag", "").strip('"')
+            if status >= 300:
+                found = _CODE.search(body)
+                code = found.group(1).decode() if found else str(status)
+            elif want.op == "get4k":
+                digest = hashlib.md5(body).hexdigest()  # noqa: S324 - the S3 ETag
+                wrong = digest != etag or digest != md5s[want.key]
+            elif want.op == "range":
+                wrong = body != want.expect or etag != md5s[want.key]
+            elif want.op == "head":
+                wrong = etag != md5s[want.key]
+    except Exception as exc:  # timeouts, resets, aiohttp.ClientError: a failed request
+        code = type(exc).__name__
+    due = started if scheduled is None else scheduled
+    return Sample(index, want.op, status, code, due, started, time.monotonic(), wrong, held)
+
+
+async def _closed_client(
     index: int,
     signer: Any,
     plan: dict[str, Any],
@@ -102,56 +188,66 @@ async def _client(
     bigs: dict[str, bytes],
     samples: list[Sample],
 ) -> None:
-    from botocore.awsrequest import AWSRequest
-    from yarl import URL
-
+    """One request at a time, the next as soon as the last is answered."""
     rng = random.Random(index)
-    names = [name for name, _ in MIX]
-    weights = [weight for _, weight in MIX]
-    md5s = plan["md5s"]
     base = f"{plan['endpoint']}/{plan['bucket']}/"
-    stop = plan["stop_at"]
     await asyncio.sleep(max(plan["start_at"] - time.monotonic(), 0))
-    while time.monotonic() < stop:
-        op = rng.choices(names, weights)[0]
-        headers: dict[str, str] = {}
-        method, expect, key = "GET", b"", ""
-        if op == "list":
-            url = base + "?list-type=2&max-keys=100&prefix=load%2Fsmall%2F"
-        elif op == "range":
-            key = big_key(rng.randrange(BIG_COUNT))
-            first = rng.randrange(BIG_SIZE - RANGE_SIZE)
-            headers["Range"] = f"bytes={first}-{first + RANGE_SIZE - 1}"
-            expect = bigs[key][first : first + RANGE_SIZE]
-            url = base + key
-        else:
-            key = small_key(rng.randrange(SMALL_COUNT))
-            method = "HEAD" if op == "head" else "GET"
-            url = base + key
-        request = AWSRequest(method, url, headers=headers)
-        signer.add_auth(request)
-        started = time.monotonic()
-        status, code, wrong = 0, "", False
+    while time.monotonic() < plan["stop_at"]:
+        want = _pick(rng, base, bigs)
+        samples.append(await _send(index, want, signer, session, plan["md5s"]))
+
+
+async def _open_client(
+    index: int,
+    signer: Any,
+    plan: dict[str, Any],
+    session: Any,
+    bigs: dict[str, bytes],
+    samples: list[Sample],
+) -> None:
+    """Requests sent on a fixed schedule, whether or not the last ones were answered.
+
+    Client i is due at start + i / rate + k * clients / rate: together the clients offer
+    `rate` requests a second, evenly spaced. Up to MAX_IN_FLIGHT of a client's requests run at
+    once; a request due while all are busy waits for one ("held") and goes out late, its
+    latency still counted from when it was due.
+    """
+    rng = random.Random(index)
+    base = f"{plan['endpoint']}/{plan['bucket']}/"
+    rate, stop = plan["rate"], plan["stop_at"]
+    # Nothing goes out that could not be answered (or time out) before the worker's hard
+    # deadline, request_timeout + 5 s after the stop: later ones count as not sent.
+    last_send = stop + 2.0
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(want: _Request, due: float, held: bool) -> None:
         try:
-            async with session.request(
-                method, URL(url, encoded=True), headers=dict(request.headers.items())
-            ) as response:
-                body = await response.read()
-                status = response.status
-                etag = response.headers.get("ETag", "").strip('"')
-                if status >= 300:
-                    found = _CODE.search(body)
-                    code = found.group(1).decode() if found else str(status)
-                elif op == "get4k":
-                    digest = hashlib.md5(body).hexdigest()  # noqa: S324 - the S3 ETag
-                    wrong = digest != etag or digest != md5s[key]
-                elif op == "range":
-                    wrong = body != expect or etag != md5s[key]
-                elif op == "head":
-                    wrong = etag != md5s[key]
-        except Exception as exc:  # timeouts, resets, aiohttp.ClientError: a failed request
-            code = type(exc).__name__
-        samples.append(Sample(index, op, status, code, started, time.monotonic(), wrong))
+            samples.append(await _send(index, want, signer, session, plan["md5s"], due, held))
+        finally:
+            slots.release()
+
+    try:
+        for k in itertools.count():
+            due = plan["start_at"] + index / rate + k * plan["clients"] / rate
+            if due >= stop:
+                break
+            want = _pick(rng, base, bigs)
+            await asyncio.sleep(max(due - time.monotonic(), 0))
+            held = slots.locked()
+            await slots.acquire()
+            if time.monotonic() > last_send:
+                slots.release()
+                now = time.monotonic()
+                samples.append(Sample(index, want.op, 0, "NotSent", due, now, now, held=held))
+                continue
+            task = asyncio.create_task(one(want, due, held))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+    finally:
+        for task in pending:
+            task.cancel()
 
 
 async def _worker_main(plan: dict[str, Any]) -> list[Sample]:
@@ -173,6 +269,9 @@ async def _worker_main(plan: dict[str, Any]) -> list[Sample]:
         for i, c in plan["credentials"]
     ]
     samples: list[Sample] = []
+    client = _closed_client if plan["rate"] is None else _open_client
+    # No pool limit: an open-loop client may have several requests in flight, each on its own
+    # connection, and a pool queue would delay their sending out of the generator's sight.
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=plan["request_timeout"])
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -181,7 +280,7 @@ async def _worker_main(plan: dict[str, Any]) -> list[Sample]:
         sys.stdout.flush()
         plan.update(json.loads(sys.stdin.readline()))
         tasks = [
-            asyncio.ensure_future(_client(i, signer, plan, session, bigs, samples))
+            asyncio.ensure_future(client(i, signer, plan, session, bigs, samples))
             for i, signer in signers
         ]
         # The hard deadline: whatever still runs then is cancelled.
@@ -273,6 +372,12 @@ class LoadResult:
     generator_cpu_cores: float
     cores: int
     database: str
+    mode: str = "closed"  # "closed": loops, no pause; "open": requests sent on a schedule
+    offered_rate: float | None = None  # open loop: requests/s offered, all clients together
+    late_sends: int = 0  # open loop: sent more than LATE_S after they were due
+    late_ms: dict[str, float] = field(default_factory=dict)  # how late sends were: p50..max
+    held_sends: int = 0  # open loop: waited for one of the client's MAX_IN_FLIGHT slots
+    not_sent: int = 0  # open loop: could not be sent before the deadline (also "no answer")
 
     @property
     def revocations_ok(self) -> bool:
@@ -309,14 +414,14 @@ def _seed(server: Any, bucket: str) -> dict[str, str]:
         return dict(pool.map(put, keys))
 
 
-def _issue(ferry: Any, api_key: str, count: int) -> list[dict[str, str]]:
+def _issue(ferry: Any, api_key: str, bucket: str, count: int) -> list[dict[str, str]]:
     from tests.support.ferry import http
 
     def one(_: int) -> dict[str, str]:
         status, answer = http(
             "POST",
             ferry.api_url + "/api/portability/credentials",
-            body={"bucket": BUCKET, "prefixes": [PREFIX], "ttl_seconds": 7200},
+            body={"bucket": bucket, "prefixes": [PREFIX], "ttl_seconds": 7200},
             token=api_key,
         )
         assert status == 201, answer
@@ -354,6 +459,8 @@ class _Drive:
     server_cpu: dict[str, float]  # cores used during the run, by process name
     peaks: dict[str, ProcessPeaks]
     generator_cpu_cores: float
+    start_at: float
+    rate: float | None  # offered requests/s (open loop); None: closed loops
 
 
 def _drive(
@@ -364,8 +471,14 @@ def _drive(
     duration: float,
     watched: dict[str, int],
     at_half_time: threading.Thread | None = None,
+    rate: float | None = None,
 ) -> _Drive:
-    """Run the clients in worker processes for `duration`, sampling the `watched` processes."""
+    """Run the clients in worker processes for `duration`, sampling the `watched` processes.
+
+    `rate` None: closed loops. Else an open loop offering `rate` requests a second in all.
+    """
+    if rate is not None and rate <= 0:
+        raise ValueError("--rate must be positive")
     request_timeout = 30.0
     workers: list[subprocess.Popen[bytes]] = []
     outputs: list[bytes] = [b""] * WORKERS
@@ -378,6 +491,8 @@ def _drive(
                 "credentials": [(i, creds[i]) for i in range(w, len(creds), WORKERS)],
                 "md5s": md5s,
                 "request_timeout": request_timeout,
+                "clients": len(creds),
+                "rate": rate,
             }
             process = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--worker"],
@@ -445,26 +560,37 @@ def _drive(
         Sample(**json.loads(line)) for out in outputs for line in out.splitlines() if line.strip()
     ]
     # Includes the workers' start-up and the final dump: an upper bound.
-    return _Drive(samples, cpu, peaks, sum(usages) / duration)
+    return _Drive(samples, cpu, peaks, sum(usages) / duration, start_at, rate)
 
 
 def _summary(
     drive: _Drive, *, clients: int, duration: float, target: str, database: str
 ) -> LoadResult:
     samples = drive.samples
-    latency = {"all": percentiles([(s.ended - s.started) * 1000 for s in samples])}
+    # From when each request was due: in an open loop a stalled server shows up here, not as
+    # fewer requests (closed loops: due when sent).
+    latency = {"all": percentiles([(s.ended - s.scheduled) * 1000 for s in samples])}
     for op, _ in MIX:
         latency[op] = percentiles(
-            [(s.ended - s.started) * 1000 for s in samples if s.op == op and s.status < 300]
+            [(s.ended - s.scheduled) * 1000 for s in samples if s.op == op and s.status < 300]
         )
     server = drive.peaks[target]
+    rate = len(samples) / duration
+    if drive.rate is not None:
+        # Answered requests over the time it took to answer them all: below the offered rate
+        # when the server (or the generator) could not keep up.
+        answered = [s for s in samples if s.status]
+        span = max((s.ended for s in answered), default=0.0) - drive.start_at
+        rate = len(answered) / max(span, duration)
+    sent = [s for s in samples if s.code != "NotSent"]
+    lateness = [(s.started - s.scheduled) * 1000 for s in sent]
     return LoadResult(
         target=target,
         clients=clients,
         duration=duration,
         revoked=0,
         requests=len(samples),
-        requests_per_second=len(samples) / duration,
+        requests_per_second=rate,
         by_status=dict(sorted(Counter(str(s.status) for s in samples).items())),
         by_code=dict(sorted(Counter(s.code for s in samples if s.code).items())),
         by_op=dict(sorted(Counter(s.op for s in samples).items())),
@@ -484,11 +610,22 @@ def _summary(
         generator_cpu_cores=drive.generator_cpu_cores,
         cores=os.cpu_count() or 1,
         database=database,
+        mode="closed" if drive.rate is None else "open",
+        offered_rate=drive.rate,
+        late_sends=sum(1 for ms in lateness if ms > LATE_S * 1000),
+        late_ms=percentiles(lateness),
+        held_sends=sum(1 for s in samples if s.held),
+        not_sent=len(samples) - len(sent),
     )
 
 
 def run_direct(
-    server: Any, *, clients: int = 200, duration: float = 60.0, seaweedfs_pid: int
+    server: Any,
+    *,
+    clients: int = 200,
+    duration: float = 60.0,
+    seaweedfs_pid: int,
+    rate: float | None = None,
 ) -> LoadResult:
     """The peer: the same clients and mix straight at SeaweedFS, all with its admin key."""
     bucket = server.new_bucket("load")
@@ -501,11 +638,12 @@ def run_direct(
         md5s,
         duration,
         {"seaweedfs": seaweedfs_pid},
+        rate=rate,
     )
     return _summary(drive, clients=clients, duration=duration, target="seaweedfs", database="")
 
 
-def _probe(endpoint: str, creds: list[dict[str, str]]) -> list[int]:
+def _probe(endpoint: str, bucket: str, creds: list[dict[str, str]]) -> list[int]:
     """The status of one signed HEAD of a small object with each credential."""
     import urllib.error
     import urllib.request
@@ -515,7 +653,7 @@ def _probe(endpoint: str, creds: list[dict[str, str]]) -> list[int]:
     from botocore.credentials import Credentials
 
     def head(cred: dict[str, str]) -> int:
-        url = f"{endpoint}/{BUCKET}/{small_key(0)}"
+        url = f"{endpoint}/{bucket}/{small_key(0)}"
         signed = AWSRequest("HEAD", url)
         key = Credentials(
             cred["access_key_id"], cred["secret_access_key"], cred.get("session_token")
@@ -541,6 +679,7 @@ def run_load(
     duration: float = 60.0,
     revoke: int = 50,
     seaweedfs_pid: int | None = None,
+    rate: float | None = None,
 ) -> LoadResult:
     """Seed, serve, issue, load, revoke mid-run, and measure; `server` is a running SeaweedFS."""
     from tests.support.ferry import Ferry
@@ -559,10 +698,13 @@ def run_load(
     )
     try:
         ferry.run("migrate")
-        owner = ferry.create_user(OWNER)
-        ferry.run("buckets", "create", BUCKET, "--owner", OWNER, "--backend-bucket", backend_bucket)
+        # Names of this run's own: runs may share a database (the tests' module does).
+        tag = secrets.token_hex(4)
+        email, bucket = f"load-{tag}@example.com", f"load-{tag}"
+        owner = ferry.create_user(email)
+        ferry.run("buckets", "create", bucket, "--owner", email, "--backend-bucket", backend_bucket)
         gateway = ferry.serve()
-        creds = _issue(ferry, owner["api_key"], clients)
+        creds = _issue(ferry, owner["api_key"], bucket, clients)
         chosen = sorted(random.Random(1).sample(range(clients), revoke))
         revocations = [Revocation(creds[i]["access_key_id"], i) for i in chosen]
         revoker = threading.Thread(target=_revoke, args=(ferry, owner["api_key"], revocations))
@@ -570,11 +712,18 @@ def run_load(
         if seaweedfs_pid is not None:
             watched["seaweedfs"] = seaweedfs_pid
         drive = _drive(
-            ferry.gateway_url, BUCKET, creds, md5s, duration, watched, revoker if revoke else None
+            ferry.gateway_url,
+            bucket,
+            creds,
+            md5s,
+            duration,
+            watched,
+            revoker if revoke else None,
+            rate=rate,
         )
         # A client whose last request was still in flight at the end may have sent none after
         # its revoke: one more HEAD each shows the state the run left.
-        at_end = _probe(ferry.gateway_url, creds)
+        at_end = _probe(ferry.gateway_url, bucket, creds)
     finally:
         ferry.stop()
 
@@ -600,7 +749,8 @@ def run_load(
         r.last_served_sent_after = max(served_late, default=0.0)
         refusals = [s for s in mine if s.status == 403]
         if refusals:
-            first = refusals[0]
+            # The first 403 received: in an open loop, not always the first one sent.
+            first = min(refusals, key=lambda s: s.ended)
             r.refused_after = first.ended - r.returned_at
             r.served_after_refusal = sum(
                 1 for s in mine if s.started > first.ended and 200 <= s.status < 300
@@ -626,6 +776,16 @@ def run_load(
     return result
 
 
+def _mode(r: LoadResult) -> str:
+    if r.offered_rate is None:
+        return "closed loops (no pause: latency is about clients / throughput)"
+    return (
+        f"an open loop offering {r.offered_rate:.0f} requests/s in all (each client due every "
+        f"{r.clients / r.offered_rate:.2f} s, evenly spread; latency from when each request "
+        "was due)"
+    )
+
+
 def _latency(p: dict[str, float]) -> str:
     return f"{p['p50']:.0f} / {p['p95']:.0f} / {p['p99']:.0f}"
 
@@ -634,7 +794,7 @@ def render(result: LoadResult, peer: LoadResult | None = None) -> str:
     """The result as Markdown (the README and bench/REPORT.md show it), beside the peer's."""
     r = result
     lines = [
-        f"{r.clients} clients (one credential each), closed loops, for {r.duration:.0f} s; "
+        f"{r.clients} clients (one credential each), {_mode(r)}, for {r.duration:.0f} s; "
         f"{r.revoked} credentials revoked at half time. `ferry serve` (one process, "
         f"{r.database}) on SeaweedFS; {r.cores} cores shared by the gateway, SeaweedFS and "
         "the generator (two processes)."
@@ -654,10 +814,14 @@ def render(result: LoadResult, peer: LoadResult | None = None) -> str:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}" if b else ""
 
+    def rate(x: LoadResult) -> str:
+        offered = f"{x.offered_rate:.0f} / " if x.offered_rate is not None else ""
+        return f"{offered}{x.requests_per_second:.0f} ({x.requests})"
+
     row(
-        "requests/s",
-        f"{r.requests_per_second:.0f} ({r.requests})",
-        f"{peer.requests_per_second:.0f} ({peer.requests})" if peer else "",
+        "requests/s offered / achieved" if r.offered_rate is not None else "requests/s",
+        rate(r),
+        rate(peer) if peer else "",
         ratio(r.requests_per_second, peer.requests_per_second) if peer else "",
     )
     for op, label in (
@@ -683,8 +847,30 @@ def render(result: LoadResult, peer: LoadResult | None = None) -> str:
         ", ".join(f"{k}: {v}" for k, v in r.by_code.items()) or "none",
         (", ".join(f"{k}: {v}" for k, v in peer.by_code.items()) or "none") if peer else "",
     )
+    if r.mode == "open":
+
+        def late(x: LoadResult) -> str:
+            return (
+                f"{x.late_sends} of {x.requests}; {x.late_ms['p99']:.0f} / "
+                f"{x.late_ms['max']:.0f} ms"
+            )
+
+        row(
+            f"sends late by > {LATE_S * 1000:.0f} ms; lateness p99 / max",
+            late(r),
+            late(peer) if peer else "",
+        )
+        row(
+            f"sends held by the {MAX_IN_FLIGHT}-in-flight bound / not sent",
+            f"{r.held_sends} / {r.not_sent}",
+            f"{peer.held_sends} / {peer.not_sent}" if peer else "",
+        )
     row("5xx", str(r.server_errors), str(peer.server_errors) if peer else "")
-    row("no answer (reset, 30 s timeout)", str(r.no_answer), str(peer.no_answer) if peer else "")
+    row(
+        "no answer (reset, 30 s timeout" + (", not sent)" if r.mode == "open" else ")"),
+        str(r.no_answer),
+        str(peer.no_answer) if peer else "",
+    )
     row("wrong bytes", str(r.wrong_bytes), str(peer.wrong_bytes) if peer else "")
     if r.revocations:
         refused = sorted(x.refused_after for x in r.revocations if x.refused_after is not None)
@@ -744,9 +930,17 @@ def targets(result: LoadResult) -> list[tuple[str, bool, str]]:
         ("every request answered", r.no_answer == 0, str(r.no_answer)),
         ("zero wrong bytes", r.wrong_bytes == 0, str(r.wrong_bytes)),
         (
-            "p99 of 4 KiB GETs < 250 ms",
+            f"p99 of 4 KiB GETs < 250 ms at {r.offered_rate:.0f} req/s offered (open loop)"
+            if r.offered_rate is not None
+            else f"p99 of 4 KiB GETs < 250 ms, closed loops ({r.clients} clients, saturation)",
             r.latency_ms["get4k"]["p99"] < 250,
-            f"{r.latency_ms['get4k']['p99']:.0f} ms",
+            f"{r.latency_ms['get4k']['p99']:.0f} ms"
+            + (
+                f" ({r.late_sends} sends late by > {LATE_S * 1000:.0f} ms, "
+                f"max {r.late_ms['max']:.0f} ms)"
+                if r.mode == "open"
+                else f" at {r.requests_per_second:.0f} req/s"
+            ),
         ),
         (
             f"{r.revoked} revoked credentials refused within 1 s, never served after",
@@ -766,6 +960,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--revoke", type=int, default=50)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: offer this many requests/s in all, latency from each one's due time "
+        "(default: closed loops, no pause)",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the SeaweedFS-direct run")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument(
@@ -800,7 +1000,11 @@ def main() -> None:
         pid = process.process.pid
         if not options.no_peer:
             peer = run_direct(
-                server, clients=options.clients, duration=options.duration, seaweedfs_pid=pid
+                server,
+                clients=options.clients,
+                duration=options.duration,
+                seaweedfs_pid=pid,
+                rate=options.rate,
             )
         result = run_load(
             server,
@@ -810,6 +1014,7 @@ def main() -> None:
             duration=options.duration,
             revoke=options.revoke,
             seaweedfs_pid=pid,
+            rate=options.rate,
         )
     finally:
         process.stop()
@@ -823,6 +1028,8 @@ def main() -> None:
         print(f"{'met   ' if met else 'MISSED'} {what}: {measured}")
     if options.json:
         data = {
+            "mode": result.mode,
+            "offered_rate": result.offered_rate,
             "ferry": asdict(result),
             "direct": asdict(peer) if peer else None,
             "markdown": render(result, peer),

@@ -1,12 +1,13 @@
 """200 clients, each with its own credential, load `ferry serve` on SeaweedFS; 50 are revoked.
 
-Runs bench/load.py's generator (the same code `make bench` runs, for 20 s instead of 60) and
-checks what must hold under load: no 5xx, every request answered, every GET body equal to its
-ETag and the seeded bytes, each revoked credential refused (no request sent a second or more
-after its revoke was served, none after its first 403, a HEAD after the run refused), and no
-403 for the other 150. Latency is printed, not asserted: speed belongs to the benchmark. On a
-busy machine one request can take seconds, so a revoked client may send nothing between its
-revoke and the end; most must have been refused during the run.
+Runs bench/load.py's generator (the same code `make bench` runs): closed loops for 20 s instead
+of 60, then an open loop offering a fixed rate for 15 s. Both check what must hold under load:
+no 5xx, every request answered, every GET body equal to its ETag and the seeded bytes, each
+revoked credential refused (no request sent a second or more after its revoke was served, none
+after its first 403, a HEAD after the run refused), and no 403 for the other 150. Latency is
+printed, not asserted: speed belongs to the benchmark. On a busy machine one request can take
+seconds, so a revoked client may send nothing between its revoke and the end; most must have
+been refused during the run.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import render, run_load, targets
+from bench.load import LoadResult, render, run_load, targets
 from tests.fixtures.servers import S3Server
 
 CLIENTS, REVOKED, SECONDS = 200, 50, 20.0
+# The open loop: each client due once a second, a rate this machine serves with room to spare.
+OPEN_SECONDS, OPEN_RATE = 15.0, 200.0
 
 
 def test_load_with_revocation_mid_run(
@@ -31,8 +34,34 @@ def test_load_with_revocation_mid_run(
         print("\n" + render(result))
         for what, met, measured in targets(result):
             print(f"{'met   ' if met else 'MISSED'} {what}: {measured}")
-
     assert result.requests > CLIENTS  # every client got going
+    assert_held_under_load(result)
+
+
+def test_open_loop_load_with_revocation_mid_run(
+    seaweedfs: S3Server, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_load(
+        seaweedfs,
+        database_url,
+        tmp_path,
+        clients=CLIENTS,
+        duration=OPEN_SECONDS,
+        revoke=REVOKED,
+        rate=OPEN_RATE,
+    )
+    with capsys.disabled():
+        print("\n" + render(result))
+        for what, met, measured in targets(result):
+            print(f"{'met   ' if met else 'MISSED'} {what}: {measured}")
+    assert result.mode == "open" and result.offered_rate == OPEN_RATE
+    # Every request due was sent, the late ones included: the schedule sets the count.
+    assert abs(result.requests - OPEN_RATE * OPEN_SECONDS) < CLIENTS
+    assert result.not_sent == 0
+    assert_held_under_load(result)
+
+
+def assert_held_under_load(result: LoadResult) -> None:
     assert {s for s in result.by_op} == {"list", "head", "get4k", "range"}
     assert result.server_errors == 0, result.by_code
     assert result.no_answer == 0, result.by_code
