@@ -1,21 +1,20 @@
-"""How an S3 request is addressed and signed: endpoint parsing, URLs, SigV4 via botocore.
+"""How an S3 request is addressed and signed: endpoint parsing, URLs, SigV4.
 
 The URL built here is sent byte for byte (aiohttp is handed an already-encoded URL), and the
-same string is what botocore signs, so a key like `a//b`, `/abs` or `../x` reaches the server
+same string is what is signed, so a key like `a//b`, `/abs` or `../x` reaches the server
 exactly as stored and the signature covers exactly what was sent.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
-
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
-from botocore.credentials import Credentials
+from datetime import UTC, datetime
+from functools import cached_property
+from urllib.parse import quote, unquote, urlsplit
 
 from storage.exceptions import ConfigError
 
@@ -23,8 +22,9 @@ ADDRESSING_STYLES = ("path", "virtual")
 
 # Streamed bodies are sent as UNSIGNED-PAYLOAD (hashing them first would mean reading them
 # twice); small in-memory bodies (XML) are hashed and signed.
-_UNSIGNED = Config(s3={"payload_signing_enabled": False})
-_SIGNED = Config(s3={"payload_signing_enabled": True})
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+# Headers a proxy may change on the way, as botocore leaves them unsigned.
+_NOT_SIGNED = frozenset({"expect", "transfer-encoding", "user-agent", "x-amzn-trace-id"})
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,12 @@ class Endpoint:
 
     def netloc(self, bucket: str | None = None) -> str:
         """host[:port] as it goes in the Host header; with a bucket, virtual-host style."""
-        host = self.hostname
-        if _is_ipv6(host):
-            host = f"[{host}]"
-        if bucket is not None:
-            host = f"{bucket}.{host}"
+        return self._netloc if bucket is None else f"{bucket}.{self._netloc}"
+
+    @cached_property
+    def _netloc(self) -> str:
+        # Worked out once: every request needs it, and parsing an IP address is not free.
+        host = f"[{self.hostname}]" if _is_ipv6(self.hostname) else self.hostname
         default_port = 443 if self.scheme == "https" else 80
         if self.port is not None and self.port != default_port:
             host = f"{host}:{self.port}"
@@ -110,7 +111,15 @@ def build_url(
 
 
 class Signer:
-    """SigV4 header signing for one set of credentials and one region, done by botocore."""
+    """SigV4 header signing, as S3 wants it, for one set of credentials and one region.
+
+    Written here rather than borrowed from botocore: botocore builds a request object, a
+    header dictionary and a URL parse for every call, which cost the copy engine about
+    0.3 ms a request (a fifth of its CPU on small objects). S3's form of SigV4: the path is
+    signed as sent (not normalised, not encoded again), and x-amz-content-sha256 is always
+    sent, as UNSIGNED-PAYLOAD for a streamed body. tests/unit/test_s3_wire.py checks the
+    result against botocore's for the same inputs.
+    """
 
     def __init__(
         self,
@@ -119,20 +128,90 @@ class Signer:
         session_token: str | None,
         region: str,
     ) -> None:
-        credentials = Credentials(access_key_id, secret_access_key, session_token)
-        self._auth = S3SigV4Auth(credentials, "s3", region)
+        self._access_key_id = access_key_id
+        self._secret = secret_access_key
+        self._token = session_token
+        self._region = region
+        self._key_date = ""
+        self._key = b""
 
     def sign(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        *,
+        now: datetime | None = None,
     ) -> dict[str, str]:
         """The headers to send: `headers` plus the date, payload hash, token and signature.
 
-        `body=None` means a streamed body, signed as UNSIGNED-PAYLOAD.
+        `body=None` means a streamed body, signed as UNSIGNED-PAYLOAD. `url` must be encoded
+        as it is sent (build_url and encode_query make it so).
         """
-        request = AWSRequest(method=method, url=url, headers=dict(headers), data=body or b"")
-        request.context["client_config"] = _UNSIGNED if body is None else _SIGNED
-        self._auth.add_auth(request)
-        return {name: str(value) for name, value in request.headers.items()}
+        amz_date = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        date = amz_date[:8]
+        path, _, query = url.partition("://")[2].partition("?")
+        netloc, slash, path = path.partition("/")
+        sent = dict(headers)
+        if not any(name.lower() == "host" for name in sent):
+            sent["Host"] = netloc
+        sent["X-Amz-Date"] = amz_date
+        sent["X-Amz-Content-SHA256"] = (
+            UNSIGNED_PAYLOAD if body is None else hashlib.sha256(body).hexdigest()
+        )
+        if self._token:
+            sent["X-Amz-Security-Token"] = self._token
+        canonical = sorted(
+            (name.lower(), " ".join(str(value).split()))
+            for name, value in sent.items()
+            if name.lower() not in _NOT_SIGNED
+        )
+        signed_headers = ";".join(name for name, _ in canonical)
+        request = "\n".join(
+            (
+                method,
+                slash + path or "/",
+                _canonical_query(query),
+                "".join(f"{name}:{value}\n" for name, value in canonical),
+                signed_headers,
+                sent["X-Amz-Content-SHA256"],
+            )
+        )
+        scope = f"{date}/{self._region}/s3/aws4_request"
+        to_sign = (
+            f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
+        )
+        signature = hmac.new(self._signing_key(date), to_sign.encode(), hashlib.sha256)
+        sent["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self._access_key_id}/{scope}, "
+            f"SignedHeaders={signed_headers}, Signature={signature.hexdigest()}"
+        )
+        return sent
+
+    def _signing_key(self, date: str) -> bytes:
+        # Derived once a day rather than with four HMACs per request.
+        if date != self._key_date:
+            key = f"AWS4{self._secret}".encode()
+            for part in (date, self._region, "s3", "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            self._key, self._key_date = key, date
+        return self._key
+
+
+def _canonical_query(query: str) -> str:
+    """Name=value pairs sorted by name, then value; a bare name signs as `name=`."""
+    pairs = []
+    for item in query.split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            pairs.append((_requote(name), _requote(value)))
+    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+
+
+def _requote(text: str) -> str:
+    # SigV4's encoding of a query component, whatever encoding the URL used for it.
+    return quote(unquote(text), safe="-_.~")
 
 
 def _is_ipv6(host: str) -> bool:
