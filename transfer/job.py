@@ -76,6 +76,9 @@ class JobRunner:
         self.worked = False
         self._planning = False
         self._active: dict[int, asyncio.Task[None]] = {}
+        # Claimed ahead of the copy slots, in claim order: a claim is a write transaction, and
+        # claiming a handful at a time cost as much CPU as signing every request.
+        self._queued: dict[int, Item] = {}
         self._rate = RateMeter(clock=monotonic)
         self._retries_flushed = 0
         self._stopping = False
@@ -218,18 +221,22 @@ class JobRunner:
         claiming: asyncio.Task[list[Item]] | None = None
         flushing: asyncio.Task[None] | None = None
         exhausted = False  # the last claim found nothing: wait for a copy to end first
-        batch = max(1, self.config.object_concurrency // 4)
+        slots = self.config.object_concurrency
+        # Up to two slots' worth of items wait in the queue (their leases renewed with the
+        # active ones'); a claim refills it once half of that is gone.
+        backlog = 2 * slots
         try:
             while not self.cancelled and not self.stop.is_set():
+                while self._queued and len(self._active) < slots:
+                    self._start(copier, self._queued.pop(next(iter(self._queued))))
                 if flushing is None and self._finished.due():
                     flushing = asyncio.create_task(self._finished.flush())
-                free = self.config.object_concurrency - len(self._active)
-                # Claim in batches (a quarter of the slots at least): one transaction per
-                # finished object would make the database the bottleneck for small objects.
-                if claiming is None and not exhausted and (free >= batch or not self._active):
-                    claiming = asyncio.create_task(self.store.claim_items(self.request_id, free))
+                room = slots + backlog - len(self._active) - len(self._queued)
+                idle = not self._active and not self._queued
+                if claiming is None and not exhausted and (room >= backlog // 2 or idle):
+                    claiming = asyncio.create_task(self.store.claim_items(self.request_id, room))
                 busy = [t for t in (claiming, flushing) if t is not None]
-                if not self._active and not busy:
+                if not self._active and not busy and not self._queued:
                     break
                 await asyncio.wait(
                     [*self._active.values(), *busy, stop_waiter],
@@ -243,7 +250,7 @@ class JobRunner:
                 if claiming is not None and claiming.done():
                     claimed = claiming.result()
                     claiming = None
-                    self._start(copier, claimed)
+                    self._queued.update((item.id, item) for item in claimed)
                     exhausted = not claimed
                 for item_id, task in list(self._active.items()):
                     if task.done():
@@ -255,8 +262,10 @@ class JobRunner:
                 # Items it claimed hold leases: start nothing new, hand them back below.
                 late = (await asyncio.gather(claiming, return_exceptions=True))[0]
                 if isinstance(late, list):
-                    for item in late:
-                        await self._quietly(self.store.release(item, None))
+                    self._queued.update((item.id, item) for item in late)
+            if self._queued:
+                unstarted, self._queued = list(self._queued.values()), {}
+                await self._quietly(self.store.release_unstarted(unstarted))
             if flushing is not None:
                 await asyncio.gather(flushing, return_exceptions=True)
             if self._active:
@@ -268,11 +277,9 @@ class JobRunner:
             # Copied and verified: record them even when stopping (else they are copied again).
             await self._finished.flush()
 
-    def _start(self, copier: ObjectCopier, items: list[Item]) -> None:
-        log.debug("claimed %d items of %s", len(items), self.request_id)
-        for item in items:
-            self.worked = True
-            self._active[item.id] = asyncio.create_task(self._copy_one(copier, item))
+    def _start(self, copier: ObjectCopier, item: Item) -> None:
+        self.worked = True
+        self._active[item.id] = asyncio.create_task(self._copy_one(copier, item))
 
     async def _copy_one(self, copier: ObjectCopier, item: Item) -> None:
         try:
@@ -339,10 +346,11 @@ class JobRunner:
             try:
                 status, lost = await self.store.heartbeat(
                     self.request_id,
-                    [*self._active, *self._finished.ids()],
+                    [*self._active, *self._queued, *self._finished.ids()],
                     planning=self._planning,
                 )
                 for item_id in lost:
+                    self._queued.pop(item_id, None)
                     task = self._active.get(item_id)
                     if task is not None:
                         log.warning("item %d was taken over by another worker", item_id)

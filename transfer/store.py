@@ -250,6 +250,27 @@ class JobStore(JobRows):
                 )
             )
 
+    async def release_unstarted(self, items: Sequence[Item]) -> None:
+        """Give back items claimed ahead that were never started: their claim's attempt is
+        returned too, so a worker that stops often does not use up an item's attempts."""
+        async with self._write() as session:
+            await session.execute(
+                sa.update(TransferItem)
+                .where(
+                    TransferItem.id.in_([item.id for item in items]),
+                    TransferItem.lease_owner == self.owner,
+                    TransferItem.state == states.ITEM_COPYING,
+                )
+                .values(
+                    state=states.ITEM_PENDING,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    attempts=sa.case(
+                        (TransferItem.attempts > 0, TransferItem.attempts - 1), else_=0
+                    ),
+                )
+            )
+
     async def ledger_match(self, item: Item, target_etag: str) -> bool:
         """Whether a finished transfer wrote this target key from this source version, and
         the target answered then with the ETag it has now."""

@@ -238,7 +238,7 @@ class TargetClient:
                 method,
                 URL(url, encoded=True),
                 headers=signed,
-                data=_chunks(body) if body else None,
+                data=_payload(body),
                 allow_redirects=False,
                 auto_decompress=False,
             ) as response:
@@ -255,6 +255,15 @@ class TargetClient:
                 raise _error(status, answer_body, what, checksum_sent=False)
             return status, answer, answer_body
         raise _error(status, answer_body, what, checksum_sent=checksum_sent)
+
+
+def _payload(
+    body: bytes | bytearray | None,
+) -> bytes | bytearray | AsyncIterator[memoryview] | None:
+    """What aiohttp sends: a small body as it is (the cheapest path), a large one in slices."""
+    if not body:
+        return None
+    return body if len(body) <= _SEND_CHUNK else _chunks(body)
 
 
 async def _chunks(body: bytes | bytearray) -> AsyncIterator[memoryview]:
