@@ -10,6 +10,7 @@ resume it; a resumed upload is reconciled with ListParts and only missing parts 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Iterator
 from typing import Any
@@ -207,20 +208,32 @@ class ObjectCopier(Verification):
         info = await self.c.retry.call(f"HEAD source {item.key!r}", lambda: self._head_source(item))
         algorithm = None if server else self.c.algorithm
         part_size = self.c.config.choose_part_size(item.size)
-        upload_id = await self.c.retry.call(
-            f"CreateMultipartUpload {item.target_key!r}",
-            lambda: self.c.target.create_multipart(
-                item.target_key, headers=object_headers(info), algorithm=algorithm
-            ),
-        )
-        return await self.c.store.record_upload(
-            item,
-            upload_id=upload_id,
-            part_size=part_size,
-            checksum=algorithm,
-            content_type=info.content_type,
-            attributes=attributes(info),
-        )
+
+        async def create_and_record() -> Item:
+            upload_id = await self.c.retry.call(
+                f"CreateMultipartUpload {item.target_key!r}",
+                lambda: self.c.target.create_multipart(
+                    item.target_key, headers=object_headers(info), algorithm=algorithm
+                ),
+            )
+            return await self.c.store.record_upload(
+                item,
+                upload_id=upload_id,
+                part_size=part_size,
+                checksum=algorithm,
+                content_type=info.content_type,
+                attributes=attributes(info),
+            )
+
+        # An upload the target has made must reach the database, or nothing could abort it:
+        # a cancel or stop that arrives meanwhile waits for the id to be stored, then acts.
+        creating = asyncio.ensure_future(create_and_record())
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await creating
+            raise
 
     async def _reconcile(
         self, item: Item, *, server: bool
