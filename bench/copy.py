@@ -38,11 +38,30 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+class Run(NamedTuple):
+    wall: float
+    rss: int
+    cpu: float  # user + system seconds of the child: what it took from the shared cores
+    servers_cpu: float  # the same of both SeaweedFS servers during the run
+
+
+# The SeaweedFS servers' process ids: their CPU time is read around each run.
+SERVER_PIDS: list[int] = []
+
+
+def _servers_cpu() -> float:
+    ticks = 0
+    for pid in SERVER_PIDS:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _tool(name: str) -> str:
@@ -55,8 +74,9 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """(wall seconds, peak RSS bytes) of a child process that must succeed."""
+def _run(args: list[str], env: dict[str, str] | None = None) -> Run:
+    """Wall seconds, peak RSS and CPU seconds of a child process that must succeed."""
+    servers_before = _servers_cpu()
     started = time.perf_counter()
     process = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT
@@ -66,16 +86,18 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int
     output = process.stdout.read().decode(errors="replace") if process.stdout else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{args[0]} failed:\n{output[-3000:]}")
-    return wall, usage.ru_maxrss * 1024
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, usage.ru_maxrss * 1024, cpu, _servers_cpu() - servers_before)
 
 
 def _write_data(directory: Path, big_mib: int, small: int, small_kib: int) -> int:
     directory.mkdir(parents=True)
     total = 0
-    with (directory / "big.bin").open("wb") as out:
-        for _ in range(big_mib):
-            out.write(os.urandom(MiB))
-    total += big_mib * MiB
+    if big_mib:
+        with (directory / "big.bin").open("wb") as out:
+            for _ in range(big_mib):
+                out.write(os.urandom(MiB))
+        total += big_mib * MiB
     for i in range(small):
         (directory / f"small-{i:04d}.bin").write_bytes(os.urandom(small_kib * 1024))
         total += small_kib * 1024
@@ -114,9 +136,7 @@ def _rclone_env(source: Any, target: Any) -> dict[str, str]:
     return env
 
 
-def _ferry(
-    source: Any, source_bucket: str, target: Any, target_bucket: str, work: Path
-) -> tuple[float, int]:
+def _ferry(source: Any, source_bucket: str, target: Any, target_bucket: str, work: Path) -> Run:
     spec = work / f"spec-{uuid.uuid4().hex[:8]}.json"
     spec.write_text(
         json.dumps(
@@ -127,9 +147,17 @@ def _ferry(
             }
         )
     )
-    wall, rss = _run([sys.executable, str(Path(__file__).resolve()), "--ferry-child", str(spec)])
+    run = _run(
+        [
+            *os.environ.get("PROFILE_PREFIX", "").split(),
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--ferry-child",
+            str(spec),
+        ]
+    )
     JOB_SECONDS.append(float(spec.with_suffix(".job").read_text()))
-    return wall, rss
+    return run
 
 
 # The job's own time in each Ferry child: from the transfer's creation to its completion,
@@ -177,33 +205,33 @@ async def _ferry_child(spec_path: str) -> None:
         raise SystemExit(f"ferry: some objects were checked by size only: {report['verified']}")
 
 
-def _median(run: Callable[[], tuple[float, int]], times: int) -> tuple[float, int]:
+def _median(run: Callable[[], Run], times: int) -> Run:
     """The run with the median wall time of `times` (the machine is shared and noisy)."""
-    results = sorted((run() for _ in range(max(1, times))), key=lambda r: r[0])
+    results = sorted((run() for _ in range(max(1, times))), key=lambda r: r.wall)
     return results[len(results) // 2]
 
 
 def _others(
     source: Any, source_bucket: str, target: Any, data: Path, repeat: int
-) -> list[tuple[str, float, int]]:
+) -> list[tuple[str, Run]]:
     """rclone (default and tuned) and the target's ingest limit (s5cmd from local disk)."""
-    rows: list[tuple[str, float, int]] = []
+    rows: list[tuple[str, Run]] = []
     rclone = _tool("rclone")
     env = _rclone_env(source, target)
     tuned = ["--transfers", "16", "--s3-upload-concurrency", "8", "--s3-chunk-size", "16M"]
     for name, flags in (("rclone default", []), ("rclone tuned", tuned)):
 
-        def run_rclone(flags: list[str] = flags) -> tuple[float, int]:
+        def run_rclone(flags: list[str] = flags) -> Run:
             bucket = target.new_bucket("rclone")
             return _run([rclone, "copy", *flags, f"SRC:{source_bucket}", f"DST:{bucket}"], env)
 
-        rows.append((name, *_median(run_rclone, repeat)))
+        rows.append((name, _median(run_rclone, repeat)))
 
-    def s5cmd() -> tuple[float, int]:
+    def s5cmd() -> Run:
         bucket = target.new_bucket("s5cmd")
         return _run(_s5cmd(target, ["cp", f"{data}/*", f"s3://{bucket}/"]), _s3_env(target))
 
-    rows.append(("s5cmd upload (ingest limit)", *_median(s5cmd, repeat)))
+    rows.append(("s5cmd upload (ingest limit)", _median(s5cmd, repeat)))
     return rows
 
 
@@ -211,18 +239,24 @@ FERRY_PROCESS = "ferry, process (verify on)"
 FERRY_JOB = "ferry, the job alone"
 
 
-def _print_rows(rows: list[tuple[str, float, int]], total: int, args: argparse.Namespace) -> None:
+def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespace) -> None:
     repeat = f", median of {args.repeat} runs" if args.repeat > 1 else ""
     mib = total / MiB
     print(
         f"\n{args.big_mib} MiB object + {args.small} x {args.small_kib} KiB "
         f"= {mib:.1f} MiB, SeaweedFS -> SeaweedFS on loopback, {os.cpu_count()} cores{repeat}\n"
     )
-    print(f"| {'run':<28} | {'wall s':>7} | {'MiB/s':>7} | {'peak RSS MiB':>12} |")
-    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 14}|")
-    for name, wall, rss in rows:
-        print(f"| {name:<28} | {wall:7.2f} | {mib / wall:7.1f} | {rss / MiB:12.0f} |")
-    walls = {name: wall for name, wall, _ in rows}
+    print(
+        f"| {'run':<28} | {'wall s':>7} | {'MiB/s':>7} | {'peak RSS MiB':>12} "
+        f"| {'CPU s':>6} | {'servers CPU s':>13} |"
+    )
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 14}|{'-' * 8}|{'-' * 15}|")
+    for name, run in rows:
+        print(
+            f"| {name:<28} | {run.wall:7.2f} | {mib / run.wall:7.1f} | {run.rss / MiB:12.0f} "
+            f"| {run.cpu:6.1f} | {run.servers_cpu:13.1f} |"
+        )
+    walls = {name: run.wall for name, run in rows}
     if "rclone default" not in walls:
         return
     best_rclone = min(walls["rclone default"], walls["rclone tuned"])
@@ -254,19 +288,20 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-copy-"))
     source, source_process = start_seaweedfs(work / "a", "source")
     target, target_process = start_seaweedfs(work / "b", "target")
+    SERVER_PIDS.extend([source_process.process.pid, target_process.process.pid])
     try:
         data = work / "data"
         total = _write_data(data, args.big_mib, args.small, args.small_kib)
         source_bucket = source.new_bucket("bench")
         _run(_s5cmd(source, ["cp", f"{data}/*", f"s3://{source_bucket}/"]), _s3_env(source))
-        rows: list[tuple[str, float, int]] = []
+        rows: list[tuple[str, Run]] = []
 
-        def ferry() -> tuple[float, int]:
+        def ferry() -> Run:
             return _ferry(source, source_bucket, target, target.new_bucket("ferry"), work)
 
-        wall, rss = _median(ferry, args.repeat)
-        rows.append((FERRY_PROCESS, wall, rss))
-        rows.append((FERRY_JOB, sorted(JOB_SECONDS)[len(JOB_SECONDS) // 2], rss))
+        run = _median(ferry, args.repeat)
+        rows.append((FERRY_PROCESS, run))
+        rows.append((FERRY_JOB, run._replace(wall=sorted(JOB_SECONDS)[len(JOB_SECONDS) // 2])))
         if not args.ferry_only:
             rows.extend(_others(source, source_bucket, target, data, args.repeat))
         _print_rows(rows, total, args)
@@ -282,10 +317,11 @@ def main() -> None:
                 bucket = source.new_bucket("one")
                 _run(_s5cmd(source, ["cp", f"{one}/*", f"s3://{bucket}/"]), _s3_env(source))
                 shutil.rmtree(one)
-                wall, rss = _ferry(source, bucket, target, target.new_bucket("one"), work)
-                peaks.append(rss)
+                run = _ferry(source, bucket, target, target.new_bucket("one"), work)
+                peaks.append(run.rss)
                 print(
-                    f"ferry, one {size_mib} MiB object: {wall:.2f}s, peak RSS {rss / MiB:.0f} MiB"
+                    f"ferry, one {size_mib} MiB object: {run.wall:.2f}s, "
+                    f"peak RSS {run.rss / MiB:.0f} MiB"
                 )
             print(f"peak RSS 2 GiB vs 100 MiB: {peaks[1] / peaks[0]:.3f}x")
     finally:
