@@ -21,7 +21,7 @@ from tests.fixtures.servers import S3Server
 from tests.support.transfer_worker import load, new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
 from transfer.exceptions import LeaseLost
-from transfer.store import JobStore, StoredPart
+from transfer.store import Finished, JobStore, StoredPart
 
 MiB = 1024 * 1024
 
@@ -87,6 +87,41 @@ async def test_a_lapsed_lease_is_taken_over_and_the_old_holder_can_no_longer_wri
     await b.record_done(uploading, verified="etag", target_etag="etag")
     job = await b.job(request_id)
     assert job is not None and (job.objects_copied, job.bytes_done) == (1, 10)
+
+
+async def test_a_batch_of_finished_items_records_only_those_still_held(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock()
+    a = JobStore(db_sessions, owner="a", lease_seconds=30, clock=clock)
+    b = JobStore(db_sessions, owner="b", lease_seconds=30, clock=clock)
+    request_id = await new_transfer(db_sessions)
+    await a.open_job(request_id)
+    assert await a.claim_planning(request_id)
+    rows = [{"key": k, "target_key": k, "target": "t", "size": 10, "etag": "e"} for k in "uvwxyz"]
+    await a.store_page(request_id, rows, "z")
+    await a.finish_planning(request_id)
+
+    held = await a.claim_items(request_id, 4)
+    assert [(i.key, i.attempts) for i in held] == [("u", 1), ("v", 1), ("w", 1), ("x", 1)]
+    # Claimed ahead and never started: given back with the claim's attempt returned.
+    await a.release_unstarted(held[3:])
+    clock.now += timedelta(seconds=31)  # a's leases lapse; b takes them over
+    taken = await b.claim_items(request_id, 2)
+    assert [(i.key, i.attempts) for i in taken] == [("u", 2), ("v", 2)]
+
+    # a finished u, v and w: only w is still a's to record; u and v come back as lost.
+    done = [Finished(i, "done", "etag", "e") for i in held[:3]]
+    lost = await a.record_finished(done)
+    assert [i.key for i in lost] == ["u", "v"]
+    job = await a.job(request_id)
+    assert job is not None and (job.objects_copied, job.bytes_done) == (1, 10)
+    # All held: the fast path, with the counters moved once per item.
+    assert await b.record_finished([Finished(i, "skipped", "skip:etag", "e") for i in taken]) == []
+    job = await b.job(request_id)
+    assert job is not None and (job.objects_copied, job.objects_skipped) == (1, 2)
+    rest = await b.claim_items(request_id, 5)
+    assert [(i.key, i.attempts) for i in rest] == [("x", 1), ("y", 1), ("z", 1)]
 
 
 async def test_cancel_stops_the_worker_and_aborts_open_uploads(
