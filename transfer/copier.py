@@ -137,7 +137,8 @@ class ObjectCopier(Verification):
         await self._record(item, states.DONE, method, ack.etag)
 
     async def _read_and_put(self, item: Item, algorithm: str | None) -> tuple[Ack, Digest]:
-        # The buffer lives only in this frame: it is freed before the budget is given back.
+        # The buffer lives only in this frame: it is freed (or kept for reuse by the budget)
+        # before the budget is given back.
         buffer, digest, info = await self.c.retry.call(
             f"read {item.key!r}", lambda: self._read(item, 0, item.size, algorithm)
         )
@@ -156,7 +157,9 @@ class ObjectCopier(Verification):
             self._check_ack(ack, digest, algorithm, what)
             return ack
 
-        return await self.c.retry.call(what, send), digest
+        ack = await self.c.retry.call(what, send)
+        self.c.budget.recycle(buffer)  # sent and acknowledged: the next part may reuse it
+        return ack, digest
 
     async def _copy_server_side(self, item: Item) -> None:
         if item.upload_id is None and not self.c.config.multipart(item.size):
@@ -339,7 +342,9 @@ class ObjectCopier(Verification):
             self._check_ack(ack, digest, algorithm, what)
             return ack
 
-        return await self.c.retry.call(what, send), digest
+        ack = await self.c.retry.call(what, send)
+        self.c.budget.recycle(buffer)  # sent and acknowledged: the next part may reuse it
+        return ack, digest
 
     async def _copy_part(self, item: Item, number: int) -> None:
         assert item.upload_id is not None

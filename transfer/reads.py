@@ -88,7 +88,7 @@ class SourceReads:
             start if ranged else None,
             start + length - 1 if ranged else None,
         )
-        buffer = bytearray(length)
+        buffer = self.c.budget.buffer(length)
         hasher = Hasher(algorithm)
         position = 0
         try:

@@ -67,6 +67,31 @@ async def test_memory_budget_waits_for_room_and_lets_an_oversized_part_through_a
     assert budget.peak == 250
 
 
+async def test_part_buffers_are_kept_for_reuse_within_the_budget() -> None:
+    MiB = 1024 * 1024
+    budget = MemoryBudget(4 * MiB)
+    await budget.acquire(4 * MiB)
+    first, second = budget.buffer(2 * MiB), budget.buffer(2 * MiB)
+    budget.recycle(first)
+    budget.recycle(second)
+    budget.recycle(bytearray(2 * MiB))  # a third would pass the limit: dropped
+    await budget.release(4 * MiB)
+
+    await budget.acquire(2 * MiB)
+    assert budget.buffer(2 * MiB) is second
+    assert budget.buffer(2 * MiB) is first
+    await budget.release(2 * MiB)
+    budget.recycle(first)
+    budget.recycle(bytearray(512 * 1024))  # too small to be worth keeping
+
+    # A part of another size: the kept 2 MiB buffer gives way (kept + in use <= limit).
+    await budget.acquire(3 * MiB)
+    assert len(budget.buffer(3 * MiB)) == 3 * MiB
+    await budget.acquire(1)
+    assert budget.buffer(2 * MiB) is not first
+    assert len(budget.buffer(512 * 1024)) == 512 * 1024
+
+
 def policy(time: FakeTime, attempts: int = 4) -> RetryPolicy:
     return RetryPolicy(attempts=attempts, base=0.5, cap=3.0, sleep=time.sleep, rng=random.Random(1))
 
