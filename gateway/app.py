@@ -105,8 +105,10 @@ class GatewayApp:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()
         self.audit.start()
+        self.credentials.start()
         await send({"type": "lifespan.startup.complete"})
         await receive()
+        await self.credentials.close()
         await self.audit.close()
         await send({"type": "lifespan.shutdown.complete"})
 

@@ -10,11 +10,17 @@ are checked together: one query at a time per process, whatever the number of ke
 Reading each key on its own put a query behind 40% of requests with 200 busy keys, and the
 queue for the connection pool became the gateway's latency. Concurrent misses for one
 unknown key share a single full read.
+
+Once started (the gateway's lifespan does it), a background round every max_age / 2 also
+re-checks the keys used in the last minute before they go stale, so a client that sends a
+request every second or two does not wait for the database each time; a request still
+waits whenever its entry is older than max_age (the round fell behind), so the bound holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -27,6 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import Bucket, Credential
 from sts.scope import Scope, normalise_prefixes, parse_cidrs
 from sts.sealing import unseal
+
+log = logging.getLogger(__name__)
+
+# Keys used this recently are re-checked ahead of time by the background round.
+RECENTLY_USED = 60.0
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,28 @@ class CredentialStore:
         self._stale: set[str] = set()  # known keys waiting for the next check
         self._checked: asyncio.Future[None] | None = None  # resolved by that check
         self._checking: asyncio.Task[None] | None = None
+        self._used: dict[str, float] = {}  # known key -> when a request last asked for it
+        self._refreshing: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start re-checking keys in use ahead of time (needs a running loop)."""
+        if self._refreshing is None and self._max_age > 0:
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def close(self) -> None:
+        for task in (self._refreshing, self._checking):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._refreshing = None
 
     async def get(self, access_key_id: str) -> LiveCredential | None:
         """The credential (revoked or expired ones included: the caller says why it refuses)."""
+        now = self._clock()
         hit = self._cache.get(access_key_id)
-        if hit is not None and self._clock() - hit[0] < self._max_age:
+        if hit is not None and hit[1] is not None:
+            self._used[access_key_id] = now
+        if hit is not None and now - hit[0] < self._max_age:
             return hit[1]
         if hit is not None and hit[1] is not None:
             await self._recheck(access_key_id)
@@ -86,6 +114,8 @@ class CredentialStore:
             if len(self._cache) > 10_000:
                 self._cache.clear()  # bounded memory under a flood of made-up key ids
             self._cache[access_key_id] = (fetched_at, value)
+            if value is not None:
+                self._used[access_key_id] = fetched_at
             future.set_result(value)
             return value
         except BaseException as exc:
@@ -95,15 +125,38 @@ class CredentialStore:
         finally:
             del self._pending[access_key_id]
 
-    async def _recheck(self, access_key_id: str) -> None:
-        """Wait for the next check of the known keys gone stale, this one among them."""
-        self._stale.add(access_key_id)
+    async def _recheck(self, *access_key_ids: str) -> None:
+        """Wait for the next check of the known keys gone stale, these among them."""
+        self._stale.update(access_key_ids)
         if self._checked is None:
             self._checked = asyncio.get_running_loop().create_future()
         waiting = self._checked
         if self._checking is None:
             self._checking = asyncio.get_running_loop().create_task(self._check_stale())
         await asyncio.shield(waiting)
+
+    async def _refresh(self) -> None:
+        """Every max_age / 2, check the keys in use again, before their entries go stale."""
+        while True:
+            await asyncio.sleep(self._max_age / 2)
+            now = self._clock()
+            for key, used in list(self._used.items()):
+                if now - used > RECENTLY_USED:
+                    del self._used[key]
+            due = [
+                key
+                for key in self._used
+                if (hit := self._cache.get(key)) is not None
+                and hit[1] is not None
+                and now - hit[0] >= self._max_age / 4  # not checked since the last round
+            ]
+            if not due:
+                continue
+            try:
+                await self._recheck(*due)
+            except Exception:
+                # The requests that need these keys wait for a check of their own.
+                log.warning("checking credentials ahead of time failed", exc_info=True)
 
     async def _check_stale(self) -> None:
         # Keys that go stale while a check runs wait for the next one, so a burst of

@@ -150,3 +150,35 @@ async def test_a_failed_check_fails_its_waiters_and_the_next_one_works(
     now[0] = 2.0
     again = await store.get(keys[0])
     assert again is not None and again.revoked_at is None
+
+
+async def test_keys_in_use_are_checked_ahead_so_requests_do_not_wait_for_the_database(
+    world: tuple[async_sessionmaker[AsyncSession], bytes, list[str]], tmp_path: Path
+) -> None:
+    sessions, master_key, keys = world
+    empty = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")  # no tables
+    current = [sessions]
+    store = CredentialStore(lambda: current[0](), master_key, max_age=2.0)  # type: ignore[arg-type]
+    store.start()
+    try:
+        assert await store.get(keys[0]) is not None
+        # Longer than max_age since it was read, but the background round re-checked it
+        # meanwhile (every second here): with the database gone, the request still passes.
+        await asyncio.sleep(2.5)
+        current[0] = session_factory(empty)
+        again = await store.get(keys[0])
+        assert again is not None and again.revoked_at is None
+        # A key nobody used is not kept fresh: its next request needs the database.
+        await asyncio.sleep(0)
+        with pytest.raises(OperationalError, match="no such table: credentials"):
+            await store.get(keys[1])
+
+        current[0] = sessions
+        async with sessions.begin() as session:
+            await revoke(session, keys[0], now=datetime.now(UTC))
+        await asyncio.sleep(2.1)  # max_age: no answer older than this is trusted
+        revoked = await store.get(keys[0])
+        assert revoked is not None and revoked.revoked_at is not None
+    finally:
+        await store.close()
+        await empty.dispose()
