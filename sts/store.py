@@ -8,8 +8,9 @@ A credential never changes after it is issued except by being revoked (or delete
 stale entry needs only its `revoked_at` read again, and all the entries gone stale meanwhile
 are checked together: one query at a time per process, whatever the number of keys in use.
 Reading each key on its own put a query behind 40% of requests with 200 busy keys, and the
-queue for the connection pool became the gateway's latency. Concurrent misses for one
-unknown key share a single full read.
+queue for the connection pool became the gateway's latency. Unknown keys are read the same
+way: those asked for while a read runs are read together by the next one (200 clients
+starting at once made 200 queries, and the gateway took seconds to catch up).
 
 Once started (the gateway's lifespan does it), a background round every max_age / 2 also
 re-checks the keys used in the last minute before they go stale, so a client that sends a
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -71,10 +72,8 @@ class CredentialStore:
         self._clock = clock
         # key id -> (when the query that vouches for the entry started, the entry)
         self._cache: dict[str, tuple[float, LiveCredential | None]] = {}
-        self._pending: dict[str, asyncio.Future[LiveCredential | None]] = {}
-        self._stale: set[str] = set()  # known keys waiting for the next check
-        self._checked: asyncio.Future[None] | None = None  # resolved by that check
-        self._checking: asyncio.Task[None] | None = None
+        self._checks = _Rounds(self._check)  # known keys: is revoked_at still the same?
+        self._loads = _Rounds(self._load)  # other keys: the full read
         self._used: dict[str, float] = {}  # known key -> when a request last asked for it
         self._refreshing: asyncio.Task[None] | None = None
 
@@ -84,11 +83,12 @@ class CredentialStore:
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
 
     async def close(self) -> None:
-        for task in (self._refreshing, self._checking):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self._refreshing = None
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
+            self._refreshing = None
+        await self._checks.close()
+        await self._loads.close()
 
     async def get(self, access_key_id: str) -> LiveCredential | None:
         """The credential (revoked or expired ones included: the caller says why it refuses)."""
@@ -99,41 +99,16 @@ class CredentialStore:
         if hit is not None and now - hit[0] < self._max_age:
             return hit[1]
         if hit is not None and hit[1] is not None:
-            await self._recheck(access_key_id)
+            await self._checks.ask((access_key_id,))
+        else:
+            # Unknown keys asked for together (200 clients starting at once) are read in
+            # one query per round, as stale ones are checked.
+            await self._loads.ask((access_key_id,))
+        hit = self._cache.get(access_key_id)
+        if hit is None:  # deleted since it was known, or dropped from a flooded cache
+            await self._loads.ask((access_key_id,))
             hit = self._cache.get(access_key_id)
-            if hit is not None:
-                return hit[1]
-        pending = self._pending.get(access_key_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[LiveCredential | None] = asyncio.get_running_loop().create_future()
-        self._pending[access_key_id] = future
-        try:
-            fetched_at = self._clock()
-            value = await self._load(access_key_id)
-            if len(self._cache) > 10_000:
-                self._cache.clear()  # bounded memory under a flood of made-up key ids
-            self._cache[access_key_id] = (fetched_at, value)
-            if value is not None:
-                self._used[access_key_id] = fetched_at
-            future.set_result(value)
-            return value
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else needs to
-            raise
-        finally:
-            del self._pending[access_key_id]
-
-    async def _recheck(self, *access_key_ids: str) -> None:
-        """Wait for the next check of the known keys gone stale, these among them."""
-        self._stale.update(access_key_ids)
-        if self._checked is None:
-            self._checked = asyncio.get_running_loop().create_future()
-        waiting = self._checked
-        if self._checking is None:
-            self._checking = asyncio.get_running_loop().create_task(self._check_stale())
-        await asyncio.shield(waiting)
+        return None if hit is None else hit[1]
 
     async def _refresh(self) -> None:
         """Every max_age / 2, check the keys in use again, before their entries go stale."""
@@ -153,42 +128,31 @@ class CredentialStore:
             if not due:
                 continue
             try:
-                await self._recheck(*due)
+                await self._checks.ask(due)
             except Exception:
                 # The requests that need these keys wait for a check of their own.
                 log.warning("checking credentials ahead of time failed", exc_info=True)
 
-    async def _check_stale(self) -> None:
-        # Keys that go stale while a check runs wait for the next one, so a burst of
-        # requests costs one query per round rather than one per key.
-        try:
-            while self._stale:
-                keys, self._stale = self._stale, set()
-                done, self._checked = self._checked, None
-                assert done is not None
-                try:
-                    started = self._clock()
-                    revoked = await self._revocations(keys)
-                except BaseException as exc:
-                    done.set_exception(exc)
-                    done.exception()  # waiters re-raise it; nobody else needs to
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    continue
-                for key in keys:
-                    entry = self._cache.get(key)
-                    if key not in revoked:
-                        self._cache.pop(key, None)  # deleted: the next request reads it afresh
-                    elif entry is not None and entry[1] is not None:
-                        self._cache[key] = (started, replace(entry[1], revoked_at=revoked[key]))
-                done.set_result(None)
-        finally:
-            self._checking = None
-            if self._checked is not None and not self._checked.done():
-                # Stopped (the loop is closing): nobody is left to answer these waiters.
-                self._checked.set_exception(RuntimeError("credential check stopped"))
-                self._checked.exception()
-                self._checked, self._stale = None, set()
+    async def _check(self, keys: set[str]) -> None:
+        started = self._clock()
+        revoked = await self._revocations(keys)
+        for key in keys:
+            entry = self._cache.get(key)
+            if key not in revoked:
+                self._cache.pop(key, None)  # deleted: the next request reads it afresh
+            elif entry is not None and entry[1] is not None:
+                self._cache[key] = (started, replace(entry[1], revoked_at=revoked[key]))
+
+    async def _load(self, keys: set[str]) -> None:
+        started = self._clock()
+        found = await self._credentials(keys)
+        if len(self._cache) + len(keys) > 10_000:
+            self._cache.clear()  # bounded memory under a flood of made-up key ids
+        for key in keys:
+            value = found.get(key)
+            self._cache[key] = (started, value)
+            if value is not None:
+                self._used[key] = started
 
     async def _revocations(self, keys: Iterable[str]) -> dict[str, datetime | None]:
         """`revoked_at` of each key that still exists."""
@@ -204,18 +168,22 @@ class CredentialStore:
                 found.update({key: revoked_at for key, revoked_at in rows})
         return found
 
-    async def _load(self, access_key_id: str) -> LiveCredential | None:
+    async def _credentials(self, keys: Iterable[str]) -> dict[str, LiveCredential]:
+        """The full read of each key that exists."""
+        keys = sorted(keys)
+        found: dict[str, LiveCredential] = {}
         async with self._sessions() as session:
-            row = (
-                await session.execute(
+            for start in range(0, len(keys), 500):
+                rows = await session.execute(
                     select(Credential, Bucket)
                     .join(Bucket, Bucket.id == Credential.bucket_id)
-                    .where(Credential.access_key_id == access_key_id)
+                    .where(Credential.access_key_id.in_(keys[start : start + 500]))
                 )
-            ).first()
-        if row is None:
-            return None
-        credential, bucket = row[0], row[1]
+                for credential, bucket in rows:
+                    found[credential.access_key_id] = self._live(credential, bucket)
+        return found
+
+    def _live(self, credential: Credential, bucket: Bucket) -> LiveCredential:
         return LiveCredential(
             id=credential.id,
             access_key_id=credential.access_key_id,
@@ -234,3 +202,51 @@ class CredentialStore:
             revoked_at=credential.revoked_at,
             max_bytes_per_second=credential.max_bytes_per_second,
         )
+
+
+class _Rounds:
+    """Keys asked for while a round runs wait for the next one: one query per round per
+    process, however many keys are asked for at once."""
+
+    def __init__(self, run: Callable[[set[str]], Awaitable[None]]) -> None:
+        self._run = run
+        self._waiting: set[str] = set()
+        self._next: asyncio.Future[None] | None = None  # resolved by the round that takes them
+        self._task: asyncio.Task[None] | None = None
+
+    async def ask(self, keys: Iterable[str]) -> None:
+        self._waiting.update(keys)
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        waiting = self._next
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._rounds())
+        await asyncio.shield(waiting)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _rounds(self) -> None:
+        try:
+            while self._waiting:
+                keys, self._waiting = self._waiting, set()
+                done, self._next = self._next, None
+                assert done is not None
+                try:
+                    await self._run(keys)
+                except BaseException as exc:
+                    done.set_exception(exc)
+                    done.exception()  # waiters re-raise it; nobody else needs to
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                done.set_result(None)
+        finally:
+            self._task = None
+            if self._next is not None and not self._next.done():
+                # Stopped (the loop is closing): nobody is left to answer these waiters.
+                self._next.set_exception(RuntimeError("credential check stopped"))
+                self._next.exception()
+                self._next, self._waiting = None, set()
