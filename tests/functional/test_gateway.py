@@ -21,7 +21,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from db.engine import create_engine, session_factory
-from db.models import AuditLog
+from db.models import AuditLog, Credential
 from gateway.app import GatewayApp, GatewaySettings
 from gateway.audit import AuditWriter
 from portability.accounts import create_user
@@ -352,3 +352,27 @@ def test_every_request_is_audited(world: World) -> None:
     assert denied and denied[-1].details == {"error": "AccessDenied"}
     assert denied[-1].credential_id is not None
     assert any(r.action == "ListObjectsV2" and r.status == 200 for r in rows)
+
+
+def test_each_credential_counts_what_it_served(world: World) -> None:
+    access_key_id = world.keys["photos"].access_key_id
+
+    def counters() -> tuple[int, int, int, Any]:
+        async def read() -> tuple[int, int, int, Any]:
+            await asyncio.sleep(0.3)  # the writer flushes every 0.05 s
+            async with world.sessions() as session:
+                c = await session.scalar(
+                    select(Credential).where(Credential.access_key_id == access_key_id)
+                )
+                assert c is not None
+                return c.bytes_served, c.objects_served, c.requests_served, c.last_used_at
+
+        return world.client.portal.call(read)  # type: ignore[union-attr, no-any-return]
+
+    before = counters()
+    for _ in range(3):
+        assert world.request("/alice-data/share/photos/p1.jpg").status_code == 200
+    assert world.request("/alice-data/share/photos/p2.jpg").status_code == 200
+    after = counters()
+    assert [a - b for a, b in zip(after[:3], before[:3], strict=True)] == [3 * 1000 + 9, 4, 4]
+    assert after[3] is not None and (before[3] is None or after[3] >= before[3])
