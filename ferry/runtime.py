@@ -29,6 +29,9 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
     master_key: bytes
+    # The gateway's credential checks have connections of their own: behind a burst of API
+    # calls (50 revokes at once) in the shared pool, every gateway request waited a second.
+    credential_sessions: async_sessionmaker[AsyncSession] | None = None
 
 
 def build_storage(config: Config) -> Storage:
@@ -48,7 +51,9 @@ def build_gateway_app(runtime: Runtime) -> GatewayApp:
     g = runtime.config.gateway
     return GatewayApp(
         storage=runtime.storage,
-        credentials=CredentialStore(runtime.sessions, runtime.master_key),
+        credentials=CredentialStore(
+            runtime.credential_sessions or runtime.sessions, runtime.master_key
+        ),
         audit=AuditWriter(runtime.sessions),
         settings=GatewaySettings(
             domain=g.domain,
@@ -63,11 +68,20 @@ def build_gateway_app(runtime: Runtime) -> GatewayApp:
 async def open_runtime(config: Config) -> AsyncIterator[Runtime]:
     master_key = load_master_key(config.security)
     engine = create_engine(config.database.url)
+    credential_engine = create_engine(config.database.url)  # connects only when used
     try:
         storage = build_storage(config)
         try:
-            yield Runtime(config, engine, session_factory(engine), storage, master_key)
+            yield Runtime(
+                config,
+                engine,
+                session_factory(engine),
+                storage,
+                master_key,
+                session_factory(credential_engine),
+            )
         finally:
             await storage.close()
     finally:
+        await credential_engine.dispose()
         await engine.dispose()
