@@ -12,9 +12,15 @@ s5cmd. Then, each into a fresh target bucket:
     rclone tuned     --transfers 16 --s3-upload-concurrency 8 --s3-chunk-size 16M
     s5cmd upload     `s5cmd cp` of the same files from local disk: the target's ingest limit
 
-Every run is a child process, so its peak RSS (from wait4) is its own. Ferry's child runs a
-TransferWorker on a SQLite database against the two servers. `--rss-check` also copies a
-100 MiB and a 2 GiB object alone and compares Ferry's peak RSS for the two.
+Every run is a child process, so its peak RSS and CPU time (from wait4) are its own; the
+SeaweedFS servers' CPU time during each run is read from /proc. On this 2-core machine the
+servers take about 1.3 cores, so the client's CPU seconds decide the wall time. Ferry's child
+runs a TransferWorker on a SQLite database against the two servers. `--rss-check` also
+copies a 100 MiB and a 2 GiB object alone and compares Ferry's peak RSS for the two.
+`--big-mib 0` or `--small 0` measures one kind of object alone.
+
+To profile Ferry's child, put a command before it:
+    PROFILE_PREFIX=".venv/bin/py-spy record -f raw -o prof.txt --" .venv/bin/python bench/copy.py
 """
 
 from __future__ import annotations
