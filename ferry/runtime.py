@@ -31,7 +31,7 @@ class Runtime:
     master_key: bytes
     # The gateway's credential checks have connections of their own: behind a burst of API
     # calls (50 revokes at once) in the shared pool, every gateway request waited a second.
-    credential_sessions: async_sessionmaker[AsyncSession] | None = None
+    credential_sessions: async_sessionmaker[AsyncSession]
 
 
 def build_storage(config: Config) -> Storage:
@@ -51,9 +51,7 @@ def build_gateway_app(runtime: Runtime) -> GatewayApp:
     g = runtime.config.gateway
     return GatewayApp(
         storage=runtime.storage,
-        credentials=CredentialStore(
-            runtime.credential_sessions or runtime.sessions, runtime.master_key
-        ),
+        credentials=CredentialStore(runtime.credential_sessions, runtime.master_key),
         audit=AuditWriter(runtime.sessions),
         settings=GatewaySettings(
             domain=g.domain,

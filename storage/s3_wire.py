@@ -117,7 +117,7 @@ class Signer:
     header dictionary and a URL parse for every call, which cost the copy engine about
     0.3 ms a request (a fifth of its CPU on small objects). S3's form of SigV4: the path is
     signed as sent (not normalised, not encoded again), and x-amz-content-sha256 is always
-    sent, as UNSIGNED-PAYLOAD for a streamed body. tests/unit/test_s3_wire.py checks the
+    sent, as UNSIGNED-PAYLOAD for a streamed body. tests/unit/test_s3_signer.py checks the
     result against botocore's for the same inputs.
     """
 

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -156,13 +156,12 @@ class CredentialStore:
 
     async def _revocations(self, keys: Iterable[str]) -> dict[str, datetime | None]:
         """`revoked_at` of each key that still exists."""
-        keys = sorted(keys)
         found: dict[str, datetime | None] = {}
         async with self._sessions() as session:
-            for start in range(0, len(keys), 500):
+            for chunk in _chunks(keys):
                 rows = await session.execute(
                     select(Credential.access_key_id, Credential.revoked_at).where(
-                        Credential.access_key_id.in_(keys[start : start + 500])
+                        Credential.access_key_id.in_(chunk)
                     )
                 )
                 found.update({key: revoked_at for key, revoked_at in rows})
@@ -170,14 +169,13 @@ class CredentialStore:
 
     async def _credentials(self, keys: Iterable[str]) -> dict[str, LiveCredential]:
         """The full read of each key that exists."""
-        keys = sorted(keys)
         found: dict[str, LiveCredential] = {}
         async with self._sessions() as session:
-            for start in range(0, len(keys), 500):
+            for chunk in _chunks(keys):
                 rows = await session.execute(
                     select(Credential, Bucket)
                     .join(Bucket, Bucket.id == Credential.bucket_id)
-                    .where(Credential.access_key_id.in_(keys[start : start + 500]))
+                    .where(Credential.access_key_id.in_(chunk))
                 )
                 for credential, bucket in rows:
                     found[credential.access_key_id] = self._live(credential, bucket)
@@ -202,6 +200,13 @@ class CredentialStore:
             revoked_at=credential.revoked_at,
             max_bytes_per_second=credential.max_bytes_per_second,
         )
+
+
+def _chunks(keys: Iterable[str], size: int = 500) -> Iterator[list[str]]:
+    """Keys in sorted slices small enough for one IN (…) list."""
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 class _Rounds:

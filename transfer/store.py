@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -78,7 +79,9 @@ class StoredPart:
 
 _ITEMS = cast(sa.Table, TransferItem.__table__)
 
-_RECORD_FINISHED = (
+# Moves a held item to its final state (no row: the lease was lost). Also run as one
+# executemany for a batch of finished items.
+_FINISH = (
     sa.update(_ITEMS)
     .where(
         _ITEMS.c.id == sa.bindparam("b_id"),
@@ -89,7 +92,7 @@ _RECORD_FINISHED = (
         state=sa.bindparam("b_state"),
         verified=sa.bindparam("b_verified"),
         target_etag=sa.bindparam("b_target_etag"),
-        error=None,
+        error=sa.bindparam("b_error"),
         upload_id=None,
         # lease_owner stays: it records which worker finished the item.
         lease_expires_at=None,
@@ -378,16 +381,9 @@ class JobStore(JobRows):
             # a CASE per item had to be compiled anew for every batch size.
             connection = await session.connection()
             result = await connection.execute(
-                _RECORD_FINISHED,
+                _FINISH,
                 [
-                    {
-                        "b_id": f.item.id,
-                        "b_owner": self.owner,
-                        "b_state": f.state,
-                        "b_verified": f.verified,
-                        "b_target_etag": f.target_etag,
-                        "b_finished_at": now,
-                    }
+                    self._finish_params(f.item, f.state, f.verified, f.target_etag, None, now)
                     for f in finished
                 ],
             )
@@ -424,26 +420,31 @@ class JobStore(JobRows):
         error: str | None,
     ) -> bool:
         """Move a held item to its final state; False if this worker no longer holds it."""
-        held = await session.scalar(
-            sa.update(TransferItem)
-            .where(
-                TransferItem.id == item.id,
-                TransferItem.lease_owner == self.owner,
-                TransferItem.state == states.ITEM_COPYING,
-            )
-            .values(
-                state=state,
-                verified=verified,
-                target_etag=target_etag,
-                error=error,
-                upload_id=None,
-                # lease_owner stays: it records which worker finished the item.
-                lease_expires_at=None,
-                finished_at=self._clock(),
-            )
-            .returning(TransferItem.id)
+        connection = await session.connection()
+        result = await connection.execute(
+            _FINISH,
+            self._finish_params(item, state, verified, target_etag, error, self._clock()),
         )
-        return held is not None
+        return result.rowcount == 1
+
+    def _finish_params(
+        self,
+        item: Item,
+        state: str,
+        verified: str | None,
+        target_etag: str | None,
+        error: str | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        return {
+            "b_id": item.id,
+            "b_owner": self.owner,
+            "b_state": state,
+            "b_verified": verified,
+            "b_target_etag": target_etag,
+            "b_error": error,
+            "b_finished_at": now,
+        }
 
     async def _finish(
         self,
