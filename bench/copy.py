@@ -150,6 +150,7 @@ def _ferry(source: Any, source_bucket: str, target: Any, target_bucket: str, wor
                 "source": _end(source, source_bucket),
                 "destination": _end(target, target_bucket),
                 "database": f"sqlite+aiosqlite:///{work / (spec.stem + '.db')}",
+                "settings": FERRY_SETTINGS,
             }
         )
     )
@@ -165,6 +166,9 @@ def _ferry(source: Any, source_bucket: str, target: Any, target_bucket: str, wor
     JOB_SECONDS.append(float(spec.with_suffix(".job").read_text()))
     return run
 
+
+# TransferConfig fields set by --ferry-setting (none: the defaults, as users get them).
+FERRY_SETTINGS: dict[str, int | str] = {}
 
 # The job's own time in each Ferry child: from the transfer's creation to its completion,
 # without the process's start-up and the fresh database's migrations. A Ferry worker is a
@@ -188,7 +192,7 @@ async def _ferry_child(spec_path: str) -> None:
     from db import migrate
     from db.engine import create_engine, session_factory
     from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final
-    from transfer import TransferWorker
+    from transfer import TransferConfig, TransferWorker
 
     spec = json.loads(Path(spec_path).read_text())  # noqa: ASYNC240 - once, at start
     migrate.upgrade(spec["database"])
@@ -198,6 +202,7 @@ async def _ferry_child(spec_path: str) -> None:
         sessions,
         resolve=resolver(End(**spec["source"]), End(**spec["destination"])),
         worker_id="bench",
+        config=TransferConfig(**spec["settings"]),
     )
     started = time.perf_counter()
     request_id = await new_transfer(sessions)
@@ -282,12 +287,23 @@ def main() -> None:
     parser.add_argument(
         "--ferry-only", action="store_true", help="skip rclone and s5cmd (for profiling)"
     )
+    parser.add_argument(
+        "--ferry-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a TransferConfig field for Ferry's runs, e.g. part_size=8388608 (repeatable)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="run each copy this many times")
     parser.add_argument("--ferry-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ferry_child:
         asyncio.run(_ferry_child(args.ferry_child))
         return
+
+    for setting in args.ferry_setting:
+        name, _, value = setting.partition("=")
+        FERRY_SETTINGS[name] = int(value) if value.isdigit() else value
 
     from tests.fixtures.servers import start_seaweedfs
 

@@ -85,11 +85,19 @@ class Hasher:
         self._checksum: _Hash | None = None if algorithm is None else new_checksum(algorithm)
         self._size = 0
 
-    def update(self, data: bytes | bytearray | memoryview) -> None:
+    def update(self, data: bytes) -> None:
+        self.update_md5(data)
+        self.update_checksum(data)
+
+    def update_md5(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed the MD5 alone (it releases the GIL, so a worker thread may run it)."""
         self._md5.update(data)
+        self._size += len(data)
+
+    def update_checksum(self, data: bytes) -> None:
+        """Feed the flexible checksum alone (google_crc32c takes bytes only)."""
         if self._checksum is not None:
             self._checksum.update(data)
-        self._size += len(data)
 
     def result(self) -> Digest:
         checksum = None if self._checksum is None else self._checksum.digest()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from storage.base import ObjectInfo, ObjectStream, Storage
 from transfer.checksums import Digest, Hasher
 from transfer.context import CopyContext
 from transfer.exceptions import SourceChanged, TransferError, Transient
 from transfer.retry import translate
 from transfer.store import Item
+
+# Parts this large are hashed on a worker thread once read (hashlib and google_crc32c release
+# the GIL), so the event loop keeps serving the other lanes' sockets meanwhile.
+HASH_ON_THREAD = 4 * 1024 * 1024
 
 
 class SourceReads:
@@ -90,6 +96,7 @@ class SourceReads:
         )
         buffer = self.c.budget.buffer(length)
         hasher = Hasher(algorithm)
+        on_thread = length >= HASH_ON_THREAD
         position = 0
         try:
             self._same_version(
@@ -109,7 +116,10 @@ class SourceReads:
                     if self.c.throttle is not None:
                         await self.c.throttle.consume(len(chunk))
                     view[position:end] = chunk
-                    hasher.update(chunk)
+                    if on_thread:
+                        hasher.update_checksum(chunk)
+                    else:
+                        hasher.update(chunk)
                     position = end
         except TransferError:
             raise
@@ -119,6 +129,8 @@ class SourceReads:
             await stream.aclose()
         if position != length:
             raise Transient(f"source: {item.key!r} ended after {position} of {length} bytes")
+        if on_thread:
+            await asyncio.to_thread(hasher.update_md5, buffer)
         return buffer, hasher.result(), stream.info
 
     # cleanup
