@@ -26,6 +26,8 @@ class ObjectInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)  # user metadata, lower-case names
     # Content-Encoding, Content-Disposition, Cache-Control, Expires when set
     headers: Mapping[str, str] = field(default_factory=dict)
+    # False when a plain-hex ETag is still not the body's MD5 (S3's SSE-KMS and SSE-C).
+    etag_is_md5: bool = True
 
 
 @dataclass(frozen=True)

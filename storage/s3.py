@@ -534,7 +534,16 @@ def _object_info(key: str, headers: CIMultiDictProxy[str], size: int) -> ObjectI
         content_type=headers.get("Content-Type", DEFAULT_CONTENT_TYPE),
         metadata=metadata,
         headers=standard,
+        etag_is_md5=_etag_is_md5(headers),
     )
+
+
+def _etag_is_md5(headers: CIMultiDictProxy[str]) -> bool:
+    # S3 documents that objects encrypted with SSE-KMS or SSE-C have ETags that are not an
+    # MD5 of their data; SSE-S3 (AES256) ones are.
+    encryption = headers.get("x-amz-server-side-encryption", "").lower()
+    customer_key = "x-amz-server-side-encryption-customer-algorithm" in headers
+    return not (encryption.startswith("aws:kms") or customer_key)
 
 
 def _content_range(value: str) -> tuple[int, int, int]:

@@ -63,6 +63,8 @@ class Digest:
     size: int
     md5: bytes
     checksum: bytes | None = None
+    # True: `md5` is the source's ETag, not hashed here; the target checks it (Content-MD5).
+    md5_from_source: bool = False
 
     @property
     def md5_hex(self) -> str:
@@ -78,10 +80,11 @@ class Digest:
 
 
 class Hasher:
-    """MD5 plus an optional flexible checksum over bytes fed in order."""
+    """MD5 (unless the source's is taken) and an optional flexible checksum, fed in order."""
 
-    def __init__(self, algorithm: str | None) -> None:
-        self._md5 = hashlib.md5(usedforsecurity=False)
+    def __init__(self, algorithm: str | None, *, source_md5: bytes | None = None) -> None:
+        self._source_md5 = source_md5
+        self._md5 = hashlib.md5(usedforsecurity=False) if source_md5 is None else None
         self._checksum: _Hash | None = None if algorithm is None else new_checksum(algorithm)
         self._size = 0
 
@@ -91,7 +94,8 @@ class Hasher:
 
     def update_md5(self, data: bytes | bytearray | memoryview) -> None:
         """Feed the MD5 alone (it releases the GIL, so a worker thread may run it)."""
-        self._md5.update(data)
+        if self._md5 is not None:
+            self._md5.update(data)
         self._size += len(data)
 
     def update_checksum(self, data: bytes) -> None:
@@ -101,6 +105,9 @@ class Hasher:
 
     def result(self) -> Digest:
         checksum = None if self._checksum is None else self._checksum.digest()
+        if self._md5 is None:
+            assert self._source_md5 is not None
+            return Digest(self._size, self._source_md5, checksum, md5_from_source=True)
         return Digest(self._size, self._md5.digest(), checksum)
 
 

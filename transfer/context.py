@@ -40,6 +40,9 @@ class CopyContext:
     # Where items finished without an upload are queued to be recorded in batches;
     # None: each is recorded at once.
     finished: FinishedBatch | None = None
+    # Whether a source's plain-hex ETag may stand in for the MD5 of a single PUT's body;
+    # cleared for the job the first time one does not match the bytes.
+    source_md5: bool = True
 
 
 def object_headers(info: ObjectInfo) -> dict[str, str]:

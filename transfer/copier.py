@@ -1,7 +1,8 @@
 """Copying one object: skip check, single PUT, multipart (streamed or server-side), verify.
 
 The pipeline reads like the protocol: HEAD the target (skip if identical) → read a part from
-the source, hashing every byte → send it with Content-MD5 (and x-amz-checksum-*) → check
+the source, hashing every byte (a single PUT may take its MD5 from the source's ETag, see
+SourceReads._read) → send it with Content-MD5 (and x-amz-checksum-*) → check
 the acknowledgement → record the part → complete → check the object against what was read.
 An upload id is stored the moment it exists, so a crash or a cancel can always abort or
 resume it; a resumed upload is reconciled with ListParts and only missing parts are sent.
@@ -13,11 +14,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from transfer import states
 from transfer.checksums import (
     Digest,
+    Hasher,
     is_plain_md5,
     multipart_etag,
 )
@@ -26,12 +29,14 @@ from transfer.exceptions import (
     AccessDenied,
     Cancelled,
     ChecksumRefused,
+    Corrupted,
     ItemFailed,
     LeaseLost,
     TargetRefused,
     Transient,
     UploadGone,
 )
+from transfer.reads import hash_md5
 from transfer.retry import translate
 from transfer.store import Item, StoredPart
 from transfer.target import Ack, TargetPart
@@ -140,26 +145,53 @@ class ObjectCopier(Verification):
         # The buffer lives only in this frame: it is freed (or kept for reuse by the budget)
         # before the budget is given back.
         buffer, digest, info = await self.c.retry.call(
-            f"read {item.key!r}", lambda: self._read(item, 0, item.size, algorithm)
+            f"read {item.key!r}",
+            lambda: self._read(item, 0, item.size, algorithm, whole_object=True),
         )
         checksum = (algorithm, digest.checksum_b64 or "") if algorithm else None
         headers = object_headers(info)
         what = f"PUT {item.target_key!r}"
 
         async def send() -> Ack:
-            ack = await self.c.target.put_object(
-                item.target_key,
-                buffer,
-                md5_b64=digest.md5_b64,
-                headers=headers,
-                checksum=checksum,
-            )
-            self._check_ack(ack, digest, algorithm, what)
+            nonlocal digest
+            try:
+                ack = await self.c.target.put_object(
+                    item.target_key,
+                    buffer,
+                    md5_b64=digest.md5_b64,
+                    headers=headers,
+                    checksum=checksum,
+                )
+                if digest.md5_from_source and not ack.checksums.get(algorithm or ""):
+                    # The target did not answer the checksum: only an MD5 of our own can
+                    # prove what it stored.
+                    digest = await self._hashed(item, buffer, digest)
+                self._check_ack(ack, digest, algorithm, what)
+            except Corrupted:
+                if digest.md5_from_source:
+                    digest = await self._hashed(item, buffer, digest)  # retried with it
+                raise
             return ack
 
         ack = await self.c.retry.call(what, send)
         self.c.budget.recycle(buffer)  # sent and acknowledged: the next part may reuse it
         return ack, digest
+
+    async def _hashed(self, item: Item, buffer: bytearray, taken: Digest) -> Digest:
+        """`taken` with the MD5 of the bytes read in place of the source's ETag."""
+        hasher = Hasher(None)
+        await hash_md5(hasher, buffer)
+        digest = replace(taken, md5=hasher.result().md5, md5_from_source=False)
+        if digest.md5 != taken.md5 and self.c.source_md5:
+            log.warning(
+                "%r: the source's ETag %s is not the MD5 of its bytes (%s); hashing every "
+                "object of this job here",
+                item.key,
+                taken.md5_hex,
+                digest.md5_hex,
+            )
+            self.c.source_md5 = False
+        return digest
 
     async def _copy_server_side(self, item: Item) -> None:
         if item.upload_id is None and not self.c.config.multipart(item.size):

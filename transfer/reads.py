@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from storage.base import ObjectInfo, ObjectStream, Storage
-from transfer.checksums import Digest, Hasher
+from transfer.checksums import Digest, Hasher, is_plain_md5
 from transfer.context import CopyContext
 from transfer.exceptions import SourceChanged, TransferError, Transient
 from transfer.retry import translate
@@ -14,6 +14,13 @@ from transfer.store import Item
 # Parts this large are hashed on a worker thread once read (hashlib and google_crc32c release
 # the GIL), so the event loop keeps serving the other lanes' sockets meanwhile.
 HASH_ON_THREAD = 4 * 1024 * 1024
+
+
+async def hash_md5(hasher: Hasher, buffer: bytearray) -> None:
+    if len(buffer) >= HASH_ON_THREAD:
+        await asyncio.to_thread(hasher.update_md5, buffer)
+    else:
+        hasher.update_md5(buffer)
 
 
 class SourceReads:
@@ -82,9 +89,21 @@ class SourceReads:
             )
 
     async def _read(
-        self, item: Item, start: int, length: int, algorithm: str | None
+        self,
+        item: Item,
+        start: int,
+        length: int,
+        algorithm: str | None,
+        *,
+        whole_object: bool = False,
     ) -> tuple[bytearray, Digest, ObjectInfo]:
-        """Bytes start..start+length of the source, hashed as they arrive."""
+        """Bytes start..start+length of the source, hashed as they arrive.
+
+        A whole object read for one PUT skips the MD5 when the source's ETag is one and a
+        flexible checksum is hashed instead (as rclone does): the ETag goes out as the
+        Content-MD5, the target checks the bytes against it, and the checksum proves the
+        target stored the bytes read. ObjectCopier._hashed hashes them after all if either fails.
+        """
         ranged = length > 0
         stream = await self._open(
             self.c.source.storage,
@@ -95,8 +114,16 @@ class SourceReads:
             start + length - 1 if ranged else None,
         )
         buffer = self.c.budget.buffer(length)
-        hasher = Hasher(algorithm)
-        on_thread = length >= HASH_ON_THREAD
+        info = stream.info
+        take_source_md5 = (
+            whole_object
+            and algorithm is not None
+            and self.c.source_md5
+            and info.etag_is_md5
+            and is_plain_md5(info.etag)
+        )
+        hasher = Hasher(algorithm, source_md5=bytes.fromhex(info.etag) if take_source_md5 else None)
+        on_thread = length >= HASH_ON_THREAD and not take_source_md5
         position = 0
         try:
             self._same_version(
@@ -130,7 +157,7 @@ class SourceReads:
         if position != length:
             raise Transient(f"source: {item.key!r} ended after {position} of {length} bytes")
         if on_thread:
-            await asyncio.to_thread(hasher.update_md5, buffer)
-        return buffer, hasher.result(), stream.info
+            await hash_md5(hasher, buffer)
+        return buffer, hasher.result(), info
 
     # cleanup

@@ -3,16 +3,23 @@ and server-side copies on one endpoint."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
+import logging
 import os
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.local import LocalStorage
 from tests.fixtures.servers import S3Server
 from tests.support.faultproxy import FaultProxy, Seen
-from tests.support.transfer_worker import new_transfer, resolver, run_until_final, s3_end
+from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
 
 MiB = 1024 * 1024
@@ -112,6 +119,73 @@ async def test_corrupted_parts_and_wrong_etags_are_retried_or_failed_never_verif
         # The persistent corruption: 3 tries per attempt, 2 attempts of the object.
         assert proxy.count("UploadPart", "always.bin") >= 6
         assert _open_uploads(target, destination) == []
+
+
+async def test_a_source_etag_that_is_not_the_md5_of_its_bytes_is_caught_and_they_are_hashed(
+    tmp_path: Path,
+    seaweedfs_b: S3Server,
+    db_sessions: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Single PUTs carry the source's ETag as Content-MD5 instead of an MD5 of our own. S3
+    # gives objects encrypted with SSE-KMS or SSE-C hex ETags that are not MD5s; one such
+    # ETag is written into the local backend's index here, under the first key copied.
+    objects = {"a-liar.bin": os.urandom(300_000)}
+    objects.update({f"b/{i}.txt": os.urandom(1000 + i) for i in range(5)})
+    root = tmp_path / "source"
+    storage = LocalStorage(root)
+    await storage.create_bucket("src")
+    for key, body in objects.items():
+        await storage.put("src", key, _once(body), size=len(body))
+    await storage.close()
+    false_etag = "0123456789abcdef0123456789abcdef"
+    with contextlib.closing(sqlite3.connect(root / "src" / "index.sqlite3")) as index, index:
+        index.execute("UPDATE objects SET etag = ? WHERE key = ?", (false_etag, b"a-liar.bin"))
+    destination = seaweedfs_b.new_bucket("dst")
+
+    async with FaultProxy(seaweedfs_b.endpoint_url) as proxy:
+        worker = TransferWorker(
+            db_sessions,
+            resolve=resolver(
+                End(bucket="src", local_root=str(root)),
+                s3_end(seaweedfs_b, destination, endpoint_url=proxy.url),
+            ),
+            worker_id="source-etag",
+            config=TransferConfig(**QUICK, object_concurrency=1),
+        )
+        with caplog.at_level(logging.WARNING, logger="transfer"):
+            done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))
+
+    assert done.status == "completed", done.meta
+    items = _items(done.meta or {})
+    for key, body in objects.items():
+        assert items[key]["verified"] == "etag+crc32c"
+        assert _sha(_read(seaweedfs_b, destination, key)) == _sha(body)
+    puts = [s for s in proxy.seen if s.operation == "PutObject"]
+    # The first PUT carried the false ETag and the target refused it (BadDigest); the second
+    # carried the MD5 of the bytes. The other objects were then hashed here, one PUT each.
+    liar = [s for s in puts if s.key == "a-liar.bin"]
+    assert [s.content_md5 for s in liar] == [
+        _b64(bytes.fromhex(false_etag)),
+        _md5(objects["a-liar.bin"]),
+    ]
+    assert liar[0].status == 400 and liar[1].status == 200
+    assert sorted((s.key, s.content_md5) for s in puts if s.key != "a-liar.bin") == sorted(
+        (key, _md5(body)) for key, body in objects.items() if key != "a-liar.bin"
+    )
+    assert "is not the MD5 of its bytes" in caplog.text
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _md5(body: bytes) -> str:
+    return _b64(hashlib.md5(body, usedforsecurity=False).digest())
 
 
 async def test_slowdown_and_resets_on_10_percent_still_complete_and_a_403_fails_at_once(

@@ -40,6 +40,7 @@ class Seen:
     size: int
     action: str | None  # the fault applied, if any
     status: int | None = None
+    content_md5: str | None = None  # the request's Content-MD5 header
 
 
 @dataclass
@@ -141,6 +142,7 @@ class FaultProxy:
             int(part) if part else None,
             len(body),
             None,
+            content_md5=request.headers.get("Content-MD5"),
         )
         action = None
         for rule in self.rules:

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from aiohttp import web
 from botocore.config import Config
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from storage.base import MAX_KEY_BYTES, PartInfo
 from storage.exceptions import (
@@ -26,7 +27,7 @@ from storage.exceptions import (
 )
 from storage.factory import open_storage
 from storage.local import LocalStorage
-from storage.s3 import S3Storage
+from storage.s3 import S3Storage, _object_info
 from storage.s3_listing import beyond, page_from, request_start_after
 from storage.s3_wire import Endpoint, build_url
 from storage.s3_xml import ListedObject, ListResult
@@ -352,3 +353,20 @@ def test_server_answers_are_rolled_up_and_checked() -> None:
     # A truncated answer that does not move forward would page forever.
     with pytest.raises(BackendError, match="does not advance"):
         page_from(ListResult([], ["pho"], True), "", "o", "pho")
+
+
+@pytest.mark.parametrize(
+    ("headers", "is_md5"),
+    [
+        ({}, True),
+        ({"x-amz-server-side-encryption": "AES256"}, True),
+        ({"x-amz-server-side-encryption": "aws:kms"}, False),
+        ({"x-amz-server-side-encryption": "aws:kms:dsse"}, False),
+        ({"x-amz-server-side-encryption-customer-algorithm": "AES256"}, False),
+    ],
+)
+def test_etags_of_sse_kms_and_sse_c_objects_are_not_taken_for_md5s(
+    headers: dict[str, str], is_md5: bool
+) -> None:
+    answer = CIMultiDictProxy(CIMultiDict({"ETag": '"' + "a" * 32 + '"', **headers}))
+    assert _object_info("k", answer, 1).etag_is_md5 is is_md5

@@ -69,3 +69,24 @@ def test_a_checksum_answer_may_omit_the_part_count() -> None:
     assert not same_checksum("Drnouw==-3", "Drnouw==-2")
     assert not same_checksum(None, "Drnouw==-2")
     assert not same_checksum("AAAAAA==", "Drnouw==-2")
+
+
+def test_a_hasher_given_the_source_md5_hashes_only_the_checksum() -> None:
+    source = hashlib.md5(PART2, usedforsecurity=False).digest()
+    taken = Hasher("crc32c", source_md5=source)
+    taken.update(PART2)
+    own = Hasher("crc32c")
+    own.update(PART2)
+    assert taken.result().md5_from_source and not own.result().md5_from_source
+    assert taken.result().md5 == own.result().md5 == source
+    assert taken.result().checksum == own.result().checksum
+    assert taken.result().size == own.result().size == len(PART2)
+
+
+def test_md5_fed_apart_from_the_checksum_gives_the_same_digest() -> None:
+    whole = Hasher("crc32c")
+    whole.update(PART1)
+    split = Hasher("crc32c")
+    split.update_checksum(PART1)
+    split.update_md5(bytearray(PART1))
+    assert whole.result() == split.result()
