@@ -143,13 +143,13 @@ def build_api_app(
     async def admin_revoke(request: Request, session: AsyncSession, admin: User) -> Response:
         access_key_id = request.path_params["access_key_id"]
         now = clock()
-        credential = await sts.revoke(session, access_key_id, now=now)
+        revoked = await sts.revoke(session, access_key_id, now=now)
         events.record(
             session,
             actor="admin",
             action="credentials.revoke",
-            user_id=credential.user_id,
-            credential_id=credential.id,
+            user_id=revoked.user_id,
+            credential_id=revoked.id,
             details={"access_key_id": access_key_id, "admin": admin.email},
             **client(request),
         )
