@@ -44,6 +44,10 @@ from sts.store import CredentialStore, LiveCredential
 log = logging.getLogger("ferry.gateway")
 
 _EXPIRED = "The provided token has expired."
+# How often a download under way asks whether its credential was revoked; bodies smaller than
+# CUTTABLE_BYTES go out in a chunk or two and are not watched.
+REVOKED_POLL_S = 0.25
+CUTTABLE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -257,15 +261,34 @@ class GatewayApp:
             while message["type"] != "http.disconnect":
                 message = await receive()
 
+        async def revoked() -> None:
+            # A revoke stops downloads under way too, not only new requests: a leaked key
+            # must stop moving bytes within the second. A lookup is a dict read while the
+            # store's background round keeps the key fresh.
+            assert credential is not None
+            while True:
+                await asyncio.sleep(REVOKED_POLL_S)
+                live = await self.credentials.get(credential.access_key_id)
+                if live is None or live.revoked_at is not None:
+                    return
+
         pumping = asyncio.ensure_future(pump())
         watching = asyncio.ensure_future(watch())
+        tasks = {pumping, watching}
+        if credential is not None and stream.end - stream.start >= CUTTABLE_BYTES:
+            tasks.add(asyncio.ensure_future(revoked()))
         try:
-            await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pumping, watching):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(pumping, watching, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await stream.aclose()
+        if not done & {pumping, watching}:
+            # Cut short like a failed backend read (the status line has gone out).
+            request.event.error = "CredentialRevoked"
+            log.info("request %s: credential revoked after %d bytes were sent", request.id, sent)
+            return sent
         failed = pumping.exception() if pumping.done() and not pumping.cancelled() else None
         if failed is not None:
             # The status line has gone out, so the only honest signal left is a short body:

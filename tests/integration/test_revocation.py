@@ -6,21 +6,28 @@ instances behind a load balancer would.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, IncompleteReadError
+from urllib3.exceptions import ProtocolError
 
 from db.urls import is_sqlite, sqlite_path, sync_url
+from storage.local import LocalStorage
 from tests.support.ferry import Ferry, free_port, http
+
+MiB = 1024 * 1024
 
 
 def libpq_url(url: str) -> str:
@@ -168,3 +175,37 @@ def test_database_dump_holds_no_secret(cluster: Cluster) -> None:
     ]
     for secret in secrets_:
         assert secret not in dump
+
+
+def test_a_revoke_cuts_a_download_under_way(cluster: Cluster) -> None:
+    size = 4 * MiB
+
+    async def seed() -> None:
+        storage = LocalStorage(Path(cluster.ferry.env["FERRY_STORAGE_ROOT"]))
+        await storage.create_bucket("alice-data")
+
+        async def body() -> AsyncIterator[bytes]:
+            yield os.urandom(size)
+
+        await storage.put("alice-data", "slow.bin", body(), size=size)
+        await storage.close()
+
+    asyncio.run(seed())
+    # 256 KiB/s: the whole object would take 16 s, so the revoke lands mid-download.
+    cred = cluster.issue(prefixes=[""], max_bytes_per_second=256 * 1024)
+    body = client(cluster.gateways[1], cred).get_object(Bucket="alice-data", Key="slow.bin")["Body"]
+    received = len(body.read(64 * 1024))
+    status, _ = http(
+        "DELETE",
+        f"{cluster.ferry.api_url}/api/portability/credentials/{cred['access_key_id']}",
+        token=cluster.alice["api_key"],
+    )
+    assert status == 204
+    revoked = time.monotonic()
+    with pytest.raises((IncompleteReadError, ProtocolError)):
+        while chunk := body.read(64 * 1024):
+            received += len(chunk)
+    cut_after = time.monotonic() - revoked
+    print(f"cut {cut_after:.2f} s after the revoke, {received} of {size} bytes")
+    assert cut_after < 1.0
+    assert received < size // 2
