@@ -355,6 +355,10 @@ class GatewayApp:
         return credential
 
     async def _serve(self, request: _Request) -> _Reply:
+        if sum(1 for name, _ in request.header_list if name.lower() == b"host") > 1:
+            # RFC 9112 3.2: a request with more than one Host is answered 400. Which bucket
+            # (virtual-host style) and which signed host would it mean?
+            raise S3Error("InvalidRequest", "A request must carry exactly one Host header.")
         target = classify(
             request.method, request.raw_path, request.params, request.headers, self.settings.domain
         )

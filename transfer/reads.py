@@ -11,8 +11,9 @@ from transfer.exceptions import SourceChanged, TransferError, Transient
 from transfer.retry import translate
 from transfer.store import Item
 
-# Parts this large are hashed on a worker thread once read (hashlib and google_crc32c release
-# the GIL), so the event loop keeps serving the other lanes' sockets meanwhile.
+# Parts this large get their MD5 on a worker thread once read (hashlib releases the GIL), so
+# the event loop keeps serving the other lanes' sockets meanwhile; the cheap CRC32C (which
+# takes bytes only) is fed chunk by chunk as they arrive.
 HASH_ON_THREAD = 4 * 1024 * 1024
 
 
@@ -24,7 +25,7 @@ async def hash_md5(hasher: Hasher, buffer: bytearray) -> None:
 
 
 class SourceReads:
-    """Reads for ObjectCopier; every byte read is hashed on the way into its buffer."""
+    """Reads for ObjectCopier; every byte read is hashed (see HASH_ON_THREAD and `_read`)."""
 
     c: CopyContext
 
