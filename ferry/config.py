@@ -43,8 +43,13 @@ class StorageConfig:
     access_key_id: str = ""
     secret_access_key: Secret = Secret("")
     addressing_style: str = "path"
+    # s3 only: the longest wait for the backend's next byte (an answer's first one included)
+    # before the request fails; the gateway then answers 503, which clients retry.
+    timeout_seconds: int = 20
 
     def __post_init__(self) -> None:
+        if self.timeout_seconds <= 0:
+            raise ConfigError("storage.timeout_seconds: must be positive")
         if self.backend not in ("local", "s3"):
             raise ConfigError(f"storage.backend: unknown backend {self.backend!r} (local or s3)")
         if self.addressing_style not in ("path", "virtual"):

@@ -44,6 +44,7 @@ def build_storage(config: Config) -> Storage:
         access_key_id=s.access_key_id,
         secret_access_key=str(s.secret_access_key),
         addressing_style=s.addressing_style,
+        timeout_seconds=s.timeout_seconds,
     )
 
 

@@ -20,6 +20,7 @@ def open_storage(
     secret_access_key: str = "",
     session_token: str | None = None,
     addressing_style: str = "path",
+    timeout_seconds: float = 60.0,
 ) -> Storage:
     """The backend named by `backend`; raises ConfigError for a setting that cannot work.
 
@@ -48,5 +49,6 @@ def open_storage(
             secret_access_key,
             session_token=session_token,
             addressing_style=addressing_style,
+            read_timeout=timeout_seconds,
         )
     raise ConfigError(f"unknown storage backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -85,6 +85,7 @@ class S3Storage(Storage):
         backoff: float = 0.2,
         chunk_size: int = 256 * 1024,
         timeout: aiohttp.ClientTimeout | None = None,
+        read_timeout: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if addressing_style not in ADDRESSING_STYLES:
@@ -101,8 +102,11 @@ class S3Storage(Storage):
         self._retries = retries
         self._backoff = backoff
         self._chunk_size = chunk_size
-        # No total limit: a large body may legitimately take long; a silent peer may not.
-        self._timeout = timeout or aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        # No total limit: a large body may legitimately take long; a silent peer may not
+        # (read_timeout: the longest wait for an answer's first byte, or the next one).
+        self._timeout = timeout or aiohttp.ClientTimeout(
+            total=None, sock_connect=10, sock_read=read_timeout
+        )
         self._sleep = sleep
 
     # buckets
@@ -348,7 +352,9 @@ class S3Storage(Storage):
             try:
                 response = await self._send(method, bucket, key, query, headers or {}, body, None)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if last_try:
+                # A backend silent for the whole read timeout would likely be silent again:
+                # the caller hears at once (503 at the gateway) rather than after retries.
+                if last_try or isinstance(exc, TimeoutError):
                     raise BackendUnavailable(f"{what}: {exc or type(exc).__name__}") from exc
                 await self._pause(attempt)
                 continue

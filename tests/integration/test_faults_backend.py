@@ -16,6 +16,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ SYNC_RATE = 2 * MiB  # the sync's credential is throttled: the kill lands mid-sy
 STREAM_RATE = 1 * MiB  # and the streamed GET's, so the kill lands mid-body
 DOWN_SECONDS = 4.0
 ANSWER_BOUND = 10.0  # seconds a request may take while the backend is down
+READ_TIMEOUT = 3  # [storage] timeout_seconds of this installation (default 20)
 
 
 @dataclass
@@ -86,6 +88,7 @@ def installation(
             storage_endpoint_url=server.endpoint_url,
             storage_access_key_id=server.access_key_id,
             storage_secret_access_key=server.secret_access_key,
+            storage_timeout_seconds=str(READ_TIMEOUT),
         )
         user = ferry.create_user("backend-faults@example.com")
         ferry.run(
@@ -234,3 +237,30 @@ def test_backend_killed_mid_sync_answers_slowdown_and_aws_cli_finishes(
     # The gateway is itself again: a plain GET works.
     with _get(inst, "probe", BIG[1], timeout=30) as again:
         assert again.status == 200 and again.read() == inst.files[BIG[1]]
+
+
+def test_a_backend_that_hangs_is_answered_503_after_one_read_timeout(
+    installation: Installation,
+) -> None:
+    # Not dead but silent (SIGSTOP: the kernel still accepts connections): the gateway gives
+    # up after [storage] timeout_seconds, once rather than once per retry, and says 503.
+    inst = installation
+    _wait_backend_ready(inst)
+    pid = inst.process.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with _get(inst, "probe", BIG[1], timeout=ANSWER_BOUND * 2) as probe:
+            body = probe.read().decode()
+        took = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert probe.status == 503, (probe.status, body)
+    code = re.search(r"<Code>([^<]+)</Code>", body)
+    assert code is not None and code.group(1) in ("SlowDown", "ServiceUnavailable"), body
+    assert READ_TIMEOUT - 0.5 < took < READ_TIMEOUT + 2.5, f"the answer took {took:.1f}s"
+
+    _wait_backend_ready(inst)
+    with _get(inst, "probe", BIG[1], timeout=ANSWER_BOUND) as again:
+        assert again.status == 200
+        assert hashlib.sha256(again.read()).digest() == hashlib.sha256(inst.files[BIG[1]]).digest()
