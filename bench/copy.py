@@ -12,6 +12,9 @@ s5cmd. Then, each into a fresh target bucket:
     rclone tuned     --transfers 16 --s3-upload-concurrency 8 --s3-chunk-size 16M
     s5cmd upload     `s5cmd cp` of the same files from local disk: the target's ingest limit
 
+With `--repeat N` the copies run in N rounds, each round running every one of them once (in
+a rotated order), and each row is its median: noise then falls on every tool alike.
+
 Every run is a child process, so its peak RSS and CPU time (from wait4) are its own; the
 SeaweedFS servers' CPU time during each run is read from /proc. On this 2-core machine the
 servers take about 1.3 cores, so the client's CPU seconds decide the wall time. Ferry's child
@@ -216,17 +219,32 @@ async def _ferry_child(spec_path: str) -> None:
         raise SystemExit(f"ferry: some objects were checked by size only: {report['verified']}")
 
 
-def _median(run: Callable[[], Run], times: int) -> Run:
-    """The run with the median wall time of `times` (the machine is shared and noisy)."""
-    results = sorted((run() for _ in range(max(1, times))), key=lambda r: r.wall)
-    return results[len(results) // 2]
+def _median(runs: list[Run]) -> Run:
+    """The run with the median wall time (the machine is shared and noisy)."""
+    ordered = sorted(runs, key=lambda r: r.wall)
+    return ordered[len(ordered) // 2]
+
+
+def _interleaved(runners: list[tuple[str, Callable[[], Run]]], repeat: int) -> dict[str, Run]:
+    """Each runner's median over `repeat` rounds, every round running each once in turn.
+
+    Rounds rather than one tool's runs back to back: a stretch of noise, or SeaweedFS still
+    busy after the seeding upload, then falls on every tool alike, not on whichever came first.
+    The order rotates each round, so no tool always follows the same one.
+    """
+    results: dict[str, list[Run]] = {name: [] for name, _ in runners}
+    for round_ in range(max(1, repeat)):
+        shift = round_ % len(runners)
+        for name, run in runners[shift:] + runners[:shift]:
+            results[name].append(run())
+    return {name: _median(runs) for name, runs in results.items()}
 
 
 def _others(
-    source: Any, source_bucket: str, target: Any, data: Path, repeat: int
-) -> list[tuple[str, Run]]:
+    source: Any, source_bucket: str, target: Any, data: Path
+) -> list[tuple[str, Callable[[], Run]]]:
     """rclone (default and tuned) and the target's ingest limit (s5cmd from local disk)."""
-    rows: list[tuple[str, Run]] = []
+    runners: list[tuple[str, Callable[[], Run]]] = []
     rclone = _tool("rclone")
     env = _rclone_env(source, target)
     tuned = ["--transfers", "16", "--s3-upload-concurrency", "8", "--s3-chunk-size", "16M"]
@@ -236,14 +254,14 @@ def _others(
             bucket = target.new_bucket("rclone")
             return _run([rclone, "copy", *flags, f"SRC:{source_bucket}", f"DST:{bucket}"], env)
 
-        rows.append((name, _median(run_rclone, repeat)))
+        runners.append((name, run_rclone))
 
     def s5cmd() -> Run:
         bucket = target.new_bucket("s5cmd")
         return _run(_s5cmd(target, ["cp", f"{data}/*", f"s3://{bucket}/"]), _s3_env(target))
 
-    rows.append(("s5cmd upload (ingest limit)", _median(s5cmd, repeat)))
-    return rows
+    runners.append(("s5cmd upload (ingest limit)", s5cmd))
+    return runners
 
 
 FERRY_PROCESS = "ferry, process (verify on)"
@@ -251,7 +269,7 @@ FERRY_JOB = "ferry, the job alone"
 
 
 def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespace) -> None:
-    repeat = f", median of {args.repeat} runs" if args.repeat > 1 else ""
+    repeat = f", median of {args.repeat} interleaved rounds" if args.repeat > 1 else ""
     mib = total / MiB
     print(
         f"\n{args.big_mib} MiB object + {args.small} x {args.small_kib} KiB "
@@ -294,7 +312,9 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a TransferConfig field for Ferry's runs, e.g. part_size=8388608 (repeatable)",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="run each copy this many times")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every copy; each row is the median"
+    )
     parser.add_argument("--ferry-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ferry_child:
@@ -321,11 +341,14 @@ def main() -> None:
         def ferry() -> Run:
             return _ferry(source, source_bucket, target, target.new_bucket("ferry"), work)
 
-        run = _median(ferry, args.repeat)
+        runners = [(FERRY_PROCESS, ferry)]
+        if not args.ferry_only:
+            runners.extend(_others(source, source_bucket, target, data))
+        medians = _interleaved(runners, args.repeat)
+        run = medians[FERRY_PROCESS]
         rows.append((FERRY_PROCESS, run))
         rows.append((FERRY_JOB, run._replace(wall=sorted(JOB_SECONDS)[len(JOB_SECONDS) // 2])))
-        if not args.ferry_only:
-            rows.extend(_others(source, source_bucket, target, data, args.repeat))
+        rows.extend((name, medians[name]) for name, _ in runners[1:])
         _print_rows(rows, total, args)
 
         if args.rss_check:
