@@ -268,7 +268,13 @@ class GatewayApp:
             assert credential is not None
             while True:
                 await asyncio.sleep(REVOKED_POLL_S)
-                live = await self.credentials.get(credential.access_key_id)
+                try:
+                    live = await self.credentials.get(credential.access_key_id)
+                except Exception as exc:
+                    # The database is out of reach: new requests are refused meanwhile, but
+                    # a download that was allowed goes on rather than every one being cut.
+                    log.debug("request %s: revocation check failed: %s", request.id, exc)
+                    continue
                 if live is None or live.revoked_at is not None:
                     return
 
