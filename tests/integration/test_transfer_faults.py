@@ -3,7 +3,6 @@ and server-side copies on one endpoint."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import logging
@@ -21,6 +20,7 @@ from tests.fixtures.servers import S3Server
 from tests.support.faultproxy import FaultProxy, Seen
 from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
+from transfer.checksums import b64
 
 MiB = 1024 * 1024
 QUICK = {
@@ -166,7 +166,7 @@ async def test_a_source_etag_that_is_not_the_md5_of_its_bytes_is_caught_and_they
     # carried the MD5 of the bytes. The other objects were then hashed here, one PUT each.
     liar = [s for s in puts if s.key == "a-liar.bin"]
     assert [s.content_md5 for s in liar] == [
-        _b64(bytes.fromhex(false_etag)),
+        b64(bytes.fromhex(false_etag)),
         _md5(objects["a-liar.bin"]),
     ]
     assert liar[0].status == 400 and liar[1].status == 200
@@ -180,12 +180,8 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode()
-
-
 def _md5(body: bytes) -> str:
-    return _b64(hashlib.md5(body, usedforsecurity=False).digest())
+    return b64(hashlib.md5(body, usedforsecurity=False).digest())
 
 
 async def test_slowdown_and_resets_on_10_percent_still_complete_and_a_403_fails_at_once(
