@@ -58,19 +58,22 @@ class Run(NamedTuple):
     wall: float
     rss: int
     cpu: float  # user + system seconds of the child: what it took from the shared cores
-    servers_cpu: float  # the same of both SeaweedFS servers during the run
+    source_cpu: float  # the same of the source SeaweedFS server during the run
+    target_cpu: float  # and of the target's
 
 
 # The SeaweedFS servers' process ids: their CPU time is read around each run.
 SERVER_PIDS: list[int] = []
 
 
-def _servers_cpu() -> float:
-    ticks = 0
+def _servers_cpu() -> list[float]:
+    """CPU seconds so far of each SeaweedFS server (source, target)."""
+    seconds = []
     for pid in SERVER_PIDS:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        seconds.append(ticks / os.sysconf("SC_CLK_TCK"))
+    return seconds
 
 
 def _tool(name: str) -> str:
@@ -96,7 +99,8 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> Run:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{args[0]} failed:\n{output[-3000:]}")
     cpu = usage.ru_utime + usage.ru_stime
-    return Run(wall, usage.ru_maxrss * 1024, cpu, _servers_cpu() - servers_before)
+    source_cpu, target_cpu = (b - a for a, b in zip(servers_before, _servers_cpu(), strict=True))
+    return Run(wall, usage.ru_maxrss * 1024, cpu, source_cpu, target_cpu)
 
 
 def _write_data(directory: Path, big_mib: int, small: int, small_kib: int) -> int:
@@ -166,7 +170,8 @@ def _ferry(source: Any, source_bucket: str, target: Any, target_bucket: str, wor
             str(spec),
         ]
     )
-    JOB_SECONDS.append(float(spec.with_suffix(".job").read_text()))
+    wall, cpu = (float(field) for field in spec.with_suffix(".job").read_text().split())
+    JOBS.append(run._replace(wall=wall, cpu=cpu))
     return run
 
 
@@ -177,7 +182,7 @@ FERRY_SETTINGS: dict[str, int | str] = {}
 # without the process's start-up and the fresh database's migrations. A Ferry worker is a
 # running service, so this is what a user waits for; rclone is a program, so its wall
 # time includes its own (small) start-up.
-JOB_SECONDS: list[float] = []
+JOBS: list[Run] = []  # wall and CPU seconds the job's own; RSS and servers' CPU the process's
 
 
 def _end(server: Any, bucket: str) -> dict[str, str]:
@@ -207,10 +212,12 @@ async def _ferry_child(spec_path: str) -> None:
         worker_id="bench",
         config=TransferConfig(**spec["settings"]),
     )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     request_id = await new_transfer(sessions)
     done = await run_until_final(worker, sessions, request_id, timeout=3600)
-    Path(spec_path).with_suffix(".job").write_text(str(time.perf_counter() - started))
+    Path(spec_path).with_suffix(".job").write_text(
+        f"{time.perf_counter() - started} {time.process_time() - cpu_started}"
+    )
     await engine.dispose()
     report = (done.meta or {})["report"]
     if done.status != "completed" or report["objects"]["copied"] != report["objects"]["total"]:
@@ -277,13 +284,13 @@ def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespac
     )
     print(
         f"| {'run':<28} | {'wall s':>7} | {'MiB/s':>7} | {'peak RSS MiB':>12} "
-        f"| {'CPU s':>6} | {'servers CPU s':>13} |"
+        f"| {'CPU s':>6} | {'source CPU s':>12} | {'target CPU s':>12} |"
     )
-    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 14}|{'-' * 8}|{'-' * 15}|")
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 14}|{'-' * 8}|{'-' * 14}|{'-' * 14}|")
     for name, run in rows:
         print(
             f"| {name:<28} | {run.wall:7.2f} | {mib / run.wall:7.1f} | {run.rss / MiB:12.0f} "
-            f"| {run.cpu:6.1f} | {run.servers_cpu:13.1f} |"
+            f"| {run.cpu:6.1f} | {run.source_cpu:12.1f} | {run.target_cpu:12.1f} |"
         )
     walls = {name: run.wall for name, run in rows}
     if "rclone default" not in walls:
@@ -347,7 +354,7 @@ def main() -> None:
         medians = _interleaved(runners, args.repeat)
         run = medians[FERRY_PROCESS]
         rows.append((FERRY_PROCESS, run))
-        rows.append((FERRY_JOB, run._replace(wall=sorted(JOB_SECONDS)[len(JOB_SECONDS) // 2])))
+        rows.append((FERRY_JOB, _median(JOBS)))
         rows.extend((name, medians[name]) for name, _ in runners[1:])
         _print_rows(rows, total, args)
 
