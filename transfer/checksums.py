@@ -61,18 +61,18 @@ class Digest:
     """What was read: its size, MD5 and (when asked for) a flexible checksum."""
 
     size: int
-    md5: bytes
+    md5: bytes | None  # None: not hashed, the checksum alone proves the bytes (see Hasher)
     checksum: bytes | None = None
     # True: `md5` is the source's ETag, not hashed here; the target checks it (Content-MD5).
     md5_from_source: bool = False
 
     @property
-    def md5_hex(self) -> str:
-        return self.md5.hex()
+    def md5_hex(self) -> str | None:
+        return None if self.md5 is None else self.md5.hex()
 
     @property
-    def md5_b64(self) -> str:
-        return b64(self.md5)
+    def md5_b64(self) -> str | None:
+        return None if self.md5 is None else b64(self.md5)
 
     @property
     def checksum_b64(self) -> str | None:
@@ -80,11 +80,16 @@ class Digest:
 
 
 class Hasher:
-    """MD5 (unless the source's is taken) and an optional flexible checksum, fed in order."""
+    """MD5 (unless the source's is taken, or `md5` is False) and an optional flexible
+    checksum, fed in order."""
 
-    def __init__(self, algorithm: str | None, *, source_md5: bytes | None = None) -> None:
+    def __init__(
+        self, algorithm: str | None, *, source_md5: bytes | None = None, md5: bool = True
+    ) -> None:
+        if not md5 and algorithm is None:
+            raise ValueError("without an MD5 a flexible checksum is needed")
         self._source_md5 = source_md5
-        self._md5 = hashlib.md5(usedforsecurity=False) if source_md5 is None else None
+        self._md5 = hashlib.md5(usedforsecurity=False) if md5 and source_md5 is None else None
         self._checksum: _Hash | None = None if algorithm is None else new_checksum(algorithm)
         self._size = 0
 
@@ -105,10 +110,9 @@ class Hasher:
 
     def result(self) -> Digest:
         checksum = None if self._checksum is None else self._checksum.digest()
-        if self._md5 is None:
-            assert self._source_md5 is not None
+        if self._source_md5 is not None:
             return Digest(self._size, self._source_md5, checksum, md5_from_source=True)
-        return Digest(self._size, self._md5.digest(), checksum)
+        return Digest(self._size, None if self._md5 is None else self._md5.digest(), checksum)
 
 
 def multipart_etag(part_md5s: Iterable[bytes]) -> str:

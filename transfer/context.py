@@ -43,6 +43,9 @@ class CopyContext:
     # Whether a source's plain-hex ETag may stand in for the MD5 of a single PUT's body;
     # cleared for the job the first time one does not match the bytes.
     source_md5: bool = True
+    # Whether the target refuses a part whose flexible checksum does not match its bytes;
+    # None until ObjectCopier._probe has asked it. True: parts are not hashed with MD5.
+    checksum_checked: bool | None = None
 
 
 def object_headers(info: ObjectInfo) -> dict[str, str]:

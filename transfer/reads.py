@@ -60,7 +60,7 @@ class SourceReads:
                 raise translate(exc, side) from exc
             finally:
                 await stream.aclose()
-            return hasher.result().md5_hex
+            return hasher.result().md5_hex or ""  # Hasher(None) always hashes MD5
 
         return await self.c.retry.call(f"read back {key!r}", read)
 
@@ -97,8 +97,10 @@ class SourceReads:
         algorithm: str | None,
         *,
         whole_object: bool = False,
+        md5: bool = True,
     ) -> tuple[bytearray, Digest, ObjectInfo]:
-        """Bytes start..start+length of the source, hashed as they arrive.
+        """Bytes start..start+length of the source, hashed as they arrive (`md5=False`: with
+        the flexible checksum alone, for a target that checks it; see ObjectCopier._probe).
 
         A whole object read for one PUT skips the MD5 when the source's ETag is one and a
         flexible checksum is hashed instead (as rclone does): the ETag goes out as the
@@ -123,8 +125,10 @@ class SourceReads:
             and info.etag_is_md5
             and is_plain_md5(info.etag)
         )
-        hasher = Hasher(algorithm, source_md5=bytes.fromhex(info.etag) if take_source_md5 else None)
-        on_thread = length >= HASH_ON_THREAD and not take_source_md5
+        hasher = Hasher(
+            algorithm, source_md5=bytes.fromhex(info.etag) if take_source_md5 else None, md5=md5
+        )
+        on_thread = md5 and length >= HASH_ON_THREAD and not take_source_md5
         position = 0
         try:
             self._same_version(

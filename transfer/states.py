@@ -27,7 +27,9 @@ How an object was verified (`transfer_items.verified`), as the report counts the
     etag                 the target's ETag equals the MD5 (single part) or md5(part md5s)-N
                          computed while reading the source
     etag+crc32c          ... and the target's CRC32C (or +sha256) equals ours as well
-    checksum-crc32c      the ETag is not an MD5 on this target; its checksum equals ours
+    checksum-crc32c      the target's CRC32C (or sha256) equals ours, and the ETag was not
+                         compared: it is not an MD5 on this target, or the parts were not
+                         hashed with MD5 because the target checks each part's checksum
     size                 neither could be compared: only the size was checked
     ...+full             the object was read back from the target and hashed (verify="full")
     server-copy+md5      copied server-side; read back and equal to the source's MD5 ETag

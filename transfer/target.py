@@ -81,11 +81,13 @@ class TargetClient:
         key: str,
         body: bytes | bytearray,
         *,
-        md5_b64: str,
+        md5_b64: str | None,
         headers: Mapping[str, str],
         checksum: tuple[str, str] | None = None,
     ) -> Ack:
-        request = {**headers, "Content-MD5": md5_b64, **_checksum_headers(checksum)}
+        request = {**headers, **_checksum_headers(checksum)}
+        if md5_b64 is not None:
+            request["Content-MD5"] = md5_b64
         _, answer, _ = await self._send("PUT", key, (), request, body, checksum is not None)
         return Ack(_etag(answer), _echoed(answer))
 
@@ -110,11 +112,13 @@ class TargetClient:
         part_number: int,
         body: bytes | bytearray,
         *,
-        md5_b64: str,
+        md5_b64: str | None,
         checksum: tuple[str, str] | None = None,
     ) -> Ack:
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
-        request = {"Content-MD5": md5_b64, **_checksum_headers(checksum)}
+        request = _checksum_headers(checksum)
+        if md5_b64 is not None:
+            request["Content-MD5"] = md5_b64
         _, answer, _ = await self._send("PUT", key, query, request, body, checksum is not None)
         return Ack(_etag(answer), _echoed(answer))
 

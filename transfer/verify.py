@@ -35,7 +35,9 @@ class Verification(SourceReads):
                 f"{what}: the target answered {algorithm} {answered}, "
                 f"the bytes sent have {digest.checksum_b64}"
             )
-        if is_plain_md5(ack.etag) and ack.etag.lower() != digest.md5_hex:
+        # Not hashed with MD5 (the target proved it checks the checksum): nothing to compare.
+        hashed = digest.md5 is not None
+        if hashed and is_plain_md5(ack.etag) and ack.etag.lower() != digest.md5_hex:
             # With an explicit checksum setting the checksum is the proof and the ETag may be
             # opaque (encryption at rest); otherwise a hex ETag that is not our MD5 means
             # other bytes were stored.
@@ -55,10 +57,13 @@ class Verification(SourceReads):
         return "size"
 
     async def _verify_multipart(self, item: Item, parts: list[StoredPart], ack: Ack) -> str:
+        # Parts sent to a target that checks their checksums were not hashed with MD5: the
+        # ETag then cannot be compared, and the object's checksum must be.
+        hashed = all(p.md5 for p in parts)
         expected = multipart_etag(bytes.fromhex(p.md5 or "") for p in parts)
         etag_ok = False
         trust_checksum = self.c.destination.checksum in ("crc32c", "sha256")
-        if is_md5_etag(ack.etag):
+        if hashed and is_md5_etag(ack.etag):
             etag_ok = ack.etag.lower() == expected
             if not etag_ok and not trust_checksum:
                 raise VerificationFailed(
@@ -68,6 +73,12 @@ class Verification(SourceReads):
         algorithm = item.checksum
         if algorithm and all(p.checksum for p in parts):
             answered = ack.checksums.get(algorithm)
+            if not answered and not hashed:
+                head = await self.c.retry.call(
+                    f"HEAD target {item.target_key!r}",
+                    lambda: self.c.target.head(item.target_key),
+                )
+                answered = head[0].checksums.get(algorithm) if head else None
             if answered:
                 wanted = composite_checksum(
                     algorithm, (base64.b64decode(p.checksum or "") for p in parts)
@@ -78,6 +89,12 @@ class Verification(SourceReads):
                         f"the completed object has {algorithm} {answered}; "
                         f"the parts read give {wanted}"
                     )
+        if not hashed and not checksum_ok:
+            self.c.checksum_checked = False  # the next try hashes the parts with MD5
+            raise VerificationFailed(
+                f"the target answered no {algorithm} for the completed object, and its parts "
+                "were not hashed with MD5"
+            )
         if trust_checksum and not checksum_ok and not etag_ok and is_md5_etag(ack.etag):
             raise VerificationFailed(
                 f"the completed object has ETag {ack.etag}; the parts read give {expected}"

@@ -21,6 +21,8 @@ from tests.support.faultproxy import FaultProxy, Seen
 from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
 from transfer.checksums import b64
+from transfer.copier import PROBE_PART
+from transfer.store import JobStore
 
 MiB = 1024 * 1024
 QUICK = {
@@ -107,14 +109,23 @@ async def test_corrupted_parts_and_wrong_etags_are_retried_or_failed_never_verif
             assert items[key]["error"].startswith("verification-failed"), items[key]["error"]
         assert {f["key"] for f in meta["report"]["failures"]} == {"always.bin", "etag-lie.bin"}
         assert "2 of 4 objects failed" in meta["error"]
+        # SeaweedFS refused the checksum probe: it checks each part's CRC32C, so the parts
+        # went without an MD5 and the flipped byte was refused on arrival. moto took the
+        # probe: the parts carried Content-MD5 and their ETags were compared (moto answers no
+        # checksum for the completed object).
+        checks = target_name == "seaweedfs_b"
+        assert items["once.bin"]["state"] == items["fine.txt"]["state"] == "done"
+        assert items["once.bin"]["verified"] == ("checksum-crc32c" if checks else "etag")
+        assert items["fine.txt"]["verified"].startswith("etag")
         for key in ("once.bin", "fine.txt"):
-            assert items[key]["state"] == "done"
-            assert items[key]["verified"].startswith("etag")
             assert _sha(_read(target, destination, key)) == _sha(objects[key])
+        parts = [s for s in proxy.seen if s.operation == "UploadPart"]
+        probes = [s for s in parts if s.part_number == PROBE_PART]
+        # One probe per run of the job by a worker (the retried objects took more than one).
+        assert probes and {(s.size, s.status) for s in probes} == {(1, 400 if checks else 200)}
+        assert all((s.content_md5 is None) == checks for s in parts if s not in probes)
         # The corrupted part was sent again, and only it.
-        sent = [
-            s.part_number for s in proxy.seen if s.operation == "UploadPart" and s.key == "once.bin"
-        ]
+        sent = [s.part_number for s in parts if s.key == "once.bin" and s not in probes]
         assert sorted(sent) == [1, 2, 2, 3]
         # The persistent corruption: 3 tries per attempt, 2 attempts of the object.
         assert proxy.count("UploadPart", "always.bin") >= 6
@@ -260,3 +271,51 @@ async def test_same_endpoint_copies_server_side_pinned_and_verified(
     assert ops["UploadPart"] == 0 and ops["PutObject"] == 0
     for key, body in objects.items():
         assert _sha(_read(seaweedfs, destination, "copy/" + key)) == _sha(body)
+
+
+@pytest.mark.parametrize("target_name", ["seaweedfs_b", "moto_server"])
+async def test_a_worker_that_dies_right_after_completing_an_upload_is_not_made_to_send_it_again(
+    request: pytest.FixtureRequest,
+    target_name: str,
+    seaweedfs: S3Server,
+    db_sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The window between CompleteMultipartUpload and recording it: the first record of the
+    # finished object fails as a crash there would. The next try finds the upload gone and
+    # the object complete, and checks it against the parts it stored: on SeaweedFS (which
+    # checks part checksums, so the parts have no MD5) by the composite CRC32C, on moto by
+    # the multipart ETag.
+    target: S3Server = request.getfixturevalue(target_name)
+    body = os.urandom(11 * MiB)
+    bucket = _fill(seaweedfs, {"big.bin": body})
+    destination = target.new_bucket("dst")
+    real_record_done = JobStore.record_done
+    crashes: list[str] = []
+
+    async def record_done_once_fails(self: JobStore, item: Any, **kwargs: Any) -> None:
+        if not crashes:
+            crashes.append(item.key)
+            raise RuntimeError("the worker died here")
+        await real_record_done(self, item, **kwargs)
+
+    monkeypatch.setattr(JobStore, "record_done", record_done_once_fails)
+    async with FaultProxy(target.endpoint_url) as proxy:
+        worker = TransferWorker(
+            db_sessions,
+            resolve=resolver(
+                s3_end(seaweedfs, bucket), s3_end(target, destination, endpoint_url=proxy.url)
+            ),
+            worker_id="dies-after-complete",
+            config=TransferConfig(**QUICK),
+        )
+        done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))
+
+    assert crashes == ["big.bin"]
+    assert done.status == "completed", done.meta
+    item = _items(done.meta or {})["big.bin"]
+    assert item["verified"] == ("checksum-crc32c" if target_name == "seaweedfs_b" else "etag")
+    assert proxy.count("CreateMultipartUpload") == proxy.count("CompleteMultipartUpload") == 1
+    sent = [s.part_number for s in proxy.seen if s.operation == "UploadPart"]
+    assert sorted(n for n in sent if n != PROBE_PART) == [1, 2, 3]
+    assert _sha(_read(target, destination, "big.bin")) == _sha(body)

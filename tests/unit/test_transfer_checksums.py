@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
+import pytest
+
 from transfer.checksums import (
     Hasher,
     composite_checksum,
@@ -90,3 +92,15 @@ def test_md5_fed_apart_from_the_checksum_gives_the_same_digest() -> None:
     split.update_checksum(PART1)
     split.update_md5(bytearray(PART1))
     assert whole.result() == split.result()
+
+
+def test_a_hasher_without_md5_gives_the_checksum_alone() -> None:
+    hasher = Hasher("crc32c", md5=False)
+    hasher.update(PART1)
+    result = hasher.result()
+    with_md5 = Hasher("crc32c")
+    with_md5.update(PART1)
+    assert result.md5 is None and result.md5_hex is None and result.md5_b64 is None
+    assert result.checksum == with_md5.result().checksum and result.size == len(PART1)
+    with pytest.raises(ValueError, match="flexible checksum"):
+        Hasher(None, md5=False)

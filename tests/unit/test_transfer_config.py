@@ -36,6 +36,7 @@ def test_a_5_tib_object_needs_parts_of_525_mib() -> None:
         ({"bandwidth_limit": 0}, "bandwidth_limit"),
         ({"heartbeat_seconds": 20, "lease_seconds": 30}, "heartbeat_seconds"),
         ({"object_concurrency": 0}, "object_concurrency"),
+        ({"read_ahead_parts": -1}, "read_ahead_parts"),
     ],
 )
 def test_bad_settings_are_refused(settings: dict[str, object], complaint: str) -> None:
