@@ -282,7 +282,7 @@ class ObjectCopier(Verification):
             raise
 
     async def _probe(self, item: Item, count: int) -> None:
-        """Ask the target, once per job, whether it checks the flexible checksum of a part.
+        """Ask the target, once per run of a job, whether it checks a part's flexible checksum.
 
         The question is part 10,000 of an upload with fewer parts: one byte, sent with the
         checksum of another. A target that refuses it (SeaweedFS and S3 do) checks every
