@@ -42,6 +42,8 @@ from transfer.throttle import MemoryBudget, TokenBucket
 
 log = logging.getLogger(__name__)
 
+PLANNING_POLL = 0.1  # seconds between claims that find nothing while the source is listed
+
 
 class JobRunner:
     """Runs one transfer job in this worker until it has nothing left to do here."""
@@ -183,25 +185,37 @@ class JobRunner:
 
     async def _plan_and_copy(self, copier: ObjectCopier, state: str) -> None:
         log.debug("job %s is %s", self.request_id, state)
+        planning: asyncio.Task[None] | None = None
         if state == states.PLANNING and await self.store.claim_planning(self.request_id):
             self._planning = True
             self.worked = True
-            try:
-                await plan(
-                    request_id=self.request_id,
-                    source=self.source,
-                    destination=self.destination,
-                    store=self.store,
-                    retry=copier.c.retry,
-                    page_size=self.config.list_page_size,
-                    target_is_empty=lambda: self._target_is_empty(copier),
-                    stopping=lambda: self.cancelled or self.stop.is_set(),
-                )
-            finally:
-                self._planning = False
-        job = await self.store.job(self.request_id)
-        copier.c.check_target = job is None or not job.target_empty
-        await self._copy_items(copier)
+            planning = asyncio.create_task(self._plan(copier))
+        else:
+            job = await self.store.job(self.request_id)
+            copier.c.check_target = job is None or not job.target_empty
+        try:
+            # Copying starts with the first page stored, not after the last: listing a
+            # bucket of a million objects takes minutes.
+            await self._copy_items(copier, planning)
+        finally:
+            if planning is not None and not planning.done():
+                planning.cancel()
+                await asyncio.gather(planning, return_exceptions=True)
+
+    async def _plan(self, copier: ObjectCopier) -> None:
+        try:
+            await plan(
+                request_id=self.request_id,
+                source=self.source,
+                destination=self.destination,
+                store=self.store,
+                retry=copier.c.retry,
+                page_size=self.config.list_page_size,
+                target_is_empty=lambda: self._target_is_empty(copier),
+                stopping=lambda: self.cancelled or self.stop.is_set(),
+            )
+        finally:
+            self._planning = False
 
     async def _target_is_empty(self, copier: ObjectCopier) -> bool:
         d = self.destination
@@ -211,9 +225,13 @@ class JobRunner:
             # Not allowed to list (or not now): look for each object with a HEAD instead.
             log.info("cannot list the target (%s); checking objects one by one", exc)
             return False
-        return not page.objects and not page.common_prefixes
+        empty = not page.objects and not page.common_prefixes
+        copier.c.check_target = not empty  # before the first page is stored, so in time
+        return empty
 
-    async def _copy_items(self, copier: ObjectCopier) -> None:
+    async def _copy_items(
+        self, copier: ObjectCopier, planning: asyncio.Task[None] | None = None
+    ) -> None:
         # Claiming and recording run beside the copies rather than between them: a loop
         # that waited for the database left copy slots empty while it answered, which
         # halved the rate for small objects.
@@ -227,6 +245,9 @@ class JobRunner:
         backlog = 2 * slots
         try:
             while not self.cancelled and not self.stop.is_set():
+                if planning is not None and planning.done():
+                    planning.result()  # a planning error ends the job's run, as before
+                    planning, exhausted = None, False  # the last pages: claim again
                 while self._queued and len(self._active) < slots:
                     self._start(copier, self._queued.pop(next(iter(self._queued))))
                 if flushing is None and self._finished.due():
@@ -235,13 +256,18 @@ class JobRunner:
                 idle = not self._active and not self._queued
                 if claiming is None and not exhausted and (room >= backlog // 2 or idle):
                     claiming = asyncio.create_task(self.store.claim_items(self.request_id, room))
-                busy = [t for t in (claiming, flushing) if t is not None]
+                busy = [t for t in (claiming, flushing, planning) if t is not None]
                 if not self._active and not busy and not self._queued:
                     break
                 await asyncio.wait(
                     [*self._active.values(), *busy, stop_waiter],
+                    # While the source is being listed, an empty claim is tried again soon:
+                    # the next page may be stored by then.
+                    timeout=PLANNING_POLL if planning is not None and exhausted else None,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if planning is not None:
+                    exhausted = False
                 if flushing is not None and flushing.done():
                     failed = flushing.exception()
                     flushing = None
