@@ -194,8 +194,8 @@ class JobRunner:
             job = await self.store.job(self.request_id)
             copier.c.check_target = job is None or not job.target_empty
         try:
-            # Copying starts with the first page stored, not after the last: listing a
-            # bucket of a million objects takes minutes.
+            # Copying starts with the first page stored, not after the last: a bucket of a
+            # million objects is a thousand pages, each listed and stored.
             await self._copy_items(copier, planning)
         finally:
             if planning is not None and not planning.done():
