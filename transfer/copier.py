@@ -11,7 +11,6 @@ resume it; a resumed upload is reconciled with ListParts and only missing parts 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import Awaitable, Iterator
@@ -23,7 +22,6 @@ from transfer.checksums import (
     Digest,
     Hasher,
     b64,
-    composite_checksum,
     is_plain_md5,
     multipart_etag,
     new_checksum,
@@ -97,9 +95,7 @@ class ObjectCopier(Verification):
     # skip
 
     async def _already_there(self, item: Item) -> bool:
-        head = await self.c.retry.call(
-            f"HEAD target {item.target_key!r}", lambda: self.c.target.head(item.target_key)
-        )
+        head = await self._head_target(item)
         if head is None:
             return False
         ack, _ = head
@@ -366,9 +362,7 @@ class ObjectCopier(Verification):
         summed = algorithm is not None and all(p.checksum for p in stored)
         if server or not stored or not (hashed or summed):
             return False
-        head = await self.c.retry.call(
-            f"HEAD target {item.target_key!r}", lambda: self.c.target.head(item.target_key)
-        )
+        head = await self._head_target(item)
         if head is None or head[0].size != item.size:
             return False
         if hashed:
@@ -377,9 +371,7 @@ class ObjectCopier(Verification):
             verified = "etag"
         else:
             assert algorithm is not None
-            wanted = composite_checksum(
-                algorithm, (base64.b64decode(p.checksum or "") for p in stored)
-            )
+            wanted = self._parts_checksum(algorithm, stored)
             if not same_checksum(head[0].checksums.get(algorithm), wanted):
                 return False
             verified = f"checksum-{algorithm}"
@@ -490,9 +482,7 @@ class ObjectCopier(Verification):
         except UploadGone:
             # A retried Complete whose first answer was lost on the way finds no upload: the
             # object may be complete. Verification below decides whether it is ours.
-            head = await self.c.retry.call(
-                f"HEAD target {item.target_key!r}", lambda: self.c.target.head(item.target_key)
-            )
+            head = await self._head_target(item)
             if head is None:
                 raise Transient(f"upload of {item.key!r} vanished before completion") from None
             return head[0]

@@ -8,6 +8,7 @@ only the size is, and the method recorded says so. `verify="full"` reads the tar
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 from transfer.checksums import (
     Digest,
@@ -74,15 +75,10 @@ class Verification(SourceReads):
         if algorithm and all(p.checksum for p in parts):
             answered = ack.checksums.get(algorithm)
             if not answered and not hashed:
-                head = await self.c.retry.call(
-                    f"HEAD target {item.target_key!r}",
-                    lambda: self.c.target.head(item.target_key),
-                )
+                head = await self._head_target(item)
                 answered = head[0].checksums.get(algorithm) if head else None
             if answered:
-                wanted = composite_checksum(
-                    algorithm, (base64.b64decode(p.checksum or "") for p in parts)
-                )
+                wanted = self._parts_checksum(algorithm, parts)
                 checksum_ok = same_checksum(answered, wanted)
                 if not checksum_ok:
                     raise VerificationFailed(
@@ -124,10 +120,18 @@ class Verification(SourceReads):
             return "server-copy+full"
         return "server-copy+size"
 
-    async def _check_size(self, item: Item) -> None:
-        head = await self.c.retry.call(
+    async def _head_target(self, item: Item) -> tuple[Ack, Mapping[str, str]] | None:
+        return await self.c.retry.call(
             f"HEAD target {item.target_key!r}", lambda: self.c.target.head(item.target_key)
         )
+
+    @staticmethod
+    def _parts_checksum(algorithm: str, parts: list[StoredPart]) -> str:
+        """The composite checksum the target should answer for an object of these parts."""
+        return composite_checksum(algorithm, (base64.b64decode(p.checksum or "") for p in parts))
+
+    async def _check_size(self, item: Item) -> None:
+        head = await self._head_target(item)
         if head is None or head[0].size != item.size:
             found = "nothing" if head is None else f"{head[0].size} bytes"
             raise VerificationFailed(f"the target holds {found}; {item.size} bytes were sent")
