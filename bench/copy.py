@@ -60,6 +60,7 @@ class Run(NamedTuple):
     cpu: float  # user + system seconds of the child: what it took from the shared cores
     source_cpu: float  # the same of the source SeaweedFS server during the run
     target_cpu: float  # and of the target's
+    busy: float  # cores the whole machine kept busy during the run, on average (of cpu_count)
 
 
 # The SeaweedFS servers' process ids: their CPU time is read around each run.
@@ -76,6 +77,13 @@ def _servers_cpu() -> list[float]:
     return seconds
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds the machine has spent on anything but idling and waiting, since boot."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
 def _tool(name: str) -> str:
     found = BIN / name
     if found.exists():
@@ -89,18 +97,20 @@ def _tool(name: str) -> str:
 def _run(args: list[str], env: dict[str, str] | None = None) -> Run:
     """Wall seconds, peak RSS and CPU seconds of a child process that must succeed."""
     servers_before = _servers_cpu()
+    busy_before = _machine_busy_seconds()
     started = time.perf_counter()
     process = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT
     )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
+    busy = (_machine_busy_seconds() - busy_before) / wall
     output = process.stdout.read().decode(errors="replace") if process.stdout else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{args[0]} failed:\n{output[-3000:]}")
     cpu = usage.ru_utime + usage.ru_stime
     source_cpu, target_cpu = (b - a for a, b in zip(servers_before, _servers_cpu(), strict=True))
-    return Run(wall, usage.ru_maxrss * 1024, cpu, source_cpu, target_cpu)
+    return Run(wall, usage.ru_maxrss * 1024, cpu, source_cpu, target_cpu, busy)
 
 
 def _write_data(directory: Path, big_mib: int, small: int, small_kib: int) -> int:
@@ -284,13 +294,14 @@ def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespac
     )
     print(
         f"| {'run':<28} | {'wall s':>7} | {'MiB/s':>7} | {'peak RSS MiB':>12} "
-        f"| {'CPU s':>6} | {'source CPU s':>12} | {'target CPU s':>12} |"
+        f"| {'CPU s':>6} | {'source CPU s':>12} | {'target CPU s':>12} | {'cores busy':>10} |"
     )
-    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 14}|{'-' * 8}|{'-' * 14}|{'-' * 14}|")
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 14}|{'-' * 8}|{'-' * 14}|{'-' * 14}|{'-' * 12}|")
     for name, run in rows:
         print(
             f"| {name:<28} | {run.wall:7.2f} | {mib / run.wall:7.1f} | {run.rss / MiB:12.0f} "
-            f"| {run.cpu:6.1f} | {run.source_cpu:12.1f} | {run.target_cpu:12.1f} |"
+            f"| {run.cpu:6.1f} | {run.source_cpu:12.1f} | {run.target_cpu:12.1f} "
+            f"| {run.busy:10.2f} |"
         )
     walls = {name: run.wall for name, run in rows}
     if "rclone default" not in walls:
