@@ -242,8 +242,8 @@ def _median(runs: list[Run]) -> Run:
     return ordered[len(ordered) // 2]
 
 
-def _interleaved(runners: list[tuple[str, Callable[[], Run]]], repeat: int) -> dict[str, Run]:
-    """Each runner's median over `repeat` rounds, every round running each once in turn.
+def _interleaved(runners: list[tuple[str, Callable[[], Run]]], repeat: int) -> dict[str, list[Run]]:
+    """Each runner's runs over `repeat` rounds (in round order), every round running each once.
 
     Rounds rather than one tool's runs back to back: a stretch of noise, or SeaweedFS still
     busy after the seeding upload, then falls on every tool alike, not on whichever came first.
@@ -254,7 +254,7 @@ def _interleaved(runners: list[tuple[str, Callable[[], Run]]], repeat: int) -> d
         shift = round_ % len(runners)
         for name, run in runners[shift:] + runners[:shift]:
             results[name].append(run())
-    return {name: _median(runs) for name, runs in results.items()}
+    return results
 
 
 def _others(
@@ -277,11 +277,13 @@ def _others(
         bucket = target.new_bucket("s5cmd")
         return _run(_s5cmd(target, ["cp", f"{data}/*", f"s3://{bucket}/"]), _s3_env(target))
 
-    runners.append(("s5cmd upload (ingest limit)", s5cmd))
+    runners.append((INGEST, s5cmd))
     return runners
 
 
 FERRY_PROCESS = "ferry, process (verify on)"
+RCLONES = ("rclone default", "rclone tuned")
+INGEST = "s5cmd upload (ingest limit)"
 FERRY_JOB = "ferry, the job alone"
 
 
@@ -306,12 +308,27 @@ def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespac
     walls = {name: run.wall for name, run in rows}
     if "rclone default" not in walls:
         return
-    best_rclone = min(walls["rclone default"], walls["rclone tuned"])
-    ingest = walls["s5cmd upload (ingest limit)"]
+    best_rclone = min(walls[name] for name in RCLONES)
+    ingest = walls[INGEST]
     for name in (FERRY_PROCESS, FERRY_JOB):
         print(f"\n{name}:")
         print(f"  vs the faster rclone: {best_rclone / walls[name]:.2f}x throughput")
         print(f"  vs the ingest limit:  {ingest / walls[name]:.2f}x throughput")
+
+
+def _print_paired(rounds: dict[str, list[Run]]) -> None:
+    """The median of each round's own ratio: a slow stretch of the machine then counts
+    against the runs it slowed, not against whichever tool's median it landed in."""
+    if len(JOBS) < 2 or "rclone default" not in rounds:
+        return
+    rclone = [min(a.wall, b.wall) for a, b in zip(*(rounds[n] for n in RCLONES), strict=True)]
+    ingest = [run.wall for run in rounds[INGEST]]
+    for name, peer in (("the faster rclone", rclone), ("the ingest limit", ingest)):
+        ratios = sorted(p / job.wall for p, job in zip(peer, JOBS, strict=True))
+        print(
+            f"ferry's job vs {name}, round by round: median {ratios[len(ratios) // 2]:.2f}x "
+            f"(from {ratios[0]:.2f}x to {ratios[-1]:.2f}x over {len(ratios)} rounds)"
+        )
 
 
 def main() -> None:
@@ -362,12 +379,14 @@ def main() -> None:
         runners = [(FERRY_PROCESS, ferry)]
         if not args.ferry_only:
             runners.extend(_others(source, source_bucket, target, data))
-        medians = _interleaved(runners, args.repeat)
+        rounds = _interleaved(runners, args.repeat)
+        medians = {name: _median(runs) for name, runs in rounds.items()}
         run = medians[FERRY_PROCESS]
         rows.append((FERRY_PROCESS, run))
         rows.append((FERRY_JOB, _median(JOBS)))
         rows.extend((name, medians[name]) for name, _ in runners[1:])
         _print_rows(rows, total, args)
+        _print_paired(rounds)
 
         if args.rss_check:
             peaks = []

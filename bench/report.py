@@ -65,7 +65,7 @@ BENCHMARKS: list[tuple[str, str, str, list[str], list[str]]] = [
         "copy",
         "copy",
         "Push: Ferry's copy engine between two SeaweedFS servers against rclone and s5cmd",
-        ["--repeat", "3"],
+        ["--repeat", "5"],
         ["--big-mib", "64", "--small", "50", "--small-kib", "64"],
     ),
     (
