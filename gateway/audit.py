@@ -145,27 +145,33 @@ class AuditWriter:
             if e.credential_id is not None:
                 totals.setdefault(e.credential_id, _Totals(last=e.created_at)).add(e)
         async with self._sessions.begin() as session:
+            # One INSERT with a row of VALUES per event, not an executemany: the driver thread
+            # would take the GIL back for every row, and on a busy event loop each take can
+            # wait a switch interval. On SQLite, with the write lock held meanwhile, 500 rows
+            # took 12 s under the load test and revokes queued behind them.
             await session.execute(
-                insert(AuditLog),
-                [
-                    {
-                        "created_at": e.created_at,
-                        "user_id": e.user_id,
-                        "credential_id": e.credential_id,
-                        "actor": "gateway",
-                        "action": _clean(e.action),
-                        "bucket": _clean(e.bucket),
-                        "key": _clean(e.key),
-                        "status": e.status,
-                        "bytes": e.bytes,
-                        "duration_ms": e.duration_ms,
-                        "client_addr": _clean(e.client_addr),
-                        "user_agent": _clean(e.user_agent),
-                        "range": _clean(e.range),
-                        "details": {**e.details, **({"error": e.error} if e.error else {})} or None,
-                    }
-                    for e in events
-                ],
+                insert(AuditLog).values(
+                    [
+                        {
+                            "created_at": e.created_at,
+                            "user_id": e.user_id,
+                            "credential_id": e.credential_id,
+                            "actor": "gateway",
+                            "action": _clean(e.action),
+                            "bucket": _clean(e.bucket),
+                            "key": _clean(e.key),
+                            "status": e.status,
+                            "bytes": e.bytes,
+                            "duration_ms": e.duration_ms,
+                            "client_addr": _clean(e.client_addr),
+                            "user_agent": _clean(e.user_agent),
+                            "range": _clean(e.range),
+                            "details": {**e.details, **({"error": e.error} if e.error else {})}
+                            or None,
+                        }
+                        for e in events
+                    ]
+                )
             )
             if totals:
                 # Last, and as one executemany in id order: these UPDATEs lock the credential
