@@ -4,10 +4,9 @@ Runs bench/load.py's generator (the same code `make bench` runs): closed loops f
 of 60, then an open loop offering a fixed rate for 15 s. Both check what must hold under load:
 no 5xx, every request answered, every GET body equal to its ETag and the seeded bytes, each
 revoked credential refused (no request sent a second or more after its revoke was served, none
-after its first 403, a HEAD after the run refused), and no 403 for the other 150. Latency is
-printed, not asserted: speed belongs to the benchmark. On a busy machine one request can take
-seconds, so a revoked client may send nothing between its revoke and the end; most must have
-been refused during the run.
+after its first 403, a HEAD after the run refused, and refused during the run when its revoke
+returned with three seconds or more of it left), and no 403 for the other 150. Latency is
+printed, not asserted: speed belongs to the benchmark.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from tests.fixtures.servers import S3Server
 CLIENTS, REVOKED, SECONDS = 200, 50, 20.0
 # The open loop: each client due once a second, a rate this machine serves with room to spare.
 OPEN_SECONDS, OPEN_RATE = 15.0, 200.0
+TIME_TO_BE_REFUSED = 3.0  # seconds of the run left after a revoke returns
 
 
 def test_load_with_revocation_mid_run(
@@ -72,7 +72,14 @@ def assert_held_under_load(result: LoadResult) -> None:
         assert r.refused_at_end, r
         assert r.last_served_sent_after < 1.0, r
         assert r.served_after_refusal == 0, r
-    assert sum(r.refused_after is not None for r in result.revocations) > REVOKED // 2
+    # Each client whose revoke returned with seconds of the run left was refused in the run
+    # (a request every second or faster). On PostgreSQL that is every one; on SQLite revokes
+    # queue for its single writer while the gateway is saturated, and later ones return after
+    # the run (the HEAD after it, above, covers them).
+    timely = [r for r in result.revocations if r.time_left >= TIME_TO_BE_REFUSED]
+    assert timely, "no revoke returned with time left in the run to see it refused"
+    for r in timely:
+        assert r.refused_after is not None, r
     assert result.refused_not_revoked == 0
     assert result.not_revoked_refused_at_end == 0
     # Only the revoked credentials were refused, and only with the revocation's code.
