@@ -16,9 +16,10 @@ With `--repeat N` the copies run in N rounds, each round running every one of th
 a rotated order), and each row is its median: noise then falls on every tool alike.
 
 Every run is a child process, so its peak RSS and CPU time (from wait4) are its own; the
-SeaweedFS servers' CPU time during each run is read from /proc. On this 2-core machine the
-servers take about 1.3 cores, so the client's CPU seconds decide the wall time. Ferry's child
-runs a TransferWorker on a SQLite database against the two servers. `--rss-check` also
+SeaweedFS servers' CPU time during each run, and how many cores the whole machine kept busy,
+are read from /proc. On this 2-core machine a copy keeps both cores busy, most of it in the
+target server, so the CPU seconds of client, source and target together decide the wall time.
+Ferry's child runs a TransferWorker on a SQLite database against the two servers. `--rss-check` also
 copies a 100 MiB and a 2 GiB object alone and compares Ferry's peak RSS for the two.
 `--big-mib 0` or `--small 0` measures one kind of object alone.
 
@@ -192,7 +193,7 @@ FERRY_SETTINGS: dict[str, int | str] = {}
 # without the process's start-up and the fresh database's migrations. A Ferry worker is a
 # running service, so this is what a user waits for; rclone is a program, so its wall
 # time includes its own (small) start-up.
-JOBS: list[Run] = []  # wall and CPU seconds the job's own; RSS and servers' CPU the process's
+JOBS: list[Run] = []  # wall and CPU s the job's own; RSS, servers' CPU, busy the process's
 
 
 def _end(server: Any, bucket: str) -> dict[str, str]:
