@@ -19,8 +19,9 @@ Every run is a child process, so its peak RSS and CPU time (from wait4) are its 
 SeaweedFS servers' CPU time during each run, and how many cores the whole machine kept busy,
 are read from /proc. On this 2-core machine a copy keeps both cores busy, most of it in the
 target server, so the CPU seconds of client, source and target together decide the wall time.
-Ferry's child runs a TransferWorker on a SQLite database against the two servers. `--rss-check` also
-copies a 100 MiB and a 2 GiB object alone and compares Ferry's peak RSS for the two.
+Ferry's child runs a TransferWorker on a SQLite database against the two servers.
+`--rss-check` also copies a 100 MiB and a 2 GiB object alone and compares Ferry's peak RSS for
+the two.
 `--big-mib 0` or `--small 0` measures one kind of object alone.
 
 To profile Ferry's child, put a command before it:
