@@ -308,7 +308,7 @@ def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespac
             f"| {run.busy:10.2f} |"
         )
     walls = {name: run.wall for name, run in rows}
-    if "rclone default" not in walls:
+    if RCLONES[0] not in walls:
         return
     best_rclone = min(walls[name] for name in RCLONES)
     ingest = walls[INGEST]
@@ -321,7 +321,7 @@ def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespac
 def _print_paired(rounds: dict[str, list[Run]]) -> None:
     """The median of each round's own ratio: a slow stretch of the machine then counts
     against the runs it slowed, not against whichever tool's median it landed in."""
-    if len(JOBS) < 2 or "rclone default" not in rounds:
+    if len(JOBS) < 2 or RCLONES[0] not in rounds:
         return
     rclone = [min(a.wall, b.wall) for a, b in zip(*(rounds[n] for n in RCLONES), strict=True)]
     ingest = [run.wall for run in rounds[INGEST]]

@@ -85,6 +85,8 @@ MAX_IN_FLIGHT = 8
 # Open loop: a request sent this much after it was due counts as a late send (the generator,
 # or the in-flight bound, fell behind the schedule).
 LATE_S = 0.010
+# Seconds of the run a revoke must return before its end for its client to be refused in it.
+TIME_TO_BE_REFUSED = 3.0
 
 
 def small_key(i: int) -> str:
@@ -884,7 +886,8 @@ def render(result: LoadResult, peer: LoadResult | None = None) -> str:
         row(
             f"revoked: the {len(r.revocations)} revoke calls (at once; the API shares the process)",
             f"max {max(calls, default=float('nan')):.2f} s; "
-            f"{sum(x.time_left >= 3 for x in r.revocations)} returned with 3 s of the run left",
+            f"{sum(x.time_left >= TIME_TO_BE_REFUSED for x in r.revocations)} returned with "
+            f"{TIME_TO_BE_REFUSED:g} s of the run left",
         )
         row(
             "revoked: got a 403 during the run; time from the revoke returning",

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import LoadResult, render, run_load, targets
+from bench.load import TIME_TO_BE_REFUSED, LoadResult, render, run_load, targets
 from tests.fixtures.servers import S3Server
 
 CLIENTS, REVOKED, SECONDS = 200, 50, 20.0
 # The open loop: each client due once a second, a rate this machine serves with room to spare.
 OPEN_SECONDS, OPEN_RATE = 15.0, 200.0
-TIME_TO_BE_REFUSED = 3.0  # seconds of the run left after a revoke returns
 
 
 def test_load_with_revocation_mid_run(
