@@ -31,6 +31,10 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 # Printable ASCII plus space and tab: what survives an HTTP/1.1 header unchanged on every
 # server we talk to.
 _VALUE_RE = re.compile(r"[\t\x20-\x7e]*")
+_DIGITS_RE = re.compile(r"[0-9]{1,20}")
+
+# The largest value a signed 64-bit column holds: every count, size and rate we store fits.
+INT64_MAX = 2**63 - 1
 
 
 def check_bucket_name(name: str) -> str:
@@ -87,6 +91,21 @@ def clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
         _check_value(name, value)
         cleaned[canonical] = value
     return cleaned
+
+
+def parse_decimal(text: str, *, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """`text` as a non-negative decimal integer within [minimum, maximum], else ValueError.
+
+    The one way Ferry reads a number from the wire (query strings, headers, form fields):
+    ASCII digits only, so neither "²" (which `str.isdigit` accepts and `int` refuses) nor
+    "+1", " 1", "1_0" or a 4,000-digit string reaches `int`.
+    """
+    if not _DIGITS_RE.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is not a whole number of up to 20 digits")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{value} is not between {minimum} and {maximum}")
+    return value
 
 
 def resolve_range(size: int, start: int | None, end: int | None) -> tuple[int, int]:
