@@ -211,6 +211,7 @@ async def _ferry_child(spec_path: str) -> None:
     """Copy one source bucket to one target bucket with the defaults; fail unless verified."""
     from db import migrate
     from db.engine import create_engine, session_factory
+    from tests.support.egress import LOOPBACK
     from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final
     from transfer import TransferConfig, TransferWorker
 
@@ -222,6 +223,7 @@ async def _ferry_child(spec_path: str) -> None:
         sessions,
         resolve=resolver(End(**spec["source"]), End(**spec["destination"])),
         worker_id="bench",
+        egress=LOOPBACK,
         config=TransferConfig(**spec["settings"]),
     )
     started, cpu_started = time.perf_counter(), time.process_time()

@@ -15,6 +15,7 @@ from db.exceptions import DatabaseError
 from ferry.cli_options import config_option
 from ferry.config import Config, ConfigError, load_config
 from portability.accounts import AccountError
+from storage.egress import EgressRefused
 from storage.exceptions import StorageError
 from sts.exceptions import StsError
 
@@ -44,7 +45,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; known failures become one line on stderr."""
     try:
         return asyncio.run(coro)
-    except (ConfigError, AccountError, DatabaseError, StsError) as exc:
+    except (ConfigError, AccountError, DatabaseError, StsError, EgressRefused) as exc:
         raise click.ClickException(str(exc)) from None
     except StorageError as exc:
         raise click.ClickException(f"storage: {exc}") from None

@@ -99,7 +99,9 @@ def start(
             "destination": destination,
             "source": {"bucket": source_bucket, "prefix": source_prefix},
         }
-        request = await create_transfer_request(session, runtime.master_key, user, body, now=_now())
+        request = await create_transfer_request(
+            session, runtime.master_key, user, body, now=_now(), egress=runtime.egress
+        )
         return _summary(request)
 
     answer = run(_in_session(config, work))

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from storage.egress import parse_cidrs
+
 
 class ConfigError(Exception):
     """A configuration problem, with a one-line message fit for the user."""
@@ -120,6 +122,20 @@ class ExportsConfig:
 
 
 @dataclass(frozen=True)
+class EgressConfig:
+    """Where Ferry may connect on a user's behalf (storage.egress): public addresses, plus
+    these networks. Tests list loopback here for their local S3 servers."""
+
+    allowed_cidrs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            parse_cidrs(self.allowed_cidrs)
+        except ValueError as exc:
+            raise ConfigError(f"egress.allowed_cidrs: {exc}") from None
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: str = "auto"  # "json", "text", or "auto": text on a terminal, JSON lines elsewhere
     level: str = "info"
@@ -142,6 +158,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     mail: MailConfig = field(default_factory=MailConfig)
     exports: ExportsConfig = field(default_factory=ExportsConfig)
+    egress: EgressConfig = field(default_factory=EgressConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -153,6 +170,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "security": SecurityConfig,
     "mail": MailConfig,
     "exports": ExportsConfig,
+    "egress": EgressConfig,
     "log": LogConfig,
 }
 

@@ -17,6 +17,7 @@ from ferry.masterkey import load_master_key
 from gateway.app import GatewayApp, GatewaySettings
 from gateway.audit import AuditWriter
 from storage.base import Storage
+from storage.egress import EgressPolicy
 from storage.factory import open_storage
 from sts.scope import parse_cidrs
 from sts.store import CredentialStore
@@ -32,6 +33,11 @@ class Runtime:
     # The gateway's credential checks have connections of their own: behind a burst of API
     # calls (50 revokes at once) in the shared pool, every gateway request waited a second.
     credential_sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def egress(self) -> EgressPolicy:
+        """Where the process may connect on a user's behalf ([egress] allowed_cidrs)."""
+        return EgressPolicy.from_cidrs(self.config.egress.allowed_cidrs)
 
 
 def build_storage(config: Config) -> Storage:

@@ -89,6 +89,7 @@ async def serve(
                     endpoint=Endpoint(config.gateway.public_url, config.gateway.region),
                     export_settings=export_settings(config),
                     metrics_token=config.api.metrics_token,
+                    egress=runtime.egress,
                 )
                 sockets.append((_listener(app), bind("api.listen", config.api.listen)))
                 print(f"API         {config.api.public_url}/api/health", flush=True)

@@ -130,6 +130,7 @@ async def _run_workers(
         resolve=transfer_resolver(runtime),
         worker_id=worker_id,
         on_finished=transfer_finished,
+        egress=runtime.egress,
     )
     log.info("workers started as %s", worker_id)
     await asyncio.gather(exports.run(stop), transfers.run(stop))

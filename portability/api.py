@@ -32,6 +32,7 @@ from portability.metrics import REQUEST_ID, RequestIdMiddleware, metrics_endpoin
 from portability.openapi import docs_page, openapi_json
 from portability.requests_api import request_routes
 from storage.base import Storage
+from storage.egress import EgressPolicy
 from sts import issue as sts
 from sts.exceptions import NotFound
 
@@ -73,7 +74,11 @@ def build_api_app(
     export_settings: ExportSettings | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     metrics_token: str = "",
+    egress: EgressPolicy | None = None,
 ) -> Starlette:
+    # Without a policy, user-supplied endpoints may only be public addresses.
+    egress = egress or EgressPolicy()
+
     def authed(handler: Handler, *, admin: bool = False) -> Endpoint_:
         return authed_(sessions, handler, admin=admin)
 
@@ -199,11 +204,12 @@ def build_api_app(
         settings=export_settings
         or ExportSettings(gateway_url=endpoint.url, region=endpoint.region),
         endpoint=endpoint,
+        egress=egress,
         clock=clock,
     )
     # The dashboard: server-rendered pages on the same port.
     routes += dashboard_routes(
-        sessions, storage, master_key, endpoint, export_settings, clock=clock
+        sessions, storage, master_key, endpoint, export_settings, clock=clock, egress=egress
     )
     # Prometheus' text format, outside /api: not part of the JSON API.
     routes.append(Route("/metrics", metrics_endpoint(sessions, token=metrics_token, clock=clock)))

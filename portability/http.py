@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from db.models import User
 from portability.accounts import authenticate
 from portability.exports.exceptions import ExportConflict, InvalidExport
+from storage.egress import EgressRefused
 from sts.exceptions import InvalidRequest, NotFound
 
 Handler = Callable[[Request, AsyncSession, User], Awaitable[Response]]
@@ -32,6 +33,7 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 # Domain errors as the API answers them: translated here, at the edge, and nowhere else.
 _ERRORS: list[tuple[type[Exception], int, str]] = [
+    (EgressRefused, 400, "bad_request"),
     (NotFound, 404, "not_found"),
     (ExportConflict, 409, "conflict"),
     (InvalidRequest, 422, "invalid"),

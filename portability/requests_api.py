@@ -33,6 +33,7 @@ from portability.http import authed as authed_
 from portability.requests import ACTIVE, FAILED, get_for_user, iso, list_for_user
 from portability.transfers import create_transfer_request
 from storage.base import Storage
+from storage.egress import EgressPolicy
 
 _NO_STORE = {"cache-control": "no-store"}
 
@@ -44,6 +45,7 @@ def request_routes(
     master_key: bytes,
     settings: ExportSettings,
     endpoint: Endpoint,
+    egress: EgressPolicy,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[Route]:
     """The routes; `storage` is kept for symmetry with the worker (requests only read rows)."""
@@ -63,7 +65,9 @@ def request_routes(
         kind = body.get("request_type", "export") if isinstance(body, dict) else None
         now = clock()
         if kind == "transfer":
-            created = await create_transfer_request(session, master_key, user, body, now=now)
+            created = await create_transfer_request(
+                session, master_key, user, body, now=now, egress=egress
+            )
             return JSONResponse(service.resource(created), status_code=202, headers=_NO_STORE)
         if kind != "export":
             raise InvalidExport("request_type must be 'export' or 'transfer'")

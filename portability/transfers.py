@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import Bucket, PortabilityRequest, User
 from portability.buckets import check_bucket_name
 from portability.requests import new_request
+from storage.egress import EgressPolicy, EgressRefused
 from sts.exceptions import InvalidRequest
 from sts.sealing import seal_text, unseal_text
 
@@ -60,6 +61,11 @@ def parse_destination(body: Any) -> dict[str, Any]:
         raise InvalidRequest(f"destination.endpoint_url is malformed: {endpoint!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("destination.endpoint_url must be an http(s):// URL")
+    try:
+        EgressPolicy().check_url(endpoint)
+    except EgressRefused as exc:
+        if "is not allowed" not in str(exc):  # the address itself is the caller's policy's
+            raise InvalidRequest(f"destination.endpoint_url: {exc}") from None
     bucket = _text(body, "bucket")
     try:
         check_bucket_name(bucket)
@@ -122,15 +128,26 @@ def public_destination(request: PortabilityRequest) -> dict[str, Any] | None:
 
 
 async def create_transfer_request(
-    session: AsyncSession, master_key: bytes, user: User, body: Any, *, now: datetime
+    session: AsyncSession,
+    master_key: bytes,
+    user: User,
+    body: Any,
+    *,
+    now: datetime,
+    egress: EgressPolicy,
 ) -> PortabilityRequest:
-    """A pending transfer of one of the user's buckets (or a prefix of it) to a destination."""
+    """A pending transfer of one of the user's buckets (or a prefix of it) to a destination.
+
+    The destination's address is checked against `egress` here, so a refused one is an
+    answer to the user; the worker's connections are checked again when they are made.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     unknown = set(body) - {"request_type", "destination", "source"}
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     destination = parse_destination(body.get("destination"))
+    await egress.check_endpoint(destination["endpoint_url"])
     source = body.get("source") or {}
     if not isinstance(source, dict) or set(source) - {"bucket", "prefix"}:
         raise InvalidRequest("source must be an object with bucket and prefix")

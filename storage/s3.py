@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import builtins
 import random
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Final, TypeVar
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -37,7 +38,15 @@ from storage.exceptions import (
     StorageError,
 )
 from storage.s3_listing import page_from, request_start_after
-from storage.s3_wire import ADDRESSING_STYLES, Endpoint, Signer, build_url, encode_query
+from storage.s3_wire import (
+    ADDRESSING_STYLES,
+    AnswerTooLarge,
+    Endpoint,
+    Signer,
+    build_url,
+    encode_query,
+    read_answer,
+)
 from storage.validation import (
     DEFAULT_CONTENT_TYPE,
     STANDARD_HEADERS,
@@ -62,6 +71,7 @@ _RETRY_CODES: Final = frozenset(
     {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
 )
 _META_PREFIX: Final = "x-amz-meta-"
+_T = TypeVar("_T")
 
 
 class S3Storage(Storage):
@@ -152,7 +162,8 @@ class S3Storage(Storage):
             if value:
                 query.append((name, value))
         body = await self._read(await self._call("GET", bucket, query=query))
-        return page_from(s3_xml.parse_list_v2(body), prefix, delimiter, start_after)
+        listed = _parsed(s3_xml.parse_list_v2, body, f"listing {bucket}")
+        return page_from(listed, prefix, delimiter, start_after)
 
     async def head(self, bucket: str, key: str) -> ObjectInfo:
         check_key(key)
@@ -240,7 +251,7 @@ class S3Storage(Storage):
         response = await self._call(
             "POST", bucket, key, query=[("uploads", None)], headers=request_headers, body=b""
         )
-        return s3_xml.parse_upload_id(await self._read(response))
+        return _parsed(s3_xml.parse_upload_id, await self._read(response), f"uploading {key!r}")
 
     async def upload_part(
         self,
@@ -293,8 +304,10 @@ class S3Storage(Storage):
             query: builtins.list[tuple[str, str | None]] = [("uploadId", upload_id)]
             if marker:
                 query.append(("part-number-marker", str(marker)))
-            result = s3_xml.parse_list_parts(
-                await self._read(await self._call("GET", bucket, key, query=query))
+            result = _parsed(
+                s3_xml.parse_list_parts,
+                await self._read(await self._call("GET", bucket, key, query=query)),
+                f"listing the parts of {key!r}",
             )
             parts.extend(result.parts)
             if not result.is_truncated or result.next_marker <= marker:
@@ -432,7 +445,9 @@ class S3Storage(Storage):
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         """The whole (small, XML) body of a response, which is then released."""
         try:
-            return await response.read()
+            return await read_answer(response)
+        except AnswerTooLarge as exc:
+            raise BackendUnavailable(f"an S3 answer was refused: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendUnavailable(f"reading an S3 answer failed: {exc}") from exc
         finally:
@@ -592,3 +607,11 @@ def _translate(status: int, body: bytes, what: str, *, bucket_only: bool = False
     if status == 404 and not code:
         return NoSuchBucket(detail) if bucket_only else NoSuchKey(detail)
     return BackendError(detail, status=status, code=code)
+
+
+def _parsed(parse: Callable[[bytes], _T], body: bytes, what: str) -> _T:
+    """An answer parsed by `parse`; one that is not S3 XML is the endpoint's failure."""
+    try:
+        return parse(body)
+    except (ET.ParseError, ValueError) as exc:
+        raise BackendUnavailable(f"{what}: the answer is not S3 XML") from exc

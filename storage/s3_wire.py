@@ -16,9 +16,14 @@ from datetime import UTC, datetime
 from functools import cached_property
 from urllib.parse import quote, unquote, urlsplit
 
+import aiohttp
+
 from storage.exceptions import ConfigError
 
 ADDRESSING_STYLES = ("path", "virtual")
+# The most of an XML answer (listing, error, upload id) read into memory: a listing of 1,000
+# keys of 1,024 bytes, URL-encoded, stays well below it; an endpoint that sends more is cut off.
+ANSWER_LIMIT = 16 * 1024 * 1024
 
 # Streamed bodies are sent as UNSIGNED-PAYLOAD (hashing them first would mean reading them
 # twice); small in-memory bodies (XML) are hashed and signed.
@@ -219,3 +224,19 @@ def _is_ipv6(host: str) -> bool:
         return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
     except ValueError:
         return False
+
+
+class AnswerTooLarge(ValueError):
+    """An endpoint's answer ran past ANSWER_LIMIT."""
+
+
+async def read_answer(response: aiohttp.ClientResponse, limit: int = ANSWER_LIMIT) -> bytes:
+    """The body of a small answer, refused once it passes `limit` bytes (announced or not)."""
+    if response.content_length is not None and response.content_length > limit:
+        raise AnswerTooLarge(f"the answer announces {response.content_length} bytes")
+    data = bytearray()
+    async for chunk in response.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise AnswerTooLarge(f"the answer runs past {limit} bytes")
+    return bytes(data)

@@ -1,8 +1,10 @@
 """The XML documents of the S3 calls the client makes: parsed answers and built requests.
 
-Answers come from the configured backend, which is trusted, so the standard library parser is
-used as is. Element names are matched without their namespace: servers differ in whether they
-send S3's `xmlns`.
+Answers may come from an endpoint a user named (a transfer destination), so they are treated
+as hostile: a document with a DTD is refused before parsing (no entity can expand), and an
+error's message is cut short and stripped of control characters before anyone sees it.
+Element names are matched without their namespace: servers differ in whether they send S3's
+`xmlns`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
 from storage.base import PartInfo
+
+MESSAGE_LIMIT = 200  # characters of an endpoint's error message passed on
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ def parse_error(body: bytes) -> tuple[str, str]:
         return "", ""
     if _local(root.tag) != "Error":
         return "", ""
-    return _text(root, "Code"), _text(root, "Message")
+    return clean_message(_text(root, "Code"), 64), clean_message(_text(root, "Message"))
 
 
 def is_error(body: bytes) -> bool:
@@ -56,7 +60,7 @@ def is_error(body: bytes) -> bool:
 
 
 def parse_list_v2(body: bytes) -> ListResult:
-    root = _parse(body)
+    root = _parse_root(body, "ListBucketResult")
     # Keys are asked for with encoding-type=url, which also keeps keys with characters that
     # XML 1.0 cannot carry intact; S3 encodes a space as "+", hence unquote_plus.
     encoded = _text(root, "EncodingType").lower() == "url"
@@ -92,7 +96,7 @@ def parse_upload_id(body: bytes) -> str:
 
 
 def parse_list_parts(body: bytes) -> PartsResult:
-    root = _parse(body)
+    root = _parse_root(body, "ListPartsResult")
     parts = [
         PartInfo(
             part_number=int(_text(item, "PartNumber")),
@@ -139,8 +143,31 @@ def parse_timestamp(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _parse(body: bytes) -> ET.Element:
-    return ET.fromstring(body)  # noqa: S314 - trusted backend, see the module docstring
+def parse_document(body: bytes) -> ET.Element:
+    """The root of an S3 XML answer; ET.ParseError for anything else, a DTD included."""
+    # S3 answers never carry a DTD, and entities can only be declared in one: refusing it
+    # rules out entity expansion ("billion laughs") and external entities alike.
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise ET.ParseError("an XML answer with a DTD is refused")
+    return ET.fromstring(body)  # noqa: S314 - no DTD, so no entities to expand
+
+
+_parse = parse_document
+
+
+def _parse_root(body: bytes, name: str) -> ET.Element:
+    """The document, which must be a `name`: any other well-formed XML is no S3 answer."""
+    root = parse_document(body)
+    if _local(root.tag) != name:
+        raise ValueError(f"expected {name}, got {_local(root.tag)[:40]!r}")
+    return root
+
+
+def clean_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """An endpoint's error text fit to show: printable, one line, at most `limit` characters."""
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    flat = " ".join(printable.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _local(tag: str) -> str:

@@ -13,6 +13,7 @@
         ├── AccessDenied     a 401/403 from the source or target: not retried
         ├── SourceChanged    the source object changed or vanished during the copy
         ├── TargetRefused    any other refusal (4xx) from the target
+        ├── AddressRefused   the egress policy does not let Ferry connect to the target
         └── VerificationFailed  what the target holds does not match what was read
 
 Storage errors (storage.exceptions) and aiohttp errors are translated into these at the edges
@@ -74,6 +75,10 @@ class SourceChanged(ItemFailed):
 
 class TargetRefused(ItemFailed):
     kind = "target-refused"
+
+
+class AddressRefused(ItemFailed):
+    kind = "address-refused"
 
 
 class VerificationFailed(ItemFailed):

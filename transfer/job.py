@@ -17,6 +17,7 @@ from dataclasses import replace
 import aiohttp
 
 from db.models import PortabilityRequest
+from storage.egress import EgressPolicy
 from storage.s3 import S3Storage
 from transfer import states
 from transfer.config import TransferConfig
@@ -62,6 +63,7 @@ class JobRunner:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         bandwidth_limit: int | None = None,
         verify: str | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.request_id = request_id
         self.source = source
@@ -74,6 +76,7 @@ class JobRunner:
         self._sleep = sleep
         self._bandwidth = bandwidth_limit or config.bandwidth_limit
         self._verify = verify or config.verify
+        self.egress = egress or EgressPolicy()
         self.cancelled = False
         self.worked = False
         self._planning = False
@@ -92,10 +95,11 @@ class JobRunner:
         if job is None or job.state == states.FINISHED:
             return None
         self.cancelled = job.status == states.CANCELLED
-        connector = aiohttp.TCPConnector(limit=max(64, self.config.object_concurrency * 2))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=False
+        async with self.egress.session(
+            connector_limit=max(64, self.config.object_concurrency * 2),
+            timeout=timeout,
+            auto_decompress=False,
         ) as http:
             copier = self._copier(http, job.checksum, job.target_empty)
             if job.checksum is None:

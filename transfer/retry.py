@@ -15,8 +15,10 @@ from typing import TypeVar
 import aiohttp
 
 from storage import exceptions as storage_errors
+from storage.egress import EgressRefused
 from transfer.exceptions import (
     AccessDenied,
+    AddressRefused,
     Corrupted,
     ItemFailed,
     SourceChanged,
@@ -86,6 +88,8 @@ def translate(exc: BaseException, side: str) -> TransferError:
     if isinstance(exc, TransferError):
         return exc
     text = f"{side}: {exc}"
+    if isinstance(exc, EgressRefused):
+        return AddressRefused(text)
     if isinstance(exc, (aiohttp.ClientError, TimeoutError, ConnectionError)):
         return Transient(f"{side}: {type(exc).__name__}: {exc}")
     if isinstance(exc, storage_errors.BackendUnavailable):

@@ -21,7 +21,16 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from storage import s3_xml
-from storage.s3_wire import Endpoint, Signer, build_url, encode_query, quote_key
+from storage.egress import EgressRefused
+from storage.s3_wire import (
+    AnswerTooLarge,
+    Endpoint,
+    Signer,
+    build_url,
+    encode_query,
+    quote_key,
+    read_answer,
+)
 from transfer.checksums import ALGORITHM_NAME, HEADER, XML_ELEMENT
 from transfer.exceptions import (
     AccessDenied,
@@ -189,7 +198,7 @@ class TargetClient:
         if s3_xml.is_error(body):
             raise _error(200, body, f"completing {key!r}", checksum_sent=False)
         try:
-            root = ET.fromstring(body)  # noqa: S314 - the answer of the configured target
+            root = s3_xml.parse_document(body)
         except ET.ParseError as exc:
             raise Transient(f"target: unreadable CompleteMultipartUpload answer: {exc}") from exc
         etag = _find(root, "ETag").strip('"') or _etag(answer)
@@ -246,12 +255,14 @@ class TargetClient:
                 allow_redirects=False,
                 auto_decompress=False,
             ) as response:
-                answer_body = await response.read()
+                answer_body = await read_answer(response)
                 status = response.status
                 answer = response.headers
         except TransferError:
             raise
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        except AnswerTooLarge as exc:
+            raise TargetRefused(f"target: {what}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError, ConnectionError, EgressRefused) as exc:
             raise translate(exc, "target") from exc
         if status in ok:
             # UploadPartCopy and CopyObject may answer 200 with an error body.
@@ -302,7 +313,7 @@ def _find(root: ET.Element, name: str) -> str:
 
 def _copy_ack(body: bytes, headers: CIMultiDictProxy[str]) -> Ack:
     try:
-        root = ET.fromstring(body)  # noqa: S314 - the answer of the configured target
+        root = s3_xml.parse_document(body)
     except ET.ParseError as exc:
         raise Transient(f"target: unreadable copy answer: {exc}") from exc
     checksums = {

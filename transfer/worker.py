@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.engine import first_line
 from db.models import PortabilityRequest
 from db.types import utcnow
+from storage.egress import EgressPolicy
 from transfer import states
 from transfer.config import TransferConfig
 from transfer.exceptions import TransferError
@@ -61,8 +62,11 @@ class TransferWorker:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_finished: OnFinished | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.config = config or TransferConfig()
+        # Destinations are user-supplied: public addresses only, unless the policy says more.
+        self.egress = egress or EgressPolicy()
         self.worker_id = worker_id
         self._resolve = resolve
         self._sleep = sleep
@@ -131,6 +135,7 @@ class TransferWorker:
             sleep=self._sleep,
             bandwidth_limit=_positive_int(options.get("max_bytes_per_second")),
             verify=options.get("verify") if options.get("verify") in ("etag", "full") else None,
+            egress=self.egress,
         )
         try:
             finished = await self._run_through_outages(runner)

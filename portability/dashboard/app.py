@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -40,6 +40,7 @@ from portability.dashboard.views import Pages
 from portability.exports.exceptions import ExportConflict, InvalidExport
 from portability.exports.settings import ExportSettings
 from storage.base import Storage
+from storage.egress import EgressPolicy, EgressRefused
 from sts.exceptions import InvalidRequest, NotFound
 
 log = logging.getLogger("ferry.dashboard")
@@ -61,6 +62,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ExportConflict,
     NotFound,
     AccountError,
+    EgressRefused,
 )
 
 
@@ -95,6 +97,7 @@ class Dashboard:
     codec: SessionCodec
     pages: Pages
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     # -- rendering ------------------------------------------------------------------------
 

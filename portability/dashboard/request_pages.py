@@ -173,7 +173,12 @@ def routes(dash: Dashboard) -> list[Route]:
         form = page_form(ctx)
         if form.get("kind") == "transfer":
             created = await create_transfer_request(
-                ctx.db, dash.master_key, ctx.user, transfer_body(form), now=ctx.now
+                ctx.db,
+                dash.master_key,
+                ctx.user,
+                transfer_body(form),
+                now=ctx.now,
+                egress=dash.egress,
             )
             return RedirectResponse(f"/requests/{created.id}", status_code=303)
         options = service.parse_export(export_body(form))
@@ -204,7 +209,7 @@ def routes(dash: Dashboard) -> list[Route]:
         except InvalidRequest as exc:
             result = CheckResult(False, str(exc))
         else:
-            result = await check_destination(destination)
+            result = await check_destination(destination, dash.egress)
         if "application/json" in ctx.request.headers.get("accept", ""):
             return JSONResponse(
                 {"ok": result.ok, "message": result.message}, headers=SECURITY_HEADERS

@@ -46,6 +46,7 @@ from portability.dashboard.sessions import (
 from portability.dashboard.views import STATIC, Pages
 from portability.exports.settings import ExportSettings
 from storage.base import Storage
+from storage.egress import EgressPolicy
 
 STATIC_FILES = frozenset({"ferry.css", "ferry.js"})
 
@@ -59,6 +60,7 @@ def dashboard_routes(
     *,
     session_max_age: int = DEFAULT_MAX_AGE,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    egress: EgressPolicy | None = None,
 ) -> list[Route]:
     """The dashboard's routes, to be added to the API app's routes (`routes += ...`)."""
     dash = Dashboard(
@@ -70,6 +72,7 @@ def dashboard_routes(
         codec=SessionCodec(master_key, max_age=session_max_age, clock=clock),
         pages=Pages(),
         clock=clock,
+        egress=egress or EgressPolicy(),
     )
 
     async def login_form(request: Request) -> Response:

@@ -66,7 +66,11 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferry]:
-    ferry = Ferry.create(tmp_path_factory.mktemp("dashboard"), database_url)
+    # The transfer test's target is SeaweedFS on loopback, which the egress policy refuses
+    # unless it is listed.
+    ferry = Ferry.create(
+        tmp_path_factory.mktemp("dashboard"), database_url, egress_allowed_cidrs="127.0.0.0/8"
+    )
     ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
     ferry.serve()
     try:

@@ -49,8 +49,10 @@ from portability.exports.personal import schema
 from portability.exports.settings import ExportSettings, MiB
 from portability.exports.worker import ExportWorker
 from portability.requests_api import request_routes
+from storage.egress import EgressPolicy
 from storage.local import LocalStorage
 from sts.store import CredentialStore
+from tests.support.egress import FixedResolver
 from tests.support.ferry import free_port, http
 
 T = TypeVar("T")
@@ -163,12 +165,15 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             audit=AuditWriter(sessions),
         )
         endpoint = Endpoint(gateway_url, "us-east-1")
+        # The transfer test names s3.example.net, which has no DNS here; nothing connects to it.
+        egress = EgressPolicy(resolver=FixedResolver())
         api = build_api_app(
             engine=engine,
             sessions=sessions,
             storage=storage,
             master_key=master_key,
             endpoint=endpoint,
+            egress=egress,
         )
         api.router.routes.extend(
             request_routes(
@@ -177,6 +182,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 master_key=master_key,
                 settings=settings,
                 endpoint=endpoint,
+                egress=egress,
             )
         )
         servers = [await _serve(gateway, gateway_port), await _serve(api, api_port)]

@@ -89,7 +89,9 @@ class Installation:
 
 @pytest.fixture
 def installation(private_postgres: PrivatePostgres, tmp_path: Path) -> Iterator[Installation]:
-    ferry = Ferry.create(tmp_path / "ferry", private_postgres.url)
+    ferry = Ferry.create(
+        tmp_path / "ferry", private_postgres.url, egress_allowed_cidrs="127.0.0.0/8"
+    )
     files = {f"small/{i:03d}.dat": os.urandom(1000 + i * 13) for i in range(200)}
     files[BIG] = os.urandom(50 * MiB)
 

@@ -18,7 +18,9 @@ from tests.support.ferry import Ferry, http
 
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferry]:
-    ferry = Ferry.create(tmp_path_factory.mktemp("served"), database_url)
+    ferry = Ferry.create(
+        tmp_path_factory.mktemp("served"), database_url, egress_allowed_cidrs="127.0.0.0/8"
+    )
     ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
     ferry.serve()
     try:

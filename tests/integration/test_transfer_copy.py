@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.fixtures.servers import S3Server
+from tests.support.egress import LOOPBACK
 from tests.support.transfer_worker import new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
 
@@ -128,6 +129,7 @@ async def test_objects_and_metadata_arrive_identical_and_a_rerun_copies_nothing(
         db_sessions,
         resolve=resolver(s3_end(source.server, source.bucket), s3_end(target, bucket, "moved/")),
         worker_id=f"test-{target_name}",
+        egress=LOOPBACK,
         config=CONFIG,
     )
     request_id = await new_transfer(db_sessions)
@@ -186,6 +188,7 @@ async def test_a_100_mib_object_arrives_identical(
         db_sessions,
         resolve=resolver(s3_end(seaweedfs, source_bucket, "archive/"), s3_end(seaweedfs_b, bucket)),
         worker_id="big",
+        egress=LOOPBACK,
         config=TransferConfig(part_size=8 * MiB, multipart_threshold=8 * MiB, verify="full"),
     )
     request_id = await new_transfer(db_sessions)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.local import LocalStorage
 from tests.fixtures.servers import S3Server
+from tests.support.egress import LOOPBACK
 from tests.support.faultproxy import FaultProxy, Seen
 from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
@@ -96,6 +97,7 @@ async def test_corrupted_parts_and_wrong_etags_are_retried_or_failed_never_verif
                 s3_end(seaweedfs, bucket), s3_end(target, destination, endpoint_url=proxy.url)
             ),
             worker_id="faults",
+            egress=LOOPBACK,
             config=TransferConfig(**QUICK, request_attempts=3, item_attempts=2),
         )
         done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))
@@ -162,6 +164,7 @@ async def test_a_source_etag_that_is_not_the_md5_of_its_bytes_is_caught_and_they
                 s3_end(seaweedfs_b, destination, endpoint_url=proxy.url),
             ),
             worker_id="source-etag",
+            egress=LOOPBACK,
             config=TransferConfig(**QUICK, object_concurrency=1),
         )
         with caplog.at_level(logging.WARNING, logger="transfer"):
@@ -220,6 +223,7 @@ async def test_slowdown_and_resets_on_10_percent_still_complete_and_a_403_fails_
                 s3_end(seaweedfs, bucket), s3_end(seaweedfs_b, destination, endpoint_url=proxy.url)
             ),
             worker_id="flaky",
+            egress=LOOPBACK,
             config=TransferConfig(**QUICK),
         )
         done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))
@@ -257,6 +261,7 @@ async def test_same_endpoint_copies_server_side_pinned_and_verified(
                 s3_end(seaweedfs, destination, "copy/", endpoint_url=proxy.url),
             ),
             worker_id="same",
+            egress=LOOPBACK,
             config=TransferConfig(**QUICK),
         )
         done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))
@@ -307,6 +312,7 @@ async def test_a_worker_that_dies_right_after_completing_an_upload_is_not_made_t
                 s3_end(seaweedfs, bucket), s3_end(target, destination, endpoint_url=proxy.url)
             ),
             worker_id="dies-after-complete",
+            egress=LOOPBACK,
             config=TransferConfig(**QUICK),
         )
         done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))

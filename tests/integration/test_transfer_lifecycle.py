@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import Bucket, PortabilityRequest, User
 from ferry.cli_transfer import transfer
 from tests.fixtures.servers import S3Server
+from tests.support.egress import LOOPBACK, LOOPBACK_ENV
 from tests.support.transfer_worker import load, new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
 from transfer.exceptions import LeaseLost
@@ -149,6 +150,7 @@ async def test_cancel_stops_the_worker_and_aborts_open_uploads(
         db_sessions,
         resolve=resolver(s3_end(seaweedfs, source_bucket), s3_end(seaweedfs_b, destination)),
         worker_id="cancel-me",
+        egress=LOOPBACK,
         config=TransferConfig(
             part_size=5 * MiB,
             multipart_threshold=5 * MiB,
@@ -220,6 +222,7 @@ async def test_status_and_report_commands(
         db_sessions,
         resolve=resolver(s3_end(seaweedfs, source_bucket), s3_end(seaweedfs_b, destination)),
         worker_id="cli",
+        egress=LOOPBACK,
     )
     request_id = await new_transfer(db_sessions)
     env = {"FERRY_DATABASE_URL": database_url}
@@ -269,8 +272,13 @@ async def test_start_creates_a_request_with_the_destination_sealed(
         "FERRY_TARGET_ACCESS_KEY_ID": "TARGETKEY",
         "FERRY_TARGET_SECRET_ACCESS_KEY": "target-secret-do-not-store",
     }
-    args = ["start", "--user", email, "--to-endpoint", "https://s3.example.com"]
+    # Nothing listens there: starting a transfer only resolves and checks the address.
+    args = ["start", "--user", email, "--to-endpoint", "http://127.0.0.1:9"]
     args += ["--to-bucket", "new-home", "--to-prefix", "from-ferry/", "--json"]
+    refused = await asyncio.to_thread(CliRunner().invoke, transfer, args, env=env)
+    assert refused.exit_code == 1
+    assert "destination address 127.0.0.1 is not allowed" in refused.output
+    env.update(LOOPBACK_ENV)
     result = await asyncio.to_thread(CliRunner().invoke, transfer, args, env=env)
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)

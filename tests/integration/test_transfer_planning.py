@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.fixtures.servers import S3Server
+from tests.support.egress import LOOPBACK
 from tests.support.faultproxy import FaultProxy
 from tests.support.transfer_worker import new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
@@ -34,6 +35,7 @@ async def test_copying_starts_with_the_first_page_listed_not_after_the_last(
                 s3_end(seaweedfs_b, destination),
             ),
             worker_id="overlap",
+            egress=LOOPBACK,
             config=TransferConfig(list_page_size=2),
         )
         done = await run_until_final(worker, db_sessions, await new_transfer(db_sessions))

@@ -30,6 +30,7 @@ from db.types import utcnow
 from storage.base import Storage
 from storage.local import LocalStorage
 from storage.s3 import S3Storage
+from tests.support.egress import LOOPBACK
 from transfer import Destination, Source, TransferConfig, TransferWorker
 
 FINAL = ("completed", "failed", "cancelled")
@@ -165,6 +166,7 @@ async def _main(args: argparse.Namespace) -> None:
         session_factory(engine),
         resolve=resolver(source, destination),
         worker_id=args.worker_id,
+        egress=LOOPBACK,
         config=TransferConfig(**json.loads(args.config)),
     )
     try:
