@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, Credential, User
 from portability import events
+from portability.http import ApiError
 from sts.exceptions import InvalidRequest, NotFound
 from sts.issue import IssueRequest, issue, status_of
 from sts.snippets import build_snippets
@@ -121,6 +122,11 @@ def parse_issue_request(body: Any) -> tuple[str, IssueRequest]:
     prefixes = body.get("prefixes", [""])
     if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
         raise InvalidRequest("prefixes must be a list of strings")
+    if not prefixes:
+        # An empty list reads as "nothing", not "everything": the whole bucket is asked for.
+        raise ApiError(
+            400, "bad_request", 'prefixes must not be empty: send [""] for the whole bucket'
+        )
     ttl = body.get("ttl_seconds", 3600)
     if not isinstance(ttl, int) or isinstance(ttl, bool):
         raise InvalidRequest("ttl_seconds must be an integer")
@@ -137,7 +143,7 @@ def parse_issue_request(body: Any) -> tuple[str, IssueRequest]:
     if label is not None and not isinstance(label, str):
         raise InvalidRequest("label must be a string")
     return bucket, IssueRequest(
-        prefixes=tuple(prefixes) or ("",),
+        prefixes=tuple(prefixes),
         ttl_seconds=ttl,
         session_token=token,
         allowed_cidrs=tuple(cidrs),

@@ -14,11 +14,13 @@ from db.models import User
 from portability.accounts import authenticate
 from portability.exports.exceptions import ExportConflict, InvalidExport
 from storage.egress import EgressRefused
+from storage.validation import parse_decimal
 from sts.exceptions import InvalidRequest, NotFound
 
 Handler = Callable[[Request, AsyncSession, User], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 NUL = "\x00"
+MAX_BODY = 1024 * 1024  # every API body is a small JSON document
 
 
 class ApiError(Exception):
@@ -74,24 +76,54 @@ def authed(
 
 async def body_json(request: Request) -> Any:
     try:
-        body = json.loads(await request.body() or b"null")
+        body = json.loads(await read_body(request) or b"null")
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise ApiError(400, "bad_request", "the body is not valid JSON") from None
-    if _has_nul(body):
-        # PostgreSQL text and JSON cannot store it; refuse it here, not as a database error.
+    # PostgreSQL text and JSON cannot store either; refuse them here, not as a database error.
+    problem = _unstorable_text(body)
+    if problem == NUL:
         raise ApiError(422, "invalid", "text in the body must not contain NUL (\\u0000)")
+    if problem:
+        raise ApiError(
+            400, "bad_request", "text in the body must not contain a lone surrogate (\\ud800)"
+        )
     return body
 
 
-def _has_nul(body: Any) -> bool:
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request's body, refused with 413 as soon as it is known to pass `limit` bytes."""
+    try:
+        announced = parse_decimal(request.headers.get("content-length", "0"))
+    except ValueError:
+        announced = 0  # the HTTP server has refused a malformed length; a huge one is read
+    if announced > limit:
+        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > limit:
+            raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+    return bytes(chunks)
+
+
+def _unstorable_text(body: Any) -> str:
+    """The first string in `body` that cannot be stored: NUL, or one with a lone surrogate."""
     pending = [body]  # a loop, not recursion: the body may nest as deep as json allows
     while pending:
         value = pending.pop()
-        if isinstance(value, str) and NUL in value:
-            return True
-        if isinstance(value, list):
+        if isinstance(value, str):
+            if NUL in value:
+                return NUL
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    # JSON's "\ud800" escape decodes to a lone surrogate, which no UTF-8
+                    # text (and so no database column) can hold.
+                    return value
+        elif isinstance(value, list):
             pending.extend(value)
         elif isinstance(value, dict):
             pending.extend(value)
             pending.extend(value.values())
-    return False
+    return ""

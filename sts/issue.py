@@ -24,6 +24,8 @@ from sts.sealing import seal
 TTL_MIN = 900
 TTL_MAX = 604_800  # SigV4's own limit for presigned URLs, and R2's for temporary credentials
 TTL_DEFAULT = 3600
+RATE_MIN = 1024
+RATE_MAX = 2**40  # a cap above 1 TiB/s is no cap, and stays far inside a BIGINT
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,11 @@ class IssueRequest:
             raise InvalidRequest(f"ttl_seconds must be between {TTL_MIN} and {TTL_MAX}")
         if not self.prefixes or len(self.prefixes) > MAX_PREFIXES:
             raise InvalidRequest(f"give 1 to {MAX_PREFIXES} prefixes")
-        if self.max_bytes_per_second is not None and self.max_bytes_per_second < 1024:
-            raise InvalidRequest("max_bytes_per_second must be at least 1024")
+        rate = self.max_bytes_per_second
+        if rate is not None and not RATE_MIN <= rate <= RATE_MAX:
+            raise InvalidRequest(
+                f"max_bytes_per_second must be between {RATE_MIN} and {RATE_MAX} (1 TiB/s)"
+            )
         if self.label is not None and len(self.label) > 200:
             raise InvalidRequest("label is longer than 200 characters")
         parse_cidrs(self.allowed_cidrs)

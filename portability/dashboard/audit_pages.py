@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from db.models import AuditLog, Credential, User
 from portability.dashboard.app import Ctx, Dashboard, UserError
+from storage.validation import parse_decimal
 
 PAGE_SIZE = 50
 
@@ -60,8 +61,11 @@ def routes(dash: Dashboard) -> list[Route]:
             if until:
                 query = query.where(AuditLog.created_at < until)
             before = params.get("before", "")
-            if before.isdigit():
-                query = query.where(AuditLog.id < int(before))
+            if before:
+                try:
+                    query = query.where(AuditLog.id < parse_decimal(before))
+                except ValueError:
+                    raise UserError("'before' must be an audit row number.") from None
             rows = (
                 await ctx.db.execute(query.order_by(AuditLog.id.desc()).limit(PAGE_SIZE + 1))
             ).all()

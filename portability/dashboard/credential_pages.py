@@ -13,6 +13,7 @@ from portability.credentials import describe, issue_for_user
 from portability.dashboard.app import Ctx, Dashboard, UserError, page_form
 from portability.dashboard.folders import top_folders
 from portability.exports import service
+from storage.validation import parse_decimal
 from sts import issue as sts
 from sts.issue import TTL_DEFAULT, IssueRequest
 
@@ -35,7 +36,7 @@ def issue_request_from(form: Any, bucket_names: list[str]) -> tuple[str, IssueRe
     prefixes = [p for p in form.getlist(f"prefix:{bucket}") if p]
     prefixes += [p.strip() for p in form.get("other_prefixes").splitlines() if p.strip()]
     try:
-        ttl = int(form.get("ttl_seconds", str(TTL_DEFAULT)))
+        ttl = parse_decimal(form.get("ttl_seconds", str(TTL_DEFAULT)))
     except ValueError:
         raise UserError("Choose how long the credential lives.") from None
     cidrs = [c for c in _SPLIT.split(form.get("allowed_cidrs")) if c]

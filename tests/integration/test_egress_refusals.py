@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,7 +22,7 @@ from portability.dashboard.destination_check import check_destination
 from storage.egress import EgressPolicy
 from storage.local import LocalStorage
 from tests.support.egress import LOOPBACK
-from tests.support.ferry import Ferry
+from tests.support.ferry import Ferry, http
 from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final
 from transfer import TransferConfig, TransferWorker
 
@@ -38,27 +36,6 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield ferry
     finally:
         ferry.stop()
-
-
-def _alice_key(ferry: Ferry) -> str:
-    for line in (ferry.workdir / "keys.txt").read_text().splitlines():
-        if line.startswith("alice"):
-            return line.split()[-1]
-    raise AssertionError("no key for alice")
-
-
-def _post(ferry: Ferry, path: str, body: Any) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        ferry.api_url + path,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {_alice_key(ferry)}"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
-            return answer.status, json.loads(answer.read())
-    except HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.mark.parametrize(
@@ -78,10 +55,11 @@ def _post(ferry: Ferry, path: str, body: Any) -> tuple[int, dict[str, Any]]:
 def test_the_api_refuses_internal_destinations(
     served: Ferry, endpoint_url: str, message: str
 ) -> None:
-    status, answer = _post(
-        served,
-        "/api/portability/export",
-        {
+    status, answer = http(
+        "POST",
+        served.api_url + "/api/portability/export",
+        token=served.demo_key("alice@example.com"),
+        body={
             "request_type": "transfer",
             "destination": {
                 "endpoint_url": endpoint_url,
