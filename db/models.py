@@ -30,6 +30,7 @@ __all__ = [
     "BillingRecord",
     "Bucket",
     "Credential",
+    "DashboardSession",
     "PortabilityRequest",
     "UsageRecord",
     "User",
@@ -79,6 +80,29 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = _created_at()
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard session, so that signing out ends it on the server.
+
+    The cookie carries a random session id; only its SHA-256 is kept, so a database dump
+    opens no session. Sign-out, or an admin's "sign out everywhere", sets ``ended_at``, and
+    the next request with that cookie is refused. ``method`` says how the user signed in.
+    """
+
+    __tablename__ = "dashboard_sessions"
+
+    id_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("api_keys.id", ondelete="CASCADE")
+    )
+    method: Mapped[str] = mapped_column(sa.String(16), default="api_key", server_default="api_key")
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
 
 
 class UsageRecord(Base):

@@ -88,10 +88,20 @@ class ApiConfig:
     listen: str = "127.0.0.1:8000"
     public_url: str = "http://127.0.0.1:8000"
     metrics_token: Secret = Secret("")  # set: GET /metrics needs it as a bearer token
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For/-Proto are believed
+    # Refused API keys (bearer or sign-in) each client address and each key prefix may send
+    # per minute before it is answered 429 for a while.
+    key_failures_per_minute: int = 10
 
     def __post_init__(self) -> None:
         parse_listen("api.listen", self.listen)
         _check_http_url("api.public_url", self.public_url)
+        if self.key_failures_per_minute <= 0:
+            raise ConfigError("api.key_failures_per_minute: must be positive")
+        try:
+            parse_cidrs(self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"api.trusted_proxies: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ferry.config import Config
 from ferry.masterkey import load_master_key
 from gateway.app import GatewayApp, GatewaySettings
 from gateway.audit import AuditWriter
+from portability.guard import DoorPolicy, FailureLimiter
 from storage.base import Storage
 from storage.egress import EgressPolicy
 from storage.factory import open_storage
@@ -90,3 +91,13 @@ async def open_runtime(config: Config) -> AsyncIterator[Runtime]:
     finally:
         await credential_engine.dispose()
         await engine.dispose()
+
+
+def door_policy(config: Config) -> DoorPolicy:
+    """The API listener's proxies, cookie security and failed-key limit, from [api]."""
+    a = config.api
+    return DoorPolicy(
+        public_url_is_https=a.public_url.lower().startswith("https://"),
+        trusted_proxies=parse_cidrs(a.trusted_proxies),
+        limiter=FailureLimiter(failures=a.key_failures_per_minute, window=60.0),
+    )

@@ -13,7 +13,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from ferry.config import Config, ConfigError, parse_listen
-from ferry.runtime import build_gateway_app, open_runtime
+from ferry.runtime import build_gateway_app, door_policy, open_runtime
 from ferry.worker import export_settings, run_workers
 from portability.api import build_api_app
 from portability.credentials import Endpoint
@@ -90,6 +90,7 @@ async def serve(
                     export_settings=export_settings(config),
                     metrics_token=config.api.metrics_token,
                     egress=runtime.egress,
+                    door=door_policy(config),
                 )
                 sockets.append((_listener(app), bind("api.listen", config.api.listen)))
                 print(f"API         {config.api.public_url}/api/health", flush=True)

@@ -24,7 +24,9 @@ from db.models import User
 from portability import events
 from portability.credentials import Endpoint, describe, issue_for_user, parse_issue_request
 from portability.dashboard import dashboard_routes
+from portability.dashboard.session_store import end_all_sessions
 from portability.exports.settings import ExportSettings
+from portability.guard import DoorPolicy
 from portability.http import Endpoint as Endpoint_
 from portability.http import Handler, body_json, error
 from portability.http import authed as authed_
@@ -75,12 +77,14 @@ def build_api_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     metrics_token: str = "",
     egress: EgressPolicy | None = None,
+    door: DoorPolicy | None = None,
 ) -> Starlette:
     # Without a policy, user-supplied endpoints may only be public addresses.
     egress = egress or EgressPolicy()
+    door = door or DoorPolicy()
 
     def authed(handler: Handler, *, admin: bool = False) -> Endpoint_:
-        return authed_(sessions, handler, admin=admin)
+        return authed_(sessions, handler, admin=admin, door=door)
 
     def client(request: Request) -> dict[str, Any]:
         return {
@@ -174,6 +178,19 @@ def build_api_app(
         )
         return JSONResponse({"user_id": str(target.id), "revoked": count})
 
+    async def admin_sign_out(request: Request, session: AsyncSession, admin: User) -> Response:
+        target = await _find_user(session, request.path_params["user_id"])
+        ended = await end_all_sessions(session, target.id, clock())
+        events.record(
+            session,
+            actor="admin",
+            action="dashboard.sign_out_everywhere",
+            user_id=target.id,
+            details={"ended": ended, "admin": admin.email},
+            **client(request),
+        )
+        return JSONResponse({"user_id": str(target.id), "ended_sessions": ended})
+
     routes = [
         Route("/api/health", health),
         Route("/api/openapi.json", openapi_json, methods=["GET"]),
@@ -196,6 +213,11 @@ def build_api_app(
             authed(admin_revoke_user, admin=True),
             methods=["POST"],
         ),
+        Route(
+            "/api/admin/users/{user_id}/sign-out",
+            authed(admin_sign_out, admin=True),
+            methods=["POST"],
+        ),
     ]
     routes += request_routes(
         sessions=sessions,
@@ -205,11 +227,19 @@ def build_api_app(
         or ExportSettings(gateway_url=endpoint.url, region=endpoint.region),
         endpoint=endpoint,
         egress=egress,
+        door=door,
         clock=clock,
     )
     # The dashboard: server-rendered pages on the same port.
     routes += dashboard_routes(
-        sessions, storage, master_key, endpoint, export_settings, clock=clock, egress=egress
+        sessions,
+        storage,
+        master_key,
+        endpoint,
+        export_settings,
+        clock=clock,
+        egress=egress,
+        door=door,
     )
     # Prometheus' text format, outside /api: not part of the JSON API.
     routes.append(Route("/metrics", metrics_endpoint(sessions, token=metrics_token, clock=clock)))

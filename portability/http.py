@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from db.models import User
 from portability.accounts import authenticate
 from portability.exports.exceptions import ExportConflict, InvalidExport
+from portability.guard import DoorPolicy
 from storage.egress import EgressRefused
 from storage.validation import parse_decimal
 from sts.exceptions import InvalidRequest, NotFound
@@ -44,18 +45,33 @@ _ERRORS: list[tuple[type[Exception], int, str]] = [
 
 
 def authed(
-    sessions: async_sessionmaker[AsyncSession], handler: Handler, *, admin: bool = False
+    sessions: async_sessionmaker[AsyncSession],
+    handler: Handler,
+    *,
+    door: DoorPolicy,
+    admin: bool = False,
 ) -> Endpoint:
-    """Run `handler` for the API key's user in one transaction, committed when it answers."""
+    """Run `handler` for the API key's user in one transaction, committed when it answers.
+
+    A wrong key counts against the client's address and the key's prefix (`door.limiter`);
+    past the limit the answer is 429 before any key is looked at.
+    """
 
     async def endpoint(request: Request) -> Response:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        key = key.strip() if scheme.lower() == "bearer" else ""
+        limited = door.limit_keys(request, key)
+        wait = door.limiter.retry_after(limited)
+        if wait:
+            answer = error(429, "too_many_requests", "too many failed API keys; try again later")
+            answer.headers["retry-after"] = str(wait)
+            return answer
         try:
             async with sessions.begin() as session:
-                user = None
-                if scheme.lower() == "bearer" and key:
-                    user = await authenticate(session, key.strip())
+                user = await authenticate(session, key) if key else None
                 if user is None:
+                    if key:
+                        door.limiter.failed(limited)
                     raise ApiError(401, "unauthorized", "a valid API key is required")
                 if admin and not user.is_admin:
                     raise ApiError(403, "forbidden", "this needs an admin's API key")

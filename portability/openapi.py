@@ -203,6 +203,14 @@ SCHEMAS: Json = {
             "revoked": {"type": "integer", "minimum": 0},
         },
     },
+    "SignedOut": {
+        "type": "object",
+        "required": ["user_id", "ended_sessions"],
+        "properties": {
+            "user_id": {"type": "string", "format": "uuid"},
+            "ended_sessions": {"type": "integer", "minimum": 0},
+        },
+    },
     "ExportRequest": {
         "type": "object",
         "description": "Personal data as JSON, an archive of everything, or S3 credentials.",
@@ -378,7 +386,11 @@ SCHEMAS: Json = {
 }
 
 _ERROR_RESPONSES = {
-    "BadJson": "The body is not valid JSON (`bad_request`).",
+    "BadJson": "The body is not valid JSON, holds text no database can store (a lone "
+    "surrogate), or names a destination the egress policy refuses (`bad_request`).",
+    "TooLarge": "The body is larger than 1 MiB (`too_large`).",
+    "TooMany": "Too many failed sign-ins or API keys from this address or for this key "
+    "prefix (`too_many_requests`); `Retry-After` says when to try again.",
     "Unauthorized": "No valid API key (`unauthorized`).",
     "Forbidden": "The API key is not an admin's (`forbidden`).",
     "NotFound": "No such thing, or not the caller's (`not_found`).",
@@ -386,10 +398,12 @@ _ERROR_RESPONSES = {
     "Invalid": "The request is understood but refused (`invalid`); the message says why.",
 }
 
-_USER = ("Unauthorized",)
-_ADMIN = ("Unauthorized", "Forbidden")
+_USER = ("Unauthorized", "TooMany")
+_ADMIN = ("Unauthorized", "Forbidden", "TooMany")
 _STATUS = {
     "BadJson": "400",
+    "TooLarge": "413",
+    "TooMany": "429",
     "Unauthorized": "401",
     "Forbidden": "403",
     "NotFound": "404",
@@ -477,6 +491,7 @@ PATHS: Json = {
                 )
             },
             "BadJson",
+            "TooLarge",
             *_USER,
             "NotFound",
             "Invalid",
@@ -550,6 +565,17 @@ PATHS: Json = {
             parameters=[_path_param("user_id", "The user's id or email.")],
         )
     },
+    "/api/admin/users/{user_id}/sign-out": {
+        "post": _operation(
+            "adminSignOutUser",
+            "admin",
+            "End every dashboard session of a user at once (sign out everywhere)",
+            {"200": _json(_ref("SignedOut"), "How many live sessions were ended.")},
+            *_ADMIN,
+            "NotFound",
+            parameters=[_path_param("user_id", "The user's id or email.")],
+        )
+    },
     "/api/portability/export": {
         "post": _operation(
             "createRequest",
@@ -563,6 +589,7 @@ PATHS: Json = {
                 )
             },
             "BadJson",
+            "TooLarge",
             *_USER,
             "Conflict",
             "Invalid",

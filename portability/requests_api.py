@@ -27,6 +27,7 @@ from portability.credentials import Endpoint
 from portability.exports import service
 from portability.exports.exceptions import InvalidExport
 from portability.exports.settings import ExportSettings
+from portability.guard import DoorPolicy
 from portability.http import ApiError, Handler, body_json
 from portability.http import Endpoint as Endpoint_
 from portability.http import authed as authed_
@@ -46,13 +47,14 @@ def request_routes(
     settings: ExportSettings,
     endpoint: Endpoint,
     egress: EgressPolicy,
+    door: DoorPolicy,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[Route]:
     """The routes; `storage` is kept for symmetry with the worker (requests only read rows)."""
     del storage
 
     def authed(handler: Handler, *, admin: bool = False) -> Endpoint_:
-        return authed_(sessions, handler, admin=admin)
+        return authed_(sessions, handler, admin=admin, door=door)
 
     async def own(session: AsyncSession, request: Request, user: User) -> PortabilityRequest:
         found = await get_for_user(session, request.path_params["request_id"], user.id)

@@ -1,4 +1,5 @@
-"""The admin console: every active credential (revoke one, or all of a user); overdue requests."""
+"""The admin console: every active credential (revoke one, or all of a user); overdue requests;
+signing a user out of every dashboard session."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from starlette.routing import Route
 from db.models import PortabilityRequest, User
 from portability import events
 from portability.credentials import describe
-from portability.dashboard.app import Ctx, Dashboard, UserError
+from portability.dashboard.app import Ctx, Dashboard, UserError, page_form
 from portability.dashboard.request_pages import title_of
+from portability.dashboard.session_store import end_all_sessions
 from portability.dashboard.views import parse_time
 from portability.exports import service
 from portability.requests import ACTIVE, FAILED
@@ -113,8 +115,29 @@ def routes(dash: Dashboard) -> list[Route]:
         )
         return RedirectResponse("/admin?notice=revoked-all", status_code=303)
 
+    async def end_sessions(ctx: Ctx) -> Response:
+        email = page_form(ctx).get("email").strip().lower()
+        target = await ctx.db.scalar(select(User).where(User.email == email))
+        if target is None:
+            raise UserError(f"There is no user {email!r}.", status=404)
+        ended = await end_all_sessions(ctx.db, target.id, ctx.now)
+        events.record(
+            ctx.db,
+            actor="admin",
+            action="dashboard.sign_out_everywhere",
+            user_id=target.id,
+            details={"ended": ended, "admin": ctx.user.email, "via": "dashboard"},
+            **ctx.client(),
+        )
+        return RedirectResponse("/admin?notice=signed-out", status_code=303)
+
     return [
         Route("/admin", dash.page(show, admin=True), methods=["GET"]),
+        Route(
+            "/admin/sessions/end",
+            dash.page(end_sessions, admin=True, on_error=on_error),
+            methods=["POST"],
+        ),
         Route(
             "/admin/credentials/{access_key_id}/revoke",
             dash.page(revoke, admin=True, on_error=on_error),

@@ -9,22 +9,21 @@ form that caused it; anything unexpected is logged and shown as a plain apology.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from db.models import ApiKey, User
+from db.models import User
 from portability.accounts import AccountError
 from portability.credentials import Endpoint
 from portability.dashboard.forms import BadForm, Form, read_form
+from portability.dashboard.session_store import session_user
 from portability.dashboard.sessions import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -39,6 +38,7 @@ from portability.dashboard.sessions import (
 from portability.dashboard.views import Pages
 from portability.exports.exceptions import ExportConflict, InvalidExport
 from portability.exports.settings import ExportSettings
+from portability.guard import DoorPolicy
 from storage.base import Storage
 from storage.egress import EgressPolicy, EgressRefused
 from sts.exceptions import InvalidRequest, NotFound
@@ -98,6 +98,7 @@ class Dashboard:
     pages: Pages
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    door: DoorPolicy = field(default_factory=DoorPolicy)
 
     # -- rendering ------------------------------------------------------------------------
 
@@ -149,22 +150,28 @@ class Dashboard:
             error=error,
             next=next_path,
         )
-        set_cookie(request, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
+        self.set_cookie(request, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
         if clear_session:
             response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
     # -- who is signed in -----------------------------------------------------------------
 
-    async def user_for(self, db: AsyncSession, data: SessionData) -> User | None:
-        try:
-            key_id = uuid.UUID(data.api_key_id)
-        except ValueError:
-            return None
-        api_key = await db.scalar(
-            select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    def set_cookie(
+        self, request: Request, response: Response, name: str, value: str, *, max_age: int
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.door.secure_cookies(request),
         )
-        return None if api_key is None else await db.get(User, api_key.user_id)
+
+    async def user_for(self, db: AsyncSession, data: SessionData) -> User | None:
+        return await session_user(db, data.session_id, self.clock())
 
     def page(
         self, handler: PageHandler, *, admin: bool = False, on_error: ErrorHandler | None = None
@@ -200,8 +207,9 @@ class Dashboard:
                     if user is None:
                         return self.login_page(
                             request,
-                            notice="The API key you signed in with is no longer valid. "
-                            "Please sign in with a current key.",
+                            notice="Your session has ended (you signed out, were signed "
+                            "out by an administrator, or the API key you signed in with is "
+                            "no longer valid). Please sign in again.",
                             status=401,
                             clear_session=True,
                         )
@@ -254,20 +262,6 @@ def safe_next(path: str) -> str:
     if not path.startswith("/") or path.startswith("//") or "\\" in path:
         return "/"
     return path
-
-
-def set_cookie(
-    request: Request, response: Response, name: str, value: str, *, max_age: int
-) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
 
 
 def page_form(ctx: Ctx) -> Form:

@@ -12,6 +12,7 @@ POST /requests/test-destination               the transfer form's HeadBucket + L
 GET  /admin                                   active credentials, overdue requests
 POST /admin/credentials/{access_key_id}/revoke
 POST /admin/users/{user_id}/revoke-credentials
+POST /admin/sessions/end                      sign a user out of every dashboard session
 GET  /admin/audit                             audit log: user, credential, time range
 GET  /static/...                              the stylesheet and the script
 """
@@ -32,8 +33,9 @@ from portability import events
 from portability.accounts import KEY_PREFIX, hash_api_key
 from portability.credentials import Endpoint
 from portability.dashboard import admin_pages, audit_pages, credential_pages, request_pages
-from portability.dashboard.app import Dashboard, csrf_failure, safe_next, set_cookie
+from portability.dashboard.app import Dashboard, csrf_failure, safe_next
 from portability.dashboard.forms import BadForm, read_form
+from portability.dashboard.session_store import end_session, open_session
 from portability.dashboard.sessions import (
     CSRF_FIELD,
     DEFAULT_MAX_AGE,
@@ -45,6 +47,7 @@ from portability.dashboard.sessions import (
 )
 from portability.dashboard.views import STATIC, Pages
 from portability.exports.settings import ExportSettings
+from portability.guard import DoorPolicy
 from storage.base import Storage
 from storage.egress import EgressPolicy
 
@@ -61,6 +64,7 @@ def dashboard_routes(
     session_max_age: int = DEFAULT_MAX_AGE,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     egress: EgressPolicy | None = None,
+    door: DoorPolicy | None = None,
 ) -> list[Route]:
     """The dashboard's routes, to be added to the API app's routes (`routes += ...`)."""
     dash = Dashboard(
@@ -73,6 +77,7 @@ def dashboard_routes(
         pages=Pages(),
         clock=clock,
         egress=egress or EgressPolicy(),
+        door=door or DoorPolicy(),
     )
 
     async def login_form(request: Request) -> Response:
@@ -90,6 +95,16 @@ def dashboard_routes(
         if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE), form.get(CSRF_FIELD)):
             return csrf_failure(dash, request)
         key = form.get("api_key").strip()
+        limited = dash.door.limit_keys(request, key)
+        wait = dash.door.limiter.retry_after(limited)
+        if wait:
+            page = dash.login_page(
+                request,
+                error=f"Too many keys were refused. Please wait {wait} seconds and try again.",
+                status=429,
+            )
+            page.headers["retry-after"] = str(wait)
+            return page
         async with sessions.begin() as db:
             api_key = None
             if key.startswith(KEY_PREFIX) and len(key) <= 128:
@@ -99,13 +114,15 @@ def dashboard_routes(
                     )
                 )
             if api_key is None:
+                dash.door.limiter.failed(limited)
                 return dash.login_page(
                     request,
                     error="That API key was not accepted. Check that you copied all of it "
                     "(it starts with “fk_”) and that it has not been revoked.",
                     status=401,
                 )
-            api_key.last_used_at = clock()
+            now = clock()
+            api_key.last_used_at = now
             events.record(
                 db,
                 actor="user",
@@ -114,9 +131,17 @@ def dashboard_routes(
                 client_addr=request.client.host if request.client else None,
                 user_agent=request.headers.get("user-agent"),
             )
-            data = dash.codec.new(str(api_key.id))
+            session_id = await open_session(
+                db,
+                user_id=api_key.user_id,
+                api_key_id=api_key.id,
+                method="api_key",
+                now=now,
+                max_age=session_max_age,
+            )
+            data = dash.codec.new(session_id)
         response = RedirectResponse(safe_next(form.get("next", "/")), status_code=303)
-        set_cookie(
+        dash.set_cookie(
             request, response, SESSION_COOKIE, dash.codec.dumps(data), max_age=session_max_age
         )
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
@@ -127,9 +152,14 @@ def dashboard_routes(
             data = dash.codec.loads(request.cookies.get(SESSION_COOKIE))
         except SessionError:
             return RedirectResponse("/login", status_code=303)
-        form = await read_form(request)
+        try:
+            form = await read_form(request)
+        except BadForm as exc:
+            return dash.message(request, exc.status, exc.title, str(exc))
         if not csrf_matches(data.csrf, form.get(CSRF_FIELD)):
             return csrf_failure(dash, request)
+        async with sessions.begin() as db:
+            await end_session(db, data.session_id, clock())
         response = dash.login_page(request, notice="You are signed out.")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

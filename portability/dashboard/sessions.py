@@ -1,9 +1,10 @@
 """Signed session cookies and CSRF tokens for the dashboard.
 
-The cookie holds which API key signed in (not the key itself), a CSRF token and when the
-session started, signed with an HMAC key derived from the master key. Nothing is stored on
-the server: revoking the API key ends every session made with it, because each request looks
-the key up again. Sessions end after `max_age` seconds whatever happens.
+The cookie holds the session's random id (its row is in `dashboard_sessions`, see
+session_store.py), a CSRF token and when the session started, signed with an HMAC key derived
+from the master key. The signature turns away forged cookies before the database is asked;
+the row decides whether a genuine one still stands (signed out, signed out everywhere, or its
+API key revoked). Sessions end after `max_age` seconds whatever happens.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class SessionExpired(SessionError):
 
 @dataclass(frozen=True)
 class SessionData:
-    api_key_id: str
+    session_id: str
     csrf: str
     issued_at: int  # unix seconds
 
@@ -69,22 +70,22 @@ class SessionCodec:
         if max_age <= 0:
             raise ValueError("max_age must be positive")
         # A key of its own, so a cookie can never be replayed as anything else we sign.
-        self._key = hmac.new(master_key, b"ferry dashboard session v1", hashlib.sha256).digest()
+        self._key = hmac.new(master_key, b"ferry dashboard session v2", hashlib.sha256).digest()
         self.max_age = max_age
         self._clock = clock
 
     def now(self) -> int:
         return int(self._clock().timestamp())
 
-    def new(self, api_key_id: str) -> SessionData:
-        return SessionData(api_key_id=api_key_id, csrf=new_csrf_token(), issued_at=self.now())
+    def new(self, session_id: str) -> SessionData:
+        return SessionData(session_id=session_id, csrf=new_csrf_token(), issued_at=self.now())
 
     def _signature(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
     def dumps(self, data: SessionData) -> str:
         body = json.dumps(
-            {"k": data.api_key_id, "c": data.csrf, "t": data.issued_at}, separators=(",", ":")
+            {"s": data.session_id, "c": data.csrf, "t": data.issued_at}, separators=(",", ":")
         )
         payload = _b64(body.encode())
         return f"{payload}.{self._signature(payload)}"
@@ -98,7 +99,7 @@ class SessionCodec:
         try:
             body = json.loads(_unb64(payload))
             data = SessionData(
-                api_key_id=str(body["k"]), csrf=str(body["c"]), issued_at=int(body["t"])
+                session_id=str(body["s"]), csrf=str(body["c"]), issued_at=int(body["t"])
             )
         except (ValueError, KeyError, TypeError):
             raise SessionError("damaged session") from None

@@ -25,6 +25,7 @@ from portability.accounts import create_user
 from portability.api import build_api_app
 from portability.buckets import create_bucket
 from portability.credentials import Endpoint
+from portability.guard import DoorPolicy, FailureLimiter
 from storage.egress import EgressPolicy
 from storage.local import LocalStorage
 from tests.support.egress import FixedResolver
@@ -262,3 +263,38 @@ def test_path_and_query_parameters(api: Api, value: str, other: str) -> None:
     ]
     for method, path, admin in calls:
         _assert_no_5xx(api.call(method, path, admin=admin), path)
+
+
+def test_wrong_api_keys_are_limited_per_address_and_prefix(
+    database_url: str, tmp_path: Path
+) -> None:
+    clock = [0.0]
+    door = DoorPolicy(limiter=FailureLimiter(failures=3, window=30, clock=lambda: clock[0]))
+    engine = create_engine(database_url)
+    app = build_api_app(
+        engine=engine,
+        sessions=session_factory(engine),
+        storage=LocalStorage(tmp_path / "storage"),
+        master_key=bytes(32),
+        endpoint=Endpoint("http://127.0.0.1:9000", "us-east-1"),
+        door=door,
+    )
+    with TestClient(app) as client:
+
+        def get(key: str) -> Any:
+            return client.get(
+                "/api/portability/credentials", headers={"Authorization": f"Bearer {key}"}
+            )
+
+        for i in range(3):
+            assert get(f"fk_guess{i}").status_code == 401
+        limited = get("fk_guess3")
+        assert limited.status_code == 429
+        assert limited.json()["error"]["code"] == "too_many_requests"
+        assert limited.headers["retry-after"] == "10"  # one more try every 30/3 seconds
+        # No key at all does not count, but is blocked like the rest from this address.
+        assert client.get("/api/portability/credentials").status_code == 429
+        clock[0] += 10
+        assert get("fk_guess4").status_code == 401
+        assert get("fk_guess5").status_code == 429
+        client.portal.call(engine.dispose)  # type: ignore[union-attr]

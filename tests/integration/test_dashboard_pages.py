@@ -271,6 +271,95 @@ def test_revoking_the_api_key_ends_the_session(site: Site) -> None:
     assert "no longer valid" in answer.text
 
 
+def test_a_copied_cookie_is_dead_after_sign_out(site: Site) -> None:
+    csrf = login(site)
+    stolen = site.client.cookies.get("ferry_session")
+    assert stolen
+    site.client.post("/logout", data={"csrf_token": csrf})
+    with TestClient(site.client.app, follow_redirects=False) as thief:
+        thief.cookies.set("ferry_session", stolen)
+        answer = thief.get("/")
+    assert answer.status_code == 401
+    assert "Your session has ended" in answer.text
+
+
+def test_an_admin_signs_a_user_out_everywhere(site: Site) -> None:
+    login(site, "user")
+    assert site.client.get("/").status_code == 200
+    with TestClient(site.client.app, follow_redirects=False) as admin:
+        form = admin.get("/login")
+        admin.post(
+            "/login",
+            data={"csrf_token": csrf_of(form.text), "api_key": site.keys["admin"], "next": "/"},
+        )
+        csrf = csrf_of(admin.get("/admin").text)
+        email = f"user-{site.keys['bucket'].removeprefix('pages-')}@example.com"
+        done = admin.post("/admin/sessions/end", data={"csrf_token": csrf, "email": email})
+        assert done.status_code == 303
+        assert "Every dashboard session" in admin.get(done.headers["location"]).text
+        assert admin.get("/admin").status_code == 200  # the admin's own session stands
+    assert site.client.get("/").status_code == 401
+
+
+def test_sign_in_failures_are_limited(site: Site) -> None:
+    form = site.client.get("/login")
+    csrf = csrf_of(form.text)
+    for i in range(10):
+        wrong = site.client.post("/login", data={"csrf_token": csrf, "api_key": f"fk_wrong{i}"})
+        assert wrong.status_code == 401
+    limited = site.client.post("/login", data={"csrf_token": csrf, "api_key": "fk_wrong"})
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) > 0
+    assert "Too many keys were refused" in limited.text
+    # Blocked means blocked: a right key from the same address is not even looked at.
+    right = site.client.post("/login", data={"csrf_token": csrf, "api_key": site.keys["user"]})
+    assert right.status_code == 429
+
+
+def test_session_cookies_are_secure_behind_a_tls_proxy(database_url: str, tmp_path: Path) -> None:
+    from portability.guard import DoorPolicy
+    from sts.scope import parse_cidrs
+
+    tag = uuid.uuid4().hex[:8]
+    keys = asyncio.run(_setup(database_url, tmp_path / "storage", tag))
+    engine = create_engine(database_url)
+    door = DoorPolicy(trusted_proxies=parse_cidrs(["0.0.0.0/0", "::/0"]))
+    app = Starlette(
+        routes=dashboard_routes(
+            session_factory(engine),
+            LocalStorage(tmp_path / "storage"),
+            MASTER_KEY,
+            Endpoint("http://127.0.0.1:9000", "us-east-1"),
+            door=door,
+        )
+    )
+    # TestClient's peer is "testclient", which no network holds: only a real address in
+    # trusted_proxies is believed, so the proxied case runs through an ASGI scope rewrite.
+
+    def from_proxy(inner: Starlette) -> object:
+        async def app_(scope: dict[str, object], receive: object, send: object) -> None:
+            scope = {**scope, "client": ("10.0.0.5", 50000)}
+            await inner(scope, receive, send)  # type: ignore[arg-type]
+
+        return app_
+
+    with TestClient(from_proxy(app), follow_redirects=False) as client:  # type: ignore[arg-type]
+        form = client.get("/login", headers={"x-forwarded-proto": "https"})
+        assert "secure" in form.headers["set-cookie"].lower()
+        # httpx keeps a Secure cookie off plain http, as a browser would: hand it over.
+        client.cookies.set("ferry_login_csrf", csrf_of(form.text))
+        answer = client.post(
+            "/login",
+            data={"csrf_token": csrf_of(form.text), "api_key": keys["user"], "next": "/"},
+            headers={"x-forwarded-proto": "https"},
+        )
+        assert answer.status_code == 303
+        assert "secure" in answer.headers["set-cookie"].lower()
+        plain = client.get("/login")
+        assert "secure" not in plain.headers["set-cookie"].lower()
+        client.portal.call(engine.dispose)  # type: ignore[union-attr]
+
+
 def test_sign_out(site: Site) -> None:
     csrf = login(site)
     answer = site.client.post("/logout", data={"csrf_token": csrf})

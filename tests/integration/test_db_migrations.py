@@ -25,6 +25,7 @@ TABLES = {
     "transfer_jobs",
     "transfer_items",
     "transfer_parts",
+    "dashboard_sessions",
 }
 
 
@@ -51,9 +52,11 @@ def test_upgrade_twice_downgrade_and_again(empty_database_url: str) -> None:
     url = empty_database_url
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0002"
+    assert migrate.current(url) == migrate.head() == "0003"
     assert _tables(url) == TABLES | {"alembic_version"}
     migrate.upgrade(url)  # at head already: nothing to do, no error
+    migrate.downgrade(url, "0002")
+    assert "dashboard_sessions" not in _tables(url)
     migrate.downgrade(url, "0001")
     assert "transfer_items" not in _tables(url)
     migrate.downgrade(url, "base")
