@@ -474,3 +474,16 @@ def test_an_unexpected_failure_is_an_apology_not_a_trace(
     assert answer.status_code == 500
     assert "Something went wrong" in answer.text
     assert "disk on fire" not in answer.text and "RuntimeError" not in answer.text
+
+
+@pytest.mark.parametrize("before", ["²", "9" * 40, "-1", "1e3"])
+def test_a_bad_audit_cursor_is_explained_not_a_server_error(site: Site, before: str) -> None:
+    form = site.client.get("/login")
+    site.client.post(
+        "/login",
+        data={"csrf_token": csrf_of(form.text), "api_key": site.keys["admin"], "next": "/"},
+    )
+    answer = site.client.get("/admin/audit", params={"before": before})
+    assert answer.status_code == 422
+    assert "must be an audit row number" in answer.text
+    assert_clean(answer.text)
