@@ -263,11 +263,16 @@ class JobStore(JobRows):
         await self._finish(item, states.ITEM_FAILED, error=reason)
 
     async def release(self, item: Item, reason: str | None) -> None:
-        """Give the item back (a retryable failure, or this worker is stopping)."""
+        """Give the item back (a retryable failure, or this worker is stopping); an item that
+        is no longer being copied (done, skipped, failed) stays as it is."""
         async with self._write() as session:
             await session.execute(
                 sa.update(TransferItem)
-                .where(TransferItem.id == item.id, TransferItem.lease_owner == self.owner)
+                .where(
+                    TransferItem.id == item.id,
+                    TransferItem.lease_owner == self.owner,
+                    TransferItem.state == states.ITEM_COPYING,
+                )
                 .values(
                     state=states.ITEM_PENDING,
                     lease_owner=None,

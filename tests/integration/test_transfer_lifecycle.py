@@ -129,6 +129,27 @@ async def test_a_batch_of_finished_items_records_only_those_still_held(
     assert [(i.key, i.attempts) for i in rest] == [("x", 1), ("y", 1), ("z", 1)]
 
 
+async def test_releasing_an_item_already_done_leaves_it_done(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A late release (a retry path, a stopping worker) must not send a finished object back
+    to pending, where another worker would copy it a second time."""
+    clock = Clock()
+    a = JobStore(db_sessions, owner="a", lease_seconds=30, clock=clock)
+    request_id = await new_transfer(db_sessions)
+    await a.open_job(request_id)
+    assert await a.claim_planning(request_id)
+    rows = [{"key": k, "target_key": k, "target": "t", "size": 10, "etag": "e"} for k in "xy"]
+    await a.store_page(request_id, rows, "y")
+    await a.finish_planning(request_id)
+    x, y = await a.claim_items(request_id, 2)
+    await a.record_done(x, verified="etag", target_etag="etag")
+    await a.release(x, "a late retry")
+    await a.release(y, "a real retry")
+    again = await a.claim_items(request_id, 5)
+    assert [i.key for i in again] == ["y"]
+
+
 async def test_cancel_stops_the_worker_and_aborts_open_uploads(
     seaweedfs: S3Server,
     seaweedfs_b: S3Server,
