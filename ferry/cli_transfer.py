@@ -17,10 +17,10 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 import click
-import sqlalchemy as sa
 
 from db.engine import create_engine, session_factory
 from db.models import PortabilityRequest
+from db.types import utcnow
 from ferry.cli_options import config_option
 from transfer.spec import CHECKSUMS
 
@@ -159,24 +159,21 @@ def status(
 @click.argument("request_id")
 def cancel(config_path: str | None, request_id: str) -> None:
     """Cancel a transfer: workers stop and abort its open multipart uploads."""
+    from portability.exports import service
+
     rid = _request_id(request_id)
 
     async def work(sessions: Any) -> str | None:
+        # The service's cancel, as the API's: the audit event and the revocation of the
+        # request's credentials come with it.
         async with sessions.begin() as session:
-            changed = await session.scalar(
-                sa.update(PortabilityRequest)
-                .where(
-                    PortabilityRequest.id == rid,
-                    PortabilityRequest.request_type == "transfer",
-                    PortabilityRequest.status.in_(ACTIVE),
-                )
-                .values(status="cancelled")
-                .returning(PortabilityRequest.id)
-            )
-            if changed is not None:
-                return None
-            current = await session.get(PortabilityRequest, rid)
-            return "missing" if current is None else current.status
+            current = await service.lock_request(session, rid)
+            if current is None or current.request_type != "transfer":
+                return "missing"
+            if current.status not in ACTIVE:
+                return current.status
+            await service.cancel(session, current, now=utcnow(), actor="admin")
+            return None
 
     outcome = _with_database(config_path, work)
     if outcome == "missing":

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import Bucket, PortabilityRequest, User
+from db.models import AuditLog, Bucket, PortabilityRequest, User
 from ferry.cli_transfer import transfer
 from tests.fixtures.servers import S3Server
 from tests.support.egress import LOOPBACK, LOOPBACK_ENV
@@ -210,6 +210,13 @@ async def test_cancel_stops_the_worker_and_aborts_open_uploads(
         assert len(finished) == 1
         done = await load(db_sessions, request_id)
         assert done.status == "cancelled"
+        async with db_sessions() as session:  # the service's cancel: audited, as the API's
+            audited = await session.scalar(
+                sa.select(AuditLog.actor).where(
+                    AuditLog.action == "transfer.cancel", AuditLog.user_id == done.user_id
+                )
+            )
+        assert audited == "admin"
         report = (done.meta or {})["report"]
         assert report["status"] == "cancelled"
         assert report["objects"]["copied"] < 6
