@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from db.exceptions import DatabaseUnavailableError
 from db.urls import check_url, parse_url, redact, sqlite_path
+from db.wakeup import SIGNAL_KEY, WorkSignal
 
 __all__ = ["check_url", "create_engine", "ping", "session_factory"]
 
@@ -90,13 +91,17 @@ def _patient_connect(
     return connect
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def session_factory(
+    engine: AsyncEngine, *, signal: WorkSignal | None = None
+) -> async_sessionmaker[AsyncSession]:
     """Sessions bound to ``engine``.
 
     ``expire_on_commit=False``: after a commit, attributes stay readable; with asyncio the
-    implicit reload an expired attribute would need is an error, not a query.
+    implicit reload an expired attribute would need is an error, not a query. ``signal``:
+    the process's WorkSignal, woken when a transaction that announced work commits.
     """
-    return async_sessionmaker(engine, expire_on_commit=False)
+    info = {SIGNAL_KEY: signal} if signal is not None else None
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -132,6 +132,18 @@ class ExportsConfig:
 
 
 @dataclass(frozen=True)
+class WorkersConfig:
+    # How often idle export and transfer workers look for work. A request made in the same
+    # process, or anywhere on PostgreSQL (LISTEN/NOTIFY), wakes them at once; this is the
+    # fallback for a notification that was lost.
+    poll_seconds: int = 2
+
+    def __post_init__(self) -> None:
+        if self.poll_seconds <= 0:
+            raise ConfigError("workers.poll_seconds: must be positive")
+
+
+@dataclass(frozen=True)
 class EgressConfig:
     """Where Ferry may connect on a user's behalf (storage.egress): public addresses, plus
     these networks. Tests list loopback here for their local S3 servers."""
@@ -169,6 +181,7 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     exports: ExportsConfig = field(default_factory=ExportsConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -181,6 +194,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "mail": MailConfig,
     "exports": ExportsConfig,
     "egress": EgressConfig,
+    "workers": WorkersConfig,
     "log": LogConfig,
 }
 

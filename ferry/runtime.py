@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.engine import create_engine, session_factory
+from db.wakeup import WorkSignal
 from ferry.config import Config
 from ferry.masterkey import load_master_key
 from gateway.app import GatewayApp, GatewaySettings
@@ -34,6 +35,9 @@ class Runtime:
     # The gateway's credential checks have connections of their own: behind a burst of API
     # calls (50 revokes at once) in the shared pool, every gateway request waited a second.
     credential_sessions: async_sessionmaker[AsyncSession]
+    # Wakes this process's workers when a request is created here (and, on PostgreSQL,
+    # when another process NOTIFYs).
+    work_signal: WorkSignal
 
     @property
     def egress(self) -> EgressPolicy:
@@ -75,16 +79,18 @@ async def open_runtime(config: Config) -> AsyncIterator[Runtime]:
     master_key = load_master_key(config.security)
     engine = create_engine(config.database.url)
     credential_engine = create_engine(config.database.url)  # connects only when used
+    signal = WorkSignal()
     try:
         storage = build_storage(config)
         try:
             yield Runtime(
                 config,
                 engine,
-                session_factory(engine),
+                session_factory(engine, signal=signal),
                 storage,
                 master_key,
                 session_factory(credential_engine),
+                signal,
             )
         finally:
             await storage.close()

@@ -7,6 +7,7 @@ them. Any number of such processes share one PostgreSQL database: each claims it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ from portability.mail import Mailer, MailSettings
 from portability.transfers import open_destination
 from transfer.exceptions import TransferError
 from transfer.spec import Destination, Source
+from transfer.config import TransferConfig
 from transfer.worker import TransferWorker
 
 log = logging.getLogger("ferry.worker")
@@ -46,6 +48,7 @@ def export_settings(config: Config) -> ExportSettings:
         compression_level=e.compression_level,
         max_active_per_user=e.max_active_per_user,
         s3_manifest_sha256=e.s3_manifest_sha256,
+        poll_interval=float(config.workers.poll_seconds),
     )
 
 
@@ -102,9 +105,15 @@ async def run_workers(runtime: Runtime, stop: asyncio.Event) -> None:
     # a failed transaction in the middle of a job costs work done again (a request handler
     # should rather fail fast, so the runtime's engine does not wait).
     engine = create_engine(runtime.config.database.url, connect_patience=DB_PATIENCE_S)
+    # Requests made by other processes (the API of another `ferry serve`, the CLI) arrive as
+    # NOTIFY; requests made in this one wake the workers directly.
+    listener = asyncio.create_task(runtime.work_signal.listen(engine))
     try:
-        await _run_workers(runtime, session_factory(engine), stop)
+        await _run_workers(runtime, session_factory(engine, signal=runtime.work_signal), stop)
     finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
         await engine.dispose()
 
 
@@ -120,6 +129,7 @@ async def _run_workers(
         settings=export_settings(runtime.config),
         notifier=notify,
         worker_id=worker_id,
+        wake=runtime.work_signal.subscribe(),
     )
 
     async def transfer_finished(request: PortabilityRequest) -> None:
@@ -130,7 +140,9 @@ async def _run_workers(
         resolve=transfer_resolver(runtime),
         worker_id=worker_id,
         on_finished=transfer_finished,
+        config=TransferConfig(poll_seconds=float(runtime.config.workers.poll_seconds)),
         egress=runtime.egress,
+        wake=runtime.work_signal.subscribe(),
     )
     log.info("workers started as %s", worker_id)
     await asyncio.gather(exports.run(stop), transfers.run(stop))

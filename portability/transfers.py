@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, PortabilityRequest, User
+from db.wakeup import announce_work
 from portability.buckets import check_bucket_name
 from portability.requests import new_request
 from storage.egress import EgressPolicy, EgressRefused
@@ -172,4 +173,5 @@ async def create_transfer_request(
     request.transfer_destination = seal_destination(master_key, request.id, destination)
     session.add(request)
     await session.flush()
+    await announce_work(session)
     return request

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.engine import first_line
 from db.models import PortabilityRequest
 from db.types import utcnow
+from db.wakeup import Subscription
 from storage.egress import EgressPolicy
 from transfer import states
 from transfer.config import TransferConfig
@@ -63,10 +64,13 @@ class TransferWorker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_finished: OnFinished | None = None,
         egress: EgressPolicy | None = None,
+        wake: Subscription | None = None,
     ) -> None:
         self.config = config or TransferConfig()
         # Destinations are user-supplied: public addresses only, unless the policy says more.
         self.egress = egress or EgressPolicy()
+        # Woken when a request is created (db.wakeup); poll_seconds is then only the fallback.
+        self._wake = wake or Subscription()
         self.worker_id = worker_id
         self._resolve = resolve
         self._sleep = sleep
@@ -89,8 +93,7 @@ class TransferWorker:
                 log.exception("transfer worker %s: a pass failed", self.worker_id)
                 worked = False
             if not worked and not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.config.poll_seconds)
+                await self._wake.wait(self.config.poll_seconds, stop)
 
     async def run_once(self) -> bool:
         """One pass: run the first job that has work for this worker. True if it did any."""

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, Credential, PortabilityRequest, User
+from db.wakeup import announce_work
 from portability import events
 from portability.credentials import Endpoint, issue_for_user
 from portability.exports.exceptions import ExportConflict, InvalidExport
@@ -138,6 +139,7 @@ async def create_export(
     )
     session.add(request)
     await session.flush()
+    await announce_work(session)
     answers: list[dict[str, Any]] | None = None
     if options.format == "s3":
         ttl = min(max(settings.link_ttl_seconds, TTL_MIN), TTL_MAX)

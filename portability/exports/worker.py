@@ -39,6 +39,7 @@ from db.models import (
     UsageRecord,
     User,
 )
+from db.wakeup import Subscription
 from portability import events
 from portability.exports.archive import ArchiveBuilder, ArchiveResult, Delivered
 from portability.exports.exceptions import ExportCancelled, ExportFailed
@@ -107,6 +108,7 @@ class ExportWorker:
         notifier: Notifier | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         worker_id: str | None = None,
+        wake: Subscription | None = None,
     ) -> None:
         self.sessions = sessions
         self.storage = storage
@@ -117,6 +119,8 @@ class ExportWorker:
         self.worker_id = worker_id or uuid.uuid4().hex
         self.sweeper = Sweeper(sessions, storage, settings, notifier=notifier, clock=clock)
         self._receipts_at = 0.0
+        # Woken when a request is created (db.wakeup); poll_interval is then the fallback.
+        self._wake = wake or Subscription()
 
     # the loop
 
@@ -129,8 +133,7 @@ class ExportWorker:
             except Exception:
                 log.exception("export worker pass failed")
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+                await self._wake.wait(self.settings.poll_interval, stop)
 
     async def run_once(self) -> bool:
         """Sweep, then build one export if one is waiting; True if anything was done."""
