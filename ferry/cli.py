@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -73,14 +74,61 @@ def main() -> None:
 @click.option("--no-worker", is_flag=True, help="Do not run the embedded export/transfer worker.")
 @click.option("--gateway-only", is_flag=True, help="Serve the S3 gateway only.")
 @click.option("--api-only", is_flag=True, help="Serve the API and dashboard only.")
-def serve(config_path: str | None, no_worker: bool, gateway_only: bool, api_only: bool) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Serving processes on the same ports ([server] processes; default 1).",
+)
+@click.option("--child", type=int, default=None, hidden=True)
+@click.option("--listen-fds", default="", hidden=True)
+@click.option("--shared-dir", default="", hidden=True)
+def serve(
+    config_path: str | None,
+    no_worker: bool,
+    gateway_only: bool,
+    api_only: bool,
+    processes: int | None,
+    child: int | None,
+    listen_fds: str,
+    shared_dir: str,
+) -> None:
     """Serve the S3 gateway and the API until SIGTERM."""
+    import socket
+
     from ferry.serve import serve as serve_
 
     if gateway_only and api_only:
         raise click.UsageError("--gateway-only and --api-only exclude each other")
     config = _config(config_path)
-    run(serve_(config, gateway=not api_only, api=not gateway_only, worker=not no_worker))
+    count = processes or config.server.processes
+    if child is None and count > 1:
+        from ferry.supervisor import supervise
+
+        code = supervise(
+            config,
+            processes=count,
+            config_path=config_path,
+            gateway=not api_only,
+            api=not gateway_only,
+            worker=not no_worker,
+        )
+        sys.exit(code)
+    inherited = {}
+    for item in filter(None, listen_fds.split(",")):
+        name, _, fd = item.partition("=")
+        inherited[name] = socket.socket(fileno=int(fd))
+    run(
+        serve_(
+            config,
+            gateway=not api_only,
+            api=not gateway_only,
+            worker=not no_worker,
+            inherited=inherited,
+            shared_dir=shared_dir,
+            banner=not child,
+        )
+    )
 
 
 @main.command()

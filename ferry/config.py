@@ -132,6 +132,17 @@ class ExportsConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    # `ferry serve` processes sharing the listening sockets: one Python process uses one core,
+    # so set this to the machine's cores in production (--processes overrides it).
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.processes <= 256:
+            raise ConfigError("server.processes: must be between 1 and 256")
+
+
+@dataclass(frozen=True)
 class WorkersConfig:
     # How often idle export and transfer workers look for work. A request made in the same
     # process, or anywhere on PostgreSQL (LISTEN/NOTIFY), wakes them at once; this is the
@@ -182,6 +193,7 @@ class Config:
     exports: ExportsConfig = field(default_factory=ExportsConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -195,6 +207,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "exports": ExportsConfig,
     "egress": EgressConfig,
     "workers": WorkersConfig,
+    "server": ServerConfig,
     "log": LogConfig,
 }
 

@@ -59,7 +59,7 @@ def build_storage(config: Config) -> Storage:
     )
 
 
-def build_gateway_app(runtime: Runtime) -> GatewayApp:
+def build_gateway_app(runtime: Runtime, *, shared_dir: str = "") -> GatewayApp:
     g = runtime.config.gateway
     return GatewayApp(
         storage=runtime.storage,
@@ -70,6 +70,7 @@ def build_gateway_app(runtime: Runtime) -> GatewayApp:
             region=g.region,
             regions=g.regions,
             trusted_proxies=parse_cidrs(g.trusted_proxies),
+            shared_dir=shared_dir,
         ),
     )
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -62,24 +63,32 @@ def _listener(app: ASGIApp, *, tls_cert: str = "", tls_key: str = "") -> _Listen
 
 
 async def serve(
-    config: Config, *, gateway: bool = True, api: bool = True, worker: bool = True
+    config: Config,
+    *,
+    gateway: bool = True,
+    api: bool = True,
+    worker: bool = True,
+    inherited: dict[str, socket.socket] | None = None,
+    shared_dir: str = "",
+    banner: bool = True,
 ) -> None:
+    """Serve until SIGTERM. `inherited`: listening sockets bound by a supervising parent
+    (ferry.supervisor), by listener name; `shared_dir`: the state its processes share."""
     sockets: list[tuple[_Listener, socket.socket]] = []
+    say = print if banner else _quiet
+    inherited = inherited or {}
     try:
         async with open_runtime(config) as runtime:
             if gateway:
                 g = config.gateway
+                gateway_app = build_gateway_app(runtime, shared_dir=shared_dir)
                 sockets.append(
                     (
-                        _listener(
-                            build_gateway_app(runtime),
-                            tls_cert=g.tls_cert_file,
-                            tls_key=g.tls_key_file,
-                        ),
-                        bind("gateway.listen", g.listen),
+                        _listener(gateway_app, tls_cert=g.tls_cert_file, tls_key=g.tls_key_file),
+                        inherited.get("gateway") or bind("gateway.listen", g.listen),
                     )
                 )
-                print(f"S3 gateway  {g.public_url}", flush=True)
+                say(f"S3 gateway  {g.public_url}", flush=True)
             if api:
                 app = build_api_app(
                     engine=runtime.engine,
@@ -92,9 +101,11 @@ async def serve(
                     egress=runtime.egress,
                     door=door_policy(config),
                 )
-                sockets.append((_listener(app), bind("api.listen", config.api.listen)))
-                print(f"API         {config.api.public_url}/api/health", flush=True)
-                print(f"Dashboard   {config.api.public_url}/", flush=True)
+                sockets.append(
+                    (_listener(app), inherited.get("api") or bind("api.listen", config.api.listen))
+                )
+                say(f"API         {config.api.public_url}/api/health", flush=True)
+                say(f"Dashboard   {config.api.public_url}/", flush=True)
 
             loop = asyncio.get_running_loop()
             stopping = asyncio.Event()
@@ -108,10 +119,28 @@ async def serve(
                 loop.add_signal_handler(sig, stop)
             tasks = [server.serve(sockets=[sock]) for server, sock in sockets]
             if worker:
-                print("Workers     exports and transfers", flush=True)
+                say("Workers     exports and transfers", flush=True)
                 tasks.append(run_workers(runtime, stopping))
+            if inherited:
+                tasks.append(_stop_when_orphaned(stopping, stop))
             await asyncio.gather(*tasks)
-            print("ferry stopped", flush=True)
+            say("ferry stopped", flush=True)
     finally:
         for _, sock in sockets:
             sock.close()
+
+
+def _quiet(*args: object, **kwargs: object) -> None:
+    return None
+
+
+async def _stop_when_orphaned(stopping: asyncio.Event, stop: Callable[[], None]) -> None:
+    """A supervised process stops if its parent dies (rather than serving on unsupervised)."""
+    parent = os.getppid()
+    while not stopping.is_set():
+        if os.getppid() != parent:
+            log.warning("the supervising process is gone; stopping")
+            stop()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), 1.0)

@@ -25,9 +25,9 @@ from portability.exports.settings import ExportSettings
 from portability.exports.worker import ExportWorker
 from portability.mail import Mailer, MailSettings
 from portability.transfers import open_destination
+from transfer.config import TransferConfig
 from transfer.exceptions import TransferError
 from transfer.spec import Destination, Source
-from transfer.config import TransferConfig
 from transfer.worker import TransferWorker
 
 log = logging.getLogger("ferry.worker")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -27,7 +28,7 @@ from gateway.listing import OutOfScope, ScopedLister
 from gateway.metrics import REQUEST_ID, report
 from gateway.objects import check_conditions, object_headers, parse_range
 from gateway.routing import Target, classify
-from gateway.throttle import TokenBucket
+from gateway.throttle import SharedTokenBucket, TokenBucket
 from storage.base import ObjectInfo, ObjectStream, Storage
 from storage.exceptions import (
     BackendUnavailable,
@@ -56,6 +57,9 @@ class GatewaySettings:
     region: str = "us-east-1"  # what GetBucketLocation answers
     regions: tuple[str, ...] = ()  # regions a client may sign for; empty: any
     trusted_proxies: tuple[Network, ...] = ()
+    # Set by `ferry serve --processes N`: a directory the processes share, where bandwidth
+    # caps keep their state so they hold across all of them.
+    shared_dir: str = ""
 
 
 @dataclass
@@ -98,7 +102,12 @@ class GatewayApp:
         self.audit = audit
         self.settings = settings or GatewaySettings()
         self.clock = clock
-        self._throttles: dict[str, TokenBucket] = {}
+        self._throttles: dict[str, TokenBucket | SharedTokenBucket] = {}
+
+    def _new_throttle(self, access_key_id: str, rate: int) -> TokenBucket | SharedTokenBucket:
+        if not self.settings.shared_dir:
+            return TokenBucket(rate)
+        return SharedTokenBucket(Path(self.settings.shared_dir) / f"rate-{access_key_id}", rate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -244,7 +253,9 @@ class GatewayApp:
         if credential is not None and credential.max_bytes_per_second:
             throttle = self._throttles.get(credential.access_key_id)
             if throttle is None or throttle.rate != credential.max_bytes_per_second:
-                throttle = TokenBucket(credential.max_bytes_per_second)
+                throttle = self._new_throttle(
+                    credential.access_key_id, credential.max_bytes_per_second
+                )
                 self._throttles[credential.access_key_id] = throttle
 
         async def pump() -> None:

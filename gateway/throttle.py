@@ -1,10 +1,21 @@
-"""A per-credential bandwidth cap: a token bucket each response draws from."""
+"""A per-credential bandwidth cap: a token bucket each response draws from.
+
+With one process the bucket lives in memory. With `ferry serve --processes N` one credential's
+downloads may be served by any of the processes, so the bucket lives in a small file every
+process maps (`SharedTokenBucket`), updated under an exclusive lock: the cap holds for the
+machine, not once per process.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import mmap
+import os
+import struct
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 
 class TokenBucket:
@@ -31,3 +42,56 @@ class TokenBucket:
         if self._tokens < 0:
             # Going into debt and sleeping it off keeps chunks whole and the average exact.
             await self._sleep(-self._tokens / self.rate)
+
+
+_STATE = struct.Struct("dd")  # tokens, when they were counted (CLOCK_MONOTONIC: machine-wide)
+
+
+class SharedTokenBucket:
+    """TokenBucket's arithmetic on a state shared through `path` by every process."""
+
+    def __init__(
+        self,
+        path: Path,
+        rate: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        with self._locked():
+            if os.fstat(self._fd).st_size < _STATE.size:
+                os.ftruncate(self._fd, _STATE.size)
+                os.pwrite(self._fd, _STATE.pack(float(rate), clock()), 0)
+        self._state = mmap.mmap(self._fd, _STATE.size)
+
+    def _locked(self) -> _Flock:
+        return _Flock(self._fd)
+
+    async def take(self, n: int) -> None:
+        # The lock is held for a few microseconds, never across an await.
+        with self._locked():
+            tokens, stamp = _STATE.unpack(self._state[: _STATE.size])
+            now = self._clock()
+            tokens = min(float(self.rate), tokens + max(0.0, now - stamp) * self.rate) - n
+            self._state[: _STATE.size] = _STATE.pack(tokens, now)
+        if tokens < 0:
+            await self._sleep(-tokens / self.rate)
+
+    def close(self) -> None:
+        self._state.close()
+        os.close(self._fd)
+
+
+class _Flock:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)

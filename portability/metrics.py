@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import os
 import re
 import secrets
 import time
@@ -20,8 +21,16 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -135,12 +144,22 @@ def metrics_endpoint(
         refusal = _refusal(request, token)
         if refusal is not None:
             return refusal
-        body = generate_latest(REGISTRY) + generate_latest(
+        body = generate_latest(_process_counters()) + generate_latest(
             _Snapshot(await _database_gauges(sessions, clock()))
         )
         return Response(body, headers={"content-type": CONTENT_TYPE_LATEST})
 
     return endpoint
+
+
+def _process_counters() -> CollectorRegistry:
+    """This process's counters; under `ferry serve --processes N` (PROMETHEUS_MULTIPROC_DIR
+    set by the parent) every process's, summed: any process may answer the scrape."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def _refusal(request: Request, token: str) -> Response | None:
