@@ -29,6 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 
+from storage.files import open_private, private_dir
+
 log = logging.getLogger("ferry.mail")
 
 
@@ -202,10 +204,11 @@ class Mailer:
 
     def _write_eml(self, message: EmailMessage) -> None:
         outbox = Path(self.settings.outbox)
-        outbox.mkdir(parents=True, exist_ok=True)
+        private_dir(outbox)  # mail names people and what they asked for: owner-only
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
         temp = outbox / f".{name}.tmp"
-        temp.write_bytes(bytes(message))
+        with os.fdopen(open_private(temp, os.O_WRONLY | os.O_EXCL), "wb") as out:
+            out.write(bytes(message))
         os.replace(temp, outbox / name)  # readers never see half a message
 
     def _tls_context(self) -> ssl.SSLContext:
