@@ -60,7 +60,8 @@ def view(resource: dict[str, Any], now: datetime) -> dict[str, Any]:
         "request_type": resource["request_type"],
         "status": status,
         "active": status in ACTIVE,
-        "cancellable": status in service.CANCELLABLE,
+        # Revoked links leave nothing a cancel would stop.
+        "cancellable": status in service.CANCELLABLE and not meta.get("links_revoked_at"),
         "links_revoked_at": meta.get("links_revoked_at"),
         "links_revocable": live
         and resource["request_type"] == "export"
