@@ -4,7 +4,8 @@ Real processes in a fresh directory with no config at all (`ferry migrate`, `fer
 `ferry serve`), started under a permissive umask (022), as a login shell gives. An export is
 asked for, built by the served worker, mailed to `var/outbox/` and downloaded through the
 gateway; then, with the server stopped, every file under var/ must be 0600 and every
-directory 0700, and the SQLite files must hold no working link.
+directory 0700, and neither the SQLite files, the outbox nor the server's log may hold a
+working link.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def test_everything_under_var_is_owner_only(tmp_path: Path) -> None:
 
     database = b"".join(p.read_bytes() for p in var.glob("ferry.db*"))
     assert b"X-Amz-Signature" not in database
+    # The log saw the download (the gateway's access line) but not the link's signature.
+    served_log = (tmp_path / "serve.log").read_bytes()
+    assert b"GetObject" in served_log and b"X-Amz-Signature" not in served_log
     for mail in (var / "outbox").glob("*.eml"):
         assert b"X-Amz-Signature" not in mail.read_bytes()
         assert f"http://{api}/requests/{created['id']}".encode() in mail.read_bytes()
