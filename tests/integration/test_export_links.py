@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,12 @@ def test_no_working_link_rests_in_the_database_or_the_outbox(
             assert SIGNATURE.decode() in url
     [part] = personal["metadata"]["parts"]
     assert personal["export_url"] == part["url"]
+    # A link signed now lives no longer than the export.
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(part["url"]).query)
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    ends = signed_at + timedelta(seconds=int(query["X-Amz-Expires"][0]))
+    expires_at = datetime.fromisoformat(personal["expires_at"].replace("Z", "+00:00"))
+    assert expires_at - timedelta(seconds=5) <= ends <= expires_at + timedelta(seconds=1)
     out = stack.workdir / "links-personal.json"
     assert fetch(part["url"], out) == 200
     assert hashlib.sha256(out.read_bytes()).hexdigest() == part["sha256"]
