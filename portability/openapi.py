@@ -575,6 +575,7 @@ PATHS: Json = {
                     _json(_ref("CreatedRequest"), "Accepted; the worker takes it from here."),
                     show=("getRequest", "request_id", "/id"),
                     cancel=("cancelRequest", "request_id", "/id"),
+                    revoke_links=("revokeRequestLinks", "request_id", "/id"),
                 )
             },
             "BadJson",
@@ -594,6 +595,7 @@ PATHS: Json = {
                     _json(_ref("RequestList"), "The requests."),
                     show=("getRequest", "request_id", "/requests/0/id"),
                     cancel=("cancelRequest", "request_id", "/requests/0/id"),
+                    revoke_links=("revokeRequestLinks", "request_id", "/requests/0/id"),
                 )
             },
             *_USER,
