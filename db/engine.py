@@ -13,8 +13,11 @@ session per request or job (never share a session between tasks)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,12 +41,36 @@ PG_CONNECT_TIMEOUT_S = 10
 PING_TIMEOUT_S = 5.0
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file 0600 and its missing directories 0700, whatever the umask.
+
+    The database holds personal data and sealed secrets; SQLite gives the -wal, -shm and
+    -journal files it makes later the database file's own mode. (`storage.files` does the same
+    for storage; db/ imports nothing of ours, hence these few lines of its own.)
+    """
+    missing = []
+    current = path.parent
+    while not current.exists() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+            os.chmod(directory, 0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def create_engine(url: str, *, connect_patience: float = 0, **kw: Any) -> AsyncEngine:
     """An :class:`AsyncEngine` for ``url`` (checked and rewritten by :func:`check_url`).
 
-    SQLite: the file's directory is created, and every connection gets foreign keys on, WAL
-    (readers do not block the writer) and a busy timeout. PostgreSQL: connections are
-    pinged before use, so a restarted server costs no failed request; with
+    SQLite: the file and its directory are created owner-only, and every connection gets
+    foreign keys on, WAL (readers do not block the writer) and a busy timeout. PostgreSQL:
+    connections are pinged before use, so a restarted server costs no failed request; with
     ``connect_patience`` (seconds) a new connection is retried while the server is down or
     starting, so a restart looks like a slow query rather than an error (for background
     workers; a request handler would rather fail fast). ``kw`` goes to
@@ -53,7 +80,7 @@ def create_engine(url: str, *, connect_patience: float = 0, **kw: Any) -> AsyncE
     path = sqlite_path(parsed)
     if parsed.get_backend_name() == "sqlite":
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(path)
         engine = _create_async_engine(parsed, **kw)
         sa.event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         return engine

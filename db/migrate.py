@@ -22,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 
-from db.engine import first_line
+from db.engine import first_line, private_sqlite_file
 from db.exceptions import DatabaseUnavailableError, MigrationError
 from db.models import POSTGRESQL_SERVER_DEFAULT, Base
 from db.types import UTCDateTime
@@ -162,7 +162,7 @@ def _sync_engine(url: str) -> sa.Engine:
     target = sync_url(url)
     path = sqlite_path(target)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(path)
     # No foreign-key pragma here, on purpose: batch migrations on SQLite drop and recreate
     # tables, which foreign-key enforcement would turn into cascades or failures.
     return sa.create_engine(target, poolclass=sa.NullPool)

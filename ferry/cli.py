@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -67,6 +68,11 @@ async def _in_session(config: Config, work: Callable[[Runtime, AsyncSession], Aw
 @click.version_option(package_name="ferry")
 def main() -> None:
     """Ferry: take your data elsewhere (pull credentials, push copies, exports)."""
+    # Everything a ferry process creates (the SQLite database and the -wal/-journal files
+    # SQLite makes itself, storage, mail, keys, logs written to files) is its owner's only.
+    # Ferry's own code also creates files 0600 and directories 0700 explicitly; the umask
+    # covers what libraries create.
+    os.umask(0o077)
 
 
 @main.command()

@@ -1,4 +1,5 @@
-"""`ferry export start|status`: exports from the shell (the worker in `ferry serve` builds them).
+"""`ferry export start|status|revoke-links`: exports from the shell (the worker in `ferry serve`
+builds them).
 
 Registered by `ferry/cli.py` with `main.add_command(export)`. Helpers of `ferry.cli` are
 imported inside the commands, so either module may be imported first.
@@ -109,9 +110,10 @@ def _bar(progress: dict[str, Any], width: int = 30) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def status(config_path: str | None, request_id: str, follow: bool, as_json: bool) -> None:
     """Show an export (or transfer) request; with --follow, until it is done."""
-    from ferry.cli import _config, run
+    from ferry.cli import _config, _now, run
     from ferry.runtime import open_runtime
-    from portability.exports import service
+    from ferry.worker import export_settings
+    from portability.exports import downloads
     from portability.requests import get_for_user
 
     config = _config(config_path)
@@ -120,6 +122,8 @@ def status(config_path: str | None, request_id: str, follow: bool, as_json: bool
     except ValueError:
         raise click.ClickException(f"not a request id: {request_id}") from None
 
+    settings = export_settings(config)
+
     async def watch() -> dict[str, Any]:
         async with open_runtime(config) as runtime:
             while True:
@@ -127,7 +131,11 @@ def status(config_path: str | None, request_id: str, follow: bool, as_json: bool
                     request = await get_for_user(session, request_id, None)
                     if request is None:
                         raise click.ClickException(f"no request {request_id}")
-                    answer = service.resource(request)
+                    # The operator holds the master key: links are signed for them as for
+                    # the owner, never read from the row.
+                    answer = await downloads.owner_resource(
+                        session, runtime.master_key, settings, request, now=_now()
+                    )
                 if not follow or answer["status"] in _FINAL_FOR_FOLLOW:
                     return answer
                 if not as_json:
@@ -150,10 +158,50 @@ def status(config_path: str | None, request_id: str, follow: bool, as_json: bool
         click.echo(f"error:   {meta['error']}")
     for part in meta.get("parts") or []:
         click.echo(f"part:    {part.get('name')} ({part['size']} bytes, sha256 {part['sha256']})")
-        click.echo(f"         {part['url']}")
+        if part.get("url"):
+            click.echo(f"         {part['url']}")
+    if meta.get("links_revoked_at"):
+        click.echo(f"links:   revoked at {meta['links_revoked_at']}")
     if meta.get("manifest_url"):
         click.echo(f"manifest: {meta['manifest_url']}")
     if answer.get("expires_at"):
         click.echo(f"expires: {answer['expires_at']}")
     if answer["status"] == "failed":
         raise SystemExit(1)
+
+
+@export.command("revoke-links")
+@config_option
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the request resource as JSON.")
+def revoke_links(config_path: str | None, request_id: str, as_json: bool) -> None:
+    """Kill every download link (and pull credential) of a ready or completed export."""
+    from ferry.cli import _config, _in_session, _now, run
+    from portability.exports import service
+    from portability.exports.exceptions import ExportError
+
+    config = _config(config_path)
+    try:
+        rid = uuid.UUID(request_id)
+    except ValueError:
+        raise click.ClickException(f"not a request id: {request_id}") from None
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        request = await service.lock_request(session, rid)
+        if request is None:
+            raise click.ClickException(f"no request {request_id}")
+        done = await service.revoke_links(session, request, now=_now(), actor="admin")
+        return service.resource(done)
+
+    try:
+        answer = run(_in_session(config, work))
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    revoked = answer["metadata"].get("links_revoked_at")
+    if revoked:
+        click.echo(f"export {request_id}: links revoked at {revoked}; its files are deleted next")
+    else:
+        click.echo(f"export {request_id} is {answer['status']}: it has no live links")

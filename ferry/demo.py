@@ -21,6 +21,7 @@ from ferry.runtime import open_runtime
 from portability.accounts import AccountError, create_user
 from portability.buckets import create_bucket
 from storage.base import Storage
+from storage.files import open_private, private_dir
 
 MiB = 1024 * 1024
 BIG_OBJECT_SIZE = 50 * MiB
@@ -145,8 +146,8 @@ async def create_demo(
         echo(f"  {email:<20} {key}")
     if keys_file:
         path = Path(keys_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        private_dir(path.parent)
+        fd = open_private(path, os.O_WRONLY | os.O_TRUNC)
         with os.fdopen(fd, "w") as f:
             f.writelines(f"{email} {key}\n" for email, key in keys.items())
     return keys

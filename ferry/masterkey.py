@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 from ferry.config import ConfigError, SecurityConfig
+from storage.files import private_dir
 
 KEY_BYTES = 32
 
@@ -32,7 +33,7 @@ def load_master_key(config: SecurityConfig, *, create: bool = True) -> bytes:
         return _decode(config.master_key, "security.master_key")
     path = Path(config.master_key_file)
     if not path.exists() and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         # O_EXCL: two processes starting at once must not each write a different key.
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -57,7 +57,7 @@ def notifier(runtime: Runtime) -> Notifier:
     settings = MailSettings(
         smtp_url=str(mail.smtp_url), sender=mail.from_, outbox=mail.outbox, ca_file=mail.ca_file
     )
-    return Notifier(runtime.sessions, Mailer(settings))
+    return Notifier(runtime.sessions, Mailer(settings), dashboard_url=runtime.config.api.public_url)
 
 
 def transfer_resolver(

@@ -29,6 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 
+from storage.files import open_private, private_dir
+
 log = logging.getLogger("ferry.mail")
 
 
@@ -69,46 +71,56 @@ You receive this because you asked for your data under GDPR Article 20.</p>
 
 _HTML = {
     "export_ready": """{% extends "base" %}{% block body %}
-<p>Your export is ready.
-{% if links %}Download it here (each link works until {{ expires_at }}):{% endif %}</p>
-<ul>{% for link in links %}
-<li><a href="{{ link.url }}">{{ link.name }}</a> ({{ link.size_text }})</li>{% endfor %}</ul>
-{% if manifest_url %}<p>The <a href="{{ manifest_url }}">manifest</a>
-lists every file with its SHA-256.</p>{% endif %}
+<p>Your export is ready.{% if files %} Sign in to Ferry to download it (until {{ expires_at }}):
+{% endif %}</p>
+<p><a href="{{ page_url }}"
+ style="display:inline-block;background:#0b57a4;color:#fff;padding:8px 16px;border-radius:4px;
+ text-decoration:none">Open your export</a></p>
+{% if files %}<ul>{% for file in files %}
+<li>{{ file.name }} ({{ file.size_text }})</li>{% endfor %}</ul>{% endif %}
+{% if manifest %}<p>The manifest beside it lists every file with its SHA-256.</p>{% endif %}
 {% if credentials %}<p>Pull your files with the credentials shown when you asked for the export
 (bucket{{ 's' if credentials|length > 1 else '' }}: {{ credentials|join(', ') }}).</p>{% endif %}
+<p style="font-size:12px;color:#4d5561">This mail holds no download link on purpose: the
+links are made for you when you open the page signed in.</p>
 {% endblock %}""",
     "export_failed": """{% extends "base" %}{% block body %}
 <p>We could not finish your export: {{ error }}</p><p>Please ask again; nothing was kept.</p>
+<p><a href="{{ page_url }}">See the request</a></p>
 {% endblock %}""",
     "export_expiring": """{% extends "base" %}{% block body %}
-<p>Your download links stop working on {{ expires_at }}. Fetch what you still need:</p>
-<ul>{% for link in links %}<li><a href="{{ link.url }}">{{ link.name }}</a></li>{% endfor %}</ul>
+<p>Your download links stop working on {{ expires_at }}. Fetch what you still need from
+<a href="{{ page_url }}">your export's page</a>.</p>
 {% endblock %}""",
     "transfer_finished": """{% extends "base" %}{% block body %}
 <p>Your transfer to {{ destination }} has finished with status <b>{{ status }}</b>.</p>
-<p>{{ summary }}</p>{% endblock %}""",
+<p>{{ summary }}</p><p><a href="{{ page_url }}">See the report</a></p>{% endblock %}""",
 }
 
 _TEXT = {
-    "export_ready": """Your export is ready.
-{% for link in links %}
-{{ link.name }} ({{ link.size_text }}):
-{{ link.url }}
-{% endfor %}{% if links %}
-The links work until {{ expires_at }}.{% endif %}{% if manifest_url %}
-Manifest (every file with its SHA-256):
-{{ manifest_url }}{% endif %}{% if credentials %}
+    "export_ready": """Your export is ready.{% if files %} Sign in to Ferry to download it
+(until {{ expires_at }}):{% endif %}
+
+{{ page_url }}
+{% for file in files %}
+- {{ file.name }} ({{ file.size_text }}){% endfor %}{% if manifest %}
+The manifest beside it lists every file with its SHA-256.{% endif %}{% if credentials %}
 Pull your files with the credentials shown when you asked for the export.{% endif %}
+
+This mail holds no download link on purpose: the links are made for you when you open
+the page signed in.
 """,
-    "export_failed": "We could not finish your export: {{ error }}\nPlease ask again.\n",
+    "export_failed": """We could not finish your export: {{ error }}
+Please ask again.
+{{ page_url }}
+""",
     "export_expiring": """Your download links stop working on {{ expires_at }}.
-{% for link in links %}
-{{ link.name }}:
-{{ link.url }}
-{% endfor %}""",
+Fetch what you still need from your export's page:
+{{ page_url }}
+""",
     "transfer_finished": """Your transfer to {{ destination }} has finished: {{ status }}.
 {{ summary }}
+{{ page_url }}
 """,
 }
 
@@ -192,10 +204,11 @@ class Mailer:
 
     def _write_eml(self, message: EmailMessage) -> None:
         outbox = Path(self.settings.outbox)
-        outbox.mkdir(parents=True, exist_ok=True)
+        private_dir(outbox)  # mail names people and what they asked for: owner-only
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
         temp = outbox / f".{name}.tmp"
-        temp.write_bytes(bytes(message))
+        with os.fdopen(open_private(temp, os.O_WRONLY | os.O_EXCL), "wb") as out:
+            out.write(bytes(message))
         os.replace(temp, outbox / name)  # readers never see half a message
 
     def _tls_context(self) -> ssl.SSLContext:

@@ -317,7 +317,15 @@ SCHEMAS: Json = {
                 ],
             },
             "format": _nullable({"type": "string", "enum": ["json", "archive", "s3"]}),
-            "export_url": _nullable({"type": "string"}),
+            "export_url": _nullable(
+                {
+                    "type": "string",
+                    "description": "The first (or only) download: a presigned gateway URL, "
+                    "signed for the owner when they read the request and living until "
+                    "`expires_at` at most. Null when there is nothing to download (not ready "
+                    "yet, expired, cancelled, links revoked) and in every other answer.",
+                }
+            ),
             "expires_at": _nullable(TIME),
             "transfer_destination": _nullable(
                 {
@@ -338,8 +346,11 @@ SCHEMAS: Json = {
             "completed_at": _nullable(TIME),
             "metadata": {
                 "type": "object",
-                "description": "progress, parts, manifest_url, report, error, due_at, options, "
-                "credentials (see portability/requests.py).",
+                "description": "progress, parts ({name, key, size, sha256, url}), "
+                "manifest_url, report, error, due_at, options, credentials, "
+                "links_revoked_at (see portability/requests.py). `parts[].url` and "
+                "`manifest_url` are signed like `export_url`: working links in the owner's "
+                "reads, null otherwise.",
             },
         },
     },
@@ -394,7 +405,8 @@ _ERROR_RESPONSES = {
     "Unauthorized": "No valid API key (`unauthorized`).",
     "Forbidden": "The API key is not an admin's (`forbidden`).",
     "NotFound": "No such thing, or not the caller's (`not_found`).",
-    "Conflict": "Another export of the caller's is still running (`conflict`).",
+    "Conflict": "Another export of the caller's is still running, or the request is not in a "
+    "state that allows this (`conflict`); the message says why.",
     "Invalid": "The request is understood but refused (`invalid`); the message says why.",
 }
 
@@ -421,6 +433,7 @@ def _operation(
     parameters: list[Json] | None = None,
     body: Json | None = None,
     public: bool = False,
+    description: str | None = None,
 ) -> Json:
     """One operation: its own answers (by status) and the named error answers."""
     responses: Json = dict(answers)
@@ -432,6 +445,8 @@ def _operation(
         "summary": summary,
         "responses": dict(sorted(responses.items())),
     }
+    if description:
+        operation["description"] = description
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
@@ -586,6 +601,7 @@ PATHS: Json = {
                     _json(_ref("CreatedRequest"), "Accepted; the worker takes it from here."),
                     show=("getRequest", "request_id", "/id"),
                     cancel=("cancelRequest", "request_id", "/id"),
+                    revoke_links=("revokeRequestLinks", "request_id", "/id"),
                 )
             },
             "BadJson",
@@ -606,6 +622,7 @@ PATHS: Json = {
                     _json(_ref("RequestList"), "The requests."),
                     show=("getRequest", "request_id", "/requests/0/id"),
                     cancel=("cancelRequest", "request_id", "/requests/0/id"),
+                    revoke_links=("revokeRequestLinks", "request_id", "/requests/0/id"),
                 )
             },
             *_USER,
@@ -620,6 +637,24 @@ PATHS: Json = {
             *_USER,
             "NotFound",
             parameters=[_REQUEST_ID],
+        )
+    },
+    "/api/portability/requests/{request_id}/revoke-links": {
+        "post": _operation(
+            "revokeRequestLinks",
+            "requests",
+            "Revoke every download link of a ready or completed export",
+            {"200": _json(_ref("PortabilityRequest"), "Revoked (or already was).")},
+            *_USER,
+            "NotFound",
+            "Conflict",
+            parameters=[_REQUEST_ID],
+            description="Every link of the export (and, for format `s3`, its pull "
+            "credentials) is refused by the gateway within a second. The request keeps its "
+            "status and gains `metadata.links_revoked_at`; no link is signed for it again and "
+            "its files are deleted. A cancelled, failed or expired export has no live link "
+            "and is answered as it is. An export still being built answers 409 (cancel it "
+            "instead), as does a transfer.",
         )
     },
     "/api/portability/requests/{request_id}/cancel": {

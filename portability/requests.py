@@ -13,13 +13,19 @@ States (stored in `status`):
 
     progress     {bytes_done, bytes_total, objects_done, objects_total, bytes_per_second,
                   eta_seconds}
-    parts        [{url, size, sha256}] download links of an export
-    manifest_url
+    parts        [{name, key, size, sha256}] an export's files; answers add `url`
+    manifest_key the manifest's object key; answers add `manifest_url`
+    link_credential  access key id of the internal credential behind the links
+    links_revoked_at when the owner revoked the links (revoke-links)
     report       the final report of a transfer or export
     error        a one-line reason when failed
     due_at       Article 12(3): one month after the request
     options      what was asked for (archive_format, include, source bucket/prefix, …)
     credentials  for format "s3": the credential's description (never its secret)
+
+No working download link is stored: `export_url` holds the first file's unsigned gateway
+URL (a reference the gateway refuses), and links are signed when the owner reads the
+request (`portability.exports.downloads`).
 """
 
 from __future__ import annotations

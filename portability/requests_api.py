@@ -4,11 +4,14 @@
     GET  /api/portability/requests                the caller's requests, newest first
     GET  /api/portability/requests/{id}           one of them (404 for anyone else's)
     POST /api/portability/requests/{id}/cancel    202: cancelled; links and credentials die
+    POST /api/portability/requests/{id}/revoke-links  200: a ready or completed export's
+                                                  links and credentials die; its files go
     GET  /api/admin/requests/overdue              Article 12(3): unanswered past their due date
 
 Authentication and errors follow `portability.api`: a Bearer API key, one transaction per
 request, `{"error": {"code", "message"}}`. Another user's request id answers 404, exactly
-like a missing one, so ids cannot be probed.
+like a missing one, so ids cannot be probed. Download links are signed in the owner's
+answers only (`portability.exports.downloads`); the database holds none.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from starlette.routing import Route
 
 from db.models import PortabilityRequest, User
 from portability.credentials import Endpoint
-from portability.exports import service
+from portability.exports import downloads, service
 from portability.exports.exceptions import InvalidExport
 from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
@@ -84,10 +87,13 @@ def request_routes(
 
     async def list_own(request: Request, session: AsyncSession, user: User) -> Response:
         rows = await list_for_user(session, user.id)
-        return JSONResponse({"requests": [service.resource(r) for r in rows]})
+        answers = await downloads.owner_resources(session, master_key, settings, rows, now=clock())
+        return JSONResponse({"requests": answers}, headers=_NO_STORE)
 
     async def show(request: Request, session: AsyncSession, user: User) -> Response:
-        return JSONResponse(service.resource(await own(session, request, user)))
+        found = await own(session, request, user)
+        answer = await downloads.owner_resource(session, master_key, settings, found, now=clock())
+        return JSONResponse(answer, headers=_NO_STORE)
 
     async def cancel(request: Request, session: AsyncSession, user: User) -> Response:
         found = await own(session, request, user)
@@ -95,6 +101,13 @@ def request_routes(
         assert locked is not None
         done = await service.cancel(session, locked, now=clock())
         return JSONResponse(service.resource(done), status_code=202)
+
+    async def revoke_links(request: Request, session: AsyncSession, user: User) -> Response:
+        found = await own(session, request, user)
+        locked = await service.lock_request(session, found.id, user.id)
+        assert locked is not None
+        done = await service.revoke_links(session, locked, now=clock())
+        return JSONResponse(service.resource(done))
 
     async def overdue(request: Request, session: AsyncSession, admin: User) -> Response:
         now = clock()
@@ -126,5 +139,10 @@ def request_routes(
         Route("/api/portability/requests", authed(list_own), methods=["GET"]),
         Route("/api/portability/requests/{request_id}", authed(show), methods=["GET"]),
         Route("/api/portability/requests/{request_id}/cancel", authed(cancel), methods=["POST"]),
+        Route(
+            "/api/portability/requests/{request_id}/revoke-links",
+            authed(revoke_links),
+            methods=["POST"],
+        ),
         Route("/api/admin/requests/overdue", authed(overdue, admin=True), methods=["GET"]),
     ]

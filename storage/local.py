@@ -41,6 +41,7 @@ from storage.exceptions import (
     NoSuchUpload,
     StorageError,
 )
+from storage.files import open_private, private_dir
 from storage.local_index import BucketIndex, StoredPart, Upload, from_ms, to_ms
 from storage.validation import (
     check_bucket_name,
@@ -85,7 +86,7 @@ class LocalStorage(Storage):
     def _create_bucket(self, bucket: str) -> None:
         base = self.root / bucket
         for sub in ("data", "uploads", "tmp"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(base / sub)
         # The index file is what marks a bucket as existing, so it comes last.
         self._open_index(bucket)
 
@@ -228,7 +229,7 @@ class LocalStorage(Storage):
         )
         index = await self._index(bucket)
         with _translated():
-            await asyncio.to_thread(self._upload_dir(bucket, upload.upload_id).mkdir)
+            await asyncio.to_thread(private_dir, self._upload_dir(bucket, upload.upload_id))
             await asyncio.to_thread(index.create_upload, upload, raw, self._now())
         return upload.upload_id
 
@@ -358,7 +359,7 @@ class LocalStorage(Storage):
     async def ping(self) -> None:
         # The root is ours: a fresh machine has none yet, and that is healthy.
         with _translated():
-            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(private_dir, self.root)
         ok = await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK)
         if not ok:
             raise BackendUnavailable(f"storage root {self.root} is not a writable directory")
@@ -388,7 +389,7 @@ class LocalStorage(Storage):
         if size < 0:
             raise ValueError("size must not be negative")
         tmp = self.root / bucket / "tmp" / uuid.uuid4().hex
-        handle = await asyncio.to_thread(tmp.open, "xb")
+        handle = await asyncio.to_thread(_new_file, tmp)
         md5 = hashlib.md5(usedforsecurity=False)
         try:
             received = 0
@@ -419,7 +420,7 @@ class LocalStorage(Storage):
         """Move a synced temp file to its final place under a fresh id."""
         data_id = uuid.uuid4().hex
         target = self._data_path(bucket, data_id)
-        target.parent.mkdir(exist_ok=True)
+        private_dir(target.parent)
         tmp.replace(target)
         _sync_dir(target.parent)
         return data_id
@@ -439,7 +440,7 @@ class LocalStorage(Storage):
     def _concatenate(self, bucket: str, sources: builtins.list[Path]) -> Path:
         tmp = self.root / bucket / "tmp" / uuid.uuid4().hex
         try:
-            with tmp.open("xb") as out:
+            with _new_file(tmp) as out:
                 for source in sources:
                     with source.open("rb") as part:
                         _copy_into(part, out)
@@ -486,6 +487,11 @@ class _FileBody:
 
     async def aclose(self) -> None:
         self._handle.close()
+
+
+def _new_file(path: Path) -> BinaryIO:
+    """A new file (never an existing one), 0600: object bodies are the users' data."""
+    return os.fdopen(open_private(path, os.O_WRONLY | os.O_EXCL), "wb")
 
 
 def _write(handle: BinaryIO, md5: hashlib._Hash, data: bytes | bytearray) -> None:

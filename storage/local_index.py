@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.base import ObjectInfo, PartInfo
+from storage.files import touch_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -120,6 +121,7 @@ class BucketIndex:
     def __init__(self, path: Path) -> None:
         # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE) where a read
         # and a write must be atomic, so two processes cannot both replace the same key.
+        touch_private(path)  # before SQLite makes it (and its -wal, -shm) with the umask's mode
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         with self._lock:

@@ -9,11 +9,12 @@ from urllib.parse import urlsplit
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from db.models import PortabilityRequest
 from portability.dashboard.app import Ctx, Dashboard, UserError, page_form
 from portability.dashboard.destination_check import CheckResult, check_destination
 from portability.dashboard.forms import Form
 from portability.dashboard.views import SECURITY_HEADERS, parse_time, percent
-from portability.exports import service
+from portability.exports import downloads, service
 from portability.requests import ACTIVE, get_for_user, list_for_user
 from portability.transfers import create_transfer_request, parse_destination
 from sts.exceptions import InvalidRequest
@@ -52,14 +53,19 @@ def view(resource: dict[str, Any], now: datetime) -> dict[str, Any]:
         downloads[0]["label"] = "Download"
     if not downloads and resource.get("export_url"):
         downloads = [{"url": resource["export_url"], "size": None, "label": "Download"}]
-    live = status in ("ready", "completed") and (expires is None or expires > now)
+    live = status in service.LINKED and (expires is None or expires > now)
     return {
         "id": resource["id"],
         "title": title_of(resource),
         "request_type": resource["request_type"],
         "status": status,
         "active": status in ACTIVE,
-        "cancellable": status in service.CANCELLABLE,
+        # Revoked links leave nothing a cancel would stop.
+        "cancellable": status in service.CANCELLABLE and not meta.get("links_revoked_at"),
+        "links_revoked_at": meta.get("links_revoked_at"),
+        "links_revocable": live
+        and resource["request_type"] == "export"
+        and not meta.get("links_revoked_at"),
         "created_at": resource.get("created_at"),
         "completed_at": resource.get("completed_at"),
         "expires_at": resource.get("expires_at"),
@@ -122,6 +128,13 @@ def transfer_body(form: Form) -> dict[str, Any]:
 
 
 def routes(dash: Dashboard) -> list[Route]:
+    async def signed(rows: list[PortabilityRequest], ctx: Ctx) -> list[dict[str, Any]]:
+        """The views of the user's own requests, with links signed for this page."""
+        answers = await downloads.owner_resources(
+            ctx.db, dash.master_key, dash.settings, rows, now=ctx.now
+        )
+        return [view(answer, ctx.now) for answer in answers]
+
     async def overview(ctx: Ctx) -> Response:
         rows = await list_for_user(ctx.db, ctx.user.id)
         return dash.render(
@@ -129,7 +142,7 @@ def routes(dash: Dashboard) -> list[Route]:
             "overview.html",
             user=ctx.user,
             csrf=ctx.session.csrf,
-            requests=[view(service.resource(r), ctx.now) for r in rows],
+            requests=await signed(rows, ctx),
         )
 
     async def new_form(
@@ -220,7 +233,7 @@ def routes(dash: Dashboard) -> list[Route]:
         found = await get_for_user(ctx.db, ctx.request.path_params["request_id"], ctx.user.id)
         if found is None:
             raise UserError("There is no such request among yours.", status=404)
-        return view(service.resource(found), ctx.now)
+        return (await signed([found], ctx))[0]
 
     async def show(ctx: Ctx) -> Response:
         item = await own(ctx)
@@ -240,6 +253,15 @@ def routes(dash: Dashboard) -> list[Route]:
         await service.cancel(ctx.db, locked, now=ctx.now)
         return RedirectResponse(f"/requests/{found.id}", status_code=303)
 
+    async def revoke_links(ctx: Ctx) -> Response:
+        found = await get_for_user(ctx.db, ctx.request.path_params["request_id"], ctx.user.id)
+        if found is None:
+            raise UserError("There is no such request among yours.", status=404)
+        locked = await service.lock_request(ctx.db, found.id, ctx.user.id)
+        assert locked is not None
+        await service.revoke_links(ctx.db, locked, now=ctx.now)
+        return RedirectResponse(f"/requests/{found.id}", status_code=303)
+
     return [
         Route("/", dash.page(overview), methods=["GET"]),
         Route("/requests/new", dash.page(show_new), methods=["GET"]),
@@ -252,4 +274,5 @@ def routes(dash: Dashboard) -> list[Route]:
         Route("/requests/{request_id}", dash.page(show), methods=["GET"]),
         Route("/requests/{request_id}/status.json", dash.page(status_json), methods=["GET"]),
         Route("/requests/{request_id}/cancel", dash.page(cancel), methods=["POST"]),
+        Route("/requests/{request_id}/revoke-links", dash.page(revoke_links), methods=["POST"]),
     ]

@@ -8,6 +8,7 @@ GET  /requests/new, POST /requests/new        new export, pull credentials or tr
 GET  /requests/{id}                           one request, live progress, report
 GET  /requests/{id}/status.json               what the page's script polls
 POST /requests/{id}/cancel
+POST /requests/{id}/revoke-links              kill a ready or completed export's links
 POST /requests/test-destination               the transfer form's HeadBucket + ListObjectsV2
 GET  /admin                                   active credentials, overdue requests
 POST /admin/credentials/{access_key_id}/revoke

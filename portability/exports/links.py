@@ -8,7 +8,8 @@ objects are under `<request id>/` in it.
 A download link is a presigned gateway URL (SigV4 query auth, signed by botocore) made with
 an internal credential (`kind="export"`) scoped to the request's prefix whose life is the
 link's. The gateway checks it like any other credential and audits each download; revoking
-it (cancel) kills every link of the request at once.
+it (cancel, revoke-links) kills every link of the request at once. Links are never stored:
+`portability.exports.downloads` signs them when the owner asks.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ async def export_bucket(
     return bucket
 
 
+def object_url(gateway_url: str, bucket: str, key: str) -> str:
+    """The unsigned gateway URL of an export object: a reference the gateway refuses."""
+    return gateway_url.rstrip("/") + "/" + bucket + "/" + quote(key, safe="/~")
+
+
 @dataclass(frozen=True)
 class LinkSigner:
     """Signs download links with one freshly issued export credential."""
@@ -81,8 +87,7 @@ class LinkSigner:
     secret: str
 
     def url(self, key: str, *, expires_in: int) -> str:
-        path = "/" + self.bucket + "/" + quote(key, safe="/~")
-        request = AWSRequest(method="GET", url=self.gateway_url.rstrip("/") + path)
+        request = AWSRequest(method="GET", url=object_url(self.gateway_url, self.bucket, key))
         creds = Credentials(self.access_key_id, self.secret)
         S3SigV4QueryAuth(creds, "s3", self.region, expires=max(1, expires_in)).add_auth(request)
         return str(request.url)

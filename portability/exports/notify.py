@@ -3,6 +3,11 @@
 Each notification's outcome is kept in `metadata.notifications[kind]`: `sent_at`, or the
 `attempts` so far and the `last_error`. The sweeper retries unsent ones (up to
 `MAX_ATTEMPTS`), so a mail server that is down for an hour delays the mail, nothing else.
+
+A mail carries no download link: it points at the request's page on the dashboard
+(`dashboard_url` + `/requests/<id>`), where the signed-in owner gets links signed for them,
+as Google Takeout's and GitHub's export mails do. A mailbox, a mail server's spool or the
+outbox therefore opens no download.
 """
 
 from __future__ import annotations
@@ -33,19 +38,20 @@ def _size_text(size: int) -> str:
     return f"{size} B"
 
 
-def _context(request: PortabilityRequest, kind: str) -> dict[str, Any]:
+def _context(request: PortabilityRequest, kind: str, dashboard_url: str) -> dict[str, Any]:
     meta = request.meta or {}
-    links = [
-        {"url": p["url"], "name": p.get("name") or "download", "size_text": _size_text(p["size"])}
+    files = [
+        {"name": p.get("name") or "download", "size_text": _size_text(p["size"])}
         for p in meta.get("parts") or []
     ]
     report = meta.get("report") or {}
     destination = report.get("destination") or "the destination"
     return {
         "request_id": str(request.id),
-        "links": links,
+        "page_url": f"{dashboard_url.rstrip('/')}/requests/{request.id}",
+        "files": files,
         "expires_at": iso(request.expires_at) or "",
-        "manifest_url": meta.get("manifest_url"),
+        "manifest": bool(meta.get("manifest_key")),
         "credentials": [c.get("bucket") for c in meta.get("credentials") or []],
         "error": meta.get("error") or "an unexpected error",
         "status": request.status,
@@ -61,10 +67,12 @@ class Notifier:
         sessions: async_sessionmaker[AsyncSession],
         mailer: Mailer,
         *,
+        dashboard_url: str = "http://127.0.0.1:8000",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.sessions = sessions
         self.mailer = mailer
+        self.dashboard_url = dashboard_url  # [api] public_url: where the mail's link goes
         self.clock = clock
 
     async def send(self, request_id: uuid.UUID, kind: str) -> bool:
@@ -74,7 +82,7 @@ class Notifier:
             user = None if request is None else await session.get(User, request.user_id)
             if request is None or user is None:
                 return False
-            subject, text, html = render(kind, **_context(request, kind))
+            subject, text, html = render(kind, **_context(request, kind, self.dashboard_url))
         error = None
         try:
             await self.mailer.send(user.email, subject, text, html)

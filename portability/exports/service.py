@@ -1,4 +1,5 @@
-"""Creating, describing and cancelling export requests: what the API and the CLI share.
+"""Creating, describing, cancelling export requests and revoking their links: what the API,
+the dashboard and the CLI share.
 
 `create_export` validates the body, enforces one running export per user (configurable),
 and for `format: "s3"` issues the pull credentials at once (a credential has exactly one
@@ -30,6 +31,7 @@ from portability.requests import (
     FAILED,
     PROCESSING,
     READY,
+    iso,
     new_request,
     to_json,
     update_meta,
@@ -41,6 +43,7 @@ FORMATS = ("json", "archive", "s3")
 ARCHIVE_FORMATS = ("tar.gz", "zip")
 INCLUDE = ("personal", "files")
 CANCELLABLE = ("pending", PROCESSING, READY)
+LINKED = (READY, COMPLETED)  # the states in which an export has download links
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,17 @@ def resource(request: PortabilityRequest) -> dict[str, Any]:
     destination = None
     if request.request_type == "transfer":
         destination = public_destination(request)
-    return to_json(request, destination=destination)
+    answer = to_json(request, destination=destination)
+    # Links are signed for the owner when asked (downloads.py); what a row holds is a
+    # reference at most, which this resource never passes off as a link.
+    meta = dict(answer["metadata"])
+    if meta.get("parts") is not None:
+        meta["parts"] = [{**part, "url": None} for part in meta["parts"]]
+    if "manifest_url" in meta or "manifest_key" in meta:
+        meta["manifest_url"] = None
+    answer["metadata"] = meta
+    answer["export_url"] = None
+    return answer
 
 
 def credential_ids(request: PortabilityRequest) -> list[str]:
@@ -237,6 +250,34 @@ async def cancel(
         user_id=request.user_id,
         details={"request_id": str(request.id), "credentials_revoked": revoked},
     )
+    await session.flush()
+    return request
+
+
+async def revoke_links(
+    session: AsyncSession, request: PortabilityRequest, *, now: datetime, actor: str = "user"
+) -> PortabilityRequest:
+    """Kill every link of an export, ready or completed: its credentials are revoked.
+
+    The request keeps its status (it was built, perhaps fetched) and gains
+    `metadata.links_revoked_at`; no link is signed for it again, and the sweeper deletes its
+    objects. A cancelled, failed or expired export has no live link: nothing changes. One still
+    being built has none yet either, and would get them when built: cancel it instead.
+    """
+    if request.request_type != "export":
+        raise ExportConflict("only an export has download links; cancel a transfer instead")
+    if request.status in ACTIVE:
+        raise ExportConflict("this export is still being built; cancel it instead")
+    revoked = await revoke_request_credentials(session, request, now=now)
+    if request.status in LINKED and not (request.meta or {}).get("links_revoked_at"):
+        update_meta(request, links_revoked_at=iso(now))
+        events.record(
+            session,
+            actor=actor,
+            action="export.revoke_links",
+            user_id=request.user_id,
+            details={"request_id": str(request.id), "credentials_revoked": revoked},
+        )
     await session.flush()
     return request
 

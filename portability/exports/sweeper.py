@@ -4,7 +4,8 @@ One pass (`Sweeper.run`) does, for recent requests:
 
 - a ready (or completed) export past `expires_at`: its objects are deleted, its credentials
   revoked, and it becomes `expired`;
-- a cancelled or failed export: whatever it had stored is deleted (once);
+- a cancelled or failed export, or one whose links were revoked: whatever it had stored is
+  deleted (once);
 - a ready export within `expiring_notice_seconds` of expiry: the "expiring" mail;
 - any notification that did not go out yet: another try, with backoff.
 """
@@ -95,10 +96,16 @@ class Sweeper:
             if request.expires_at is not None and request.expires_at <= now:
                 await self._expire(request, now)
                 return 1
+            # Revoked links: nothing can be downloaded, so no files to keep, no "expiring" mail.
+            revoked = bool(meta.get("links_revoked_at"))
+            if revoked and not meta.get("purged_at"):
+                await self._purge(request, now)
+                return 1
             notice = timedelta(seconds=self.settings.expiring_notice_seconds)
             notes = meta.get("notifications") or {}
             if (
-                request.status == READY
+                not revoked
+                and request.status == READY
                 and request.expires_at is not None
                 and request.expires_at - notice <= now
                 and "export_expiring" not in notes

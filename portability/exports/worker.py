@@ -43,7 +43,12 @@ from db.wakeup import Subscription
 from portability import events
 from portability.exports.archive import ArchiveBuilder, ArchiveResult, Delivered
 from portability.exports.exceptions import ExportCancelled, ExportFailed
-from portability.exports.links import LinkSigner, export_bucket, issue_link_credential, object_key
+from portability.exports.links import (
+    export_bucket,
+    issue_link_credential,
+    object_key,
+    object_url,
+)
 from portability.exports.listing import iter_objects, totals
 from portability.exports.manifest import ManifestWriter, read_entries
 from portability.exports.notify import Notifier, want
@@ -401,34 +406,22 @@ class ExportWorker:
             ttl = self.settings.link_ttl_seconds
             if request.expires_at is not None:  # s3: links live as long as the credentials
                 ttl = max(1, min(ttl, int((request.expires_at - now).total_seconds())))
-            credential, secret = await issue_link_credential(
+            # The secret stays sealed in the credentials table: links are signed when the
+            # owner asks (downloads.py), so no working link is written anywhere.
+            credential, _ = await issue_link_credential(
                 session, self.master_key, user, target, request_id, ttl_seconds=ttl, now=now
             )
-            signer = LinkSigner(
-                self.settings.gateway_url,
-                self.settings.region,
-                target.name,
-                credential.access_key_id,
-                secret,
-            )
             parts = [
-                {
-                    "url": signer.url(p.key, expires_in=ttl),
-                    "name": p.name,
-                    "key": p.key,
-                    "size": p.size,
-                    "sha256": p.sha256,
-                }
+                {"name": p.name, "key": p.key, "size": p.size, "sha256": p.sha256}
                 for p in result.parts
             ]
-            manifest_url = (
-                signer.url(result.manifest.key, expires_in=ttl) if result.manifest else None
-            )
+            first = result.parts[0] if result.parts else result.manifest
             request.status = READY
             request.completed_at = now
             request.expires_at = now + timedelta(seconds=ttl)
-            first = parts[0]["url"] if parts else manifest_url
-            request.export_url = str(first) if first else None
+            request.export_url = (
+                object_url(self.settings.gateway_url, target.name, first.key) if first else None
+            )
             meta = request.meta or {}
             report = {
                 "objects": result.objects,
@@ -441,7 +434,6 @@ class ExportWorker:
             update_meta(
                 request,
                 parts=parts,
-                manifest_url=manifest_url,
                 manifest_key=result.manifest.key if result.manifest else None,
                 link_credential=credential.access_key_id,
                 report=report,
@@ -507,9 +499,10 @@ class ExportWorker:
         now = self.clock()
         async with self.sessions() as session:
             request = await session.get(PR, request_id)
-            if request is None or request.status != READY:
+            meta = (request.meta or {}) if request is not None else {}
+            # Revoked links serve nothing more, and their files are gone: the receipt stands.
+            if request is None or request.status != READY or meta.get("links_revoked_at"):
                 return None
-            meta = request.meta or {}
             target = await session.scalar(
                 select(Bucket).where(Bucket.name == _bucket_name(request))
             )

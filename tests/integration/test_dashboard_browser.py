@@ -2,7 +2,8 @@
 
 What a user would notice: signing in, issuing a token-free credential whose rclone snippet
 pulls the folder when pasted into a shell (and is refused once revoked in the page), a zip
-export followed to "ready" and downloaded through the page's link, a transfer followed to
+export followed to "ready", downloaded through the page's link and its links revoked with the
+page's button (the gateway then refuses the link), a transfer followed to
 its report, an admin revoking another user's key, and readable pages for a wrong key, an
 expired session and a form without its CSRF token. Every page is photographed at 375 and
 1280 px into tests/screenshots/ and checked for horizontal overflow.
@@ -17,6 +18,8 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -205,9 +208,30 @@ def test_zip_export_becomes_ready_and_downloads(page: Any, served: Ferry, tmp_pa
     subprocess.run(["unzip", "-tq", str(target)], check=True)
     with zipfile.ZipFile(target) as archive:
         assert any(n.endswith("bagit.txt") for n in archive.namelist())
+
+    # The owner kills the links from the page; the one just used is refused from then on.
+    link = page.locator("a[data-download]").first.get_attribute("href")
+    assert link and "X-Amz-Signature" in link
+    page.get_by_role("button", name="Revoke download links").click()
+    page.get_by_text("Download links revoked").wait_for()
+    assert page.locator("a[data-download]").count() == 0
+    shoot(page, "request-links-revoked")
+    deadline = time.monotonic() + 3  # every gateway refuses a revoked key within a second
+    while (status := _status(link)) == 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status == 403
     page.goto("/")
     assert page.locator(".request .status-ready").count() >= 1
     shoot(page, "overview")
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - loopback
+            answer.read()
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def test_transfer_followed_to_its_report(page: Any, served: Ferry, seaweedfs_b: S3Server) -> None:

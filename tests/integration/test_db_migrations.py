@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_upgrade_twice_downgrade_and_again(empty_database_url: str) -> None:
     url = empty_database_url
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0003"
+    assert migrate.current(url) == migrate.head() == "0004"
     assert _tables(url) == TABLES | {"alembic_version"}
     migrate.upgrade(url)  # at head already: nothing to do, no error
     migrate.downgrade(url, "0002")
@@ -64,6 +65,73 @@ def test_upgrade_twice_downgrade_and_again(empty_database_url: str) -> None:
     assert _tables(url) == {"alembic_version"}
     migrate.upgrade(url)
     assert migrate.diff(url) == []
+
+
+def test_upgrade_drops_the_links_stored_by_older_versions(empty_database_url: str) -> None:
+    """A database written before links were signed on demand keeps no working link."""
+    url = empty_database_url
+    migrate.upgrade(url, "0002")
+    signed = "http://gw/ferry-export-ab/r/personal-data.json?X-Amz-Algorithm=A&X-Amz-Signature=f0"
+    meta = {
+        "parts": [{"url": signed, "key": "r/personal-data.json", "size": 3, "sha256": "ab"}],
+        "manifest_url": signed.replace("personal-data", "manifest"),
+        "manifest_key": "r/manifest.json",
+        "link_credential": "FRYAAAAAAAAAAAAAAAAA",
+    }
+    requests = sa.table(
+        "portability_requests",
+        sa.column("id", sa.Uuid()),
+        sa.column("user_id", sa.Uuid()),
+        sa.column("request_type", sa.String()),
+        sa.column("status", sa.String()),
+        sa.column("export_url", sa.Text()),
+        sa.column("metadata", sa.JSON()),
+    )
+    users = sa.table("users", sa.column("id", sa.Uuid()), sa.column("email", sa.String()))
+    user, ready, pending = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    engine = sa.create_engine(sync_url(url), poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(users.insert().values(id=user, email="old@example.com"))
+            conn.execute(
+                requests.insert(),
+                [
+                    dict(
+                        id=ready,
+                        user_id=user,
+                        request_type="export",
+                        status="ready",
+                        export_url=signed,
+                        metadata=meta,
+                    ),
+                    dict(
+                        id=pending,
+                        user_id=user,
+                        request_type="export",
+                        status="pending",
+                        export_url=None,
+                        metadata={"progress": {}},
+                    ),
+                ],
+            )
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            rows = {
+                r.id: r
+                for r in conn.execute(
+                    sa.select(requests.c.id, requests.c.export_url, requests.c.metadata)
+                )
+            }
+    finally:
+        engine.dispose()
+    assert rows[ready].export_url == "http://gw/ferry-export-ab/r/personal-data.json"
+    assert rows[ready].metadata == {
+        "parts": [{"key": "r/personal-data.json", "size": 3, "sha256": "ab"}],
+        "manifest_key": "r/manifest.json",
+        "link_credential": "FRYAAAAAAAAAAAAAAAAA",
+    }
+    assert rows[pending].export_url is None
+    assert rows[pending].metadata == {"progress": {}}
 
 
 def test_metadata_create_all_builds_the_migrated_schema(empty_database_url: str) -> None:

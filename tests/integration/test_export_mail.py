@@ -1,8 +1,9 @@
 """Export mail through a real SMTP server (aiosmtpd on loopback, STARTTLS and AUTH).
 
-The "ready" mail carries every download link of the export and the manifest's; a mail
-server that refuses or is down does not fail the export: the attempt is recorded, and the
-sweeper sends the mail once the server is back.
+The "ready" mail links the request's page on the dashboard (`[api] public_url` + the page's
+path) and names the files, but carries no presigned URL: the signed-in owner gets the links
+there. A mail server that refuses or is down does not fail the export: the attempt is
+recorded, and the sweeper sends the mail once the server is back.
 """
 
 # ruff: noqa: F811 - `stack` is test_export_e2e's fixture, taken as an argument
@@ -31,6 +32,7 @@ from tests.support.ferry import free_port
 from tests.support.tls import self_signed
 
 USER, PASSWORD = "ferry", "s3cret pass"
+DASHBOARD = "https://ferry.example.net"  # [api] public_url, as the mail's link must show it
 
 
 @dataclass
@@ -104,7 +106,7 @@ def _worker(stack: Stack, mailer: Mailer) -> ExportWorker:
         storage=stack.storage,
         master_key=stack.master_key,
         settings=stack.settings,
-        notifier=Notifier(stack.sessions, mailer),
+        notifier=Notifier(stack.sessions, mailer, dashboard_url=DASHBOARD),
     )
 
 
@@ -121,7 +123,7 @@ def _texts(message: Message) -> tuple[str, str]:
     return plain, html
 
 
-def test_ready_mail_carries_the_links(stack: Stack, smtp: SmtpServer) -> None:
+def test_ready_mail_links_the_dashboard_page_not_the_files(stack: Stack, smtp: SmtpServer) -> None:
     worker = _worker(stack, smtp.mailer())
     status, created = stack.api(
         "POST", "/api/portability/export", body={"format": "archive", "archive_format": "zip"}
@@ -136,10 +138,16 @@ def test_ready_mail_carries_the_links(stack: Stack, smtp: SmtpServer) -> None:
     assert message["To"] == "alice@example.com"
     assert "ready" in message["Subject"]
     plain, html = _texts(message)
+    page = f"{DASHBOARD}/requests/{created['id']}"
+    assert page in plain
+    assert f'href="{page}"' in html
+    raw = message.as_string()
+    assert "X-Amz-Signature" not in raw and "X-Amz-Credential" not in raw
+    assert stack.gateway_url not in raw
     for part in done["metadata"]["parts"]:
-        assert part["url"] in plain
-        assert part["url"].replace("&", "&amp;") in html  # escaped in HTML, as it must be
-    assert done["metadata"]["manifest_url"] in plain
+        assert part["url"]  # the owner's answer has working links ...
+        assert part["url"] not in raw  # ... the mail none of them
+        assert part["name"] in plain
     assert "sent_at" in done["metadata"]["notifications"]["export_ready"]
 
 
@@ -195,6 +203,10 @@ def test_expiring_mail_and_outbox(stack: Stack, tmp_path: Path) -> None:
     ]
     subjects = [m["Subject"] for m in mine]
     assert subjects.count("Your Ferry export links expire within 24 hours") == 1
+    for message in mine:
+        plain, _ = _texts(message)
+        assert f"{DASHBOARD}/requests/{created['id']}" in plain
+        assert "X-Amz-Signature" not in message.as_string()
     assert "Your Ferry export is ready" in subjects
     _, done = stack.api("GET", f"/api/portability/requests/{created['id']}")
     assert "sent_at" in done["metadata"]["notifications"]["export_expiring"]
