@@ -34,6 +34,9 @@ __all__ = [
     "PortabilityRequest",
     "UsageRecord",
     "User",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEvent",
 ]
 
 
@@ -231,6 +234,8 @@ class Credential(Base):
     bytes_served: Mapped[int] = _counter()
     objects_served: Mapped[int] = _counter()
     requests_served: Mapped[int] = _counter()
+    # When the credential.expired event was written to the outbox (once per credential).
+    expiry_announced_at: Mapped[datetime | None]
 
 
 class PortabilityRequest(Base):
@@ -383,3 +388,58 @@ class TransferPart(Base):
     md5: Mapped[str | None] = mapped_column(sa.String(32))  # hex; None for a server-side copy
     checksum: Mapped[str | None] = mapped_column(sa.String(128))  # base64
     etag: Mapped[str] = mapped_column(sa.String(255))
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per state change others may hear about, written in the state
+    change's own transaction, so an event exists exactly when its change does. The
+    webhook worker fans each out to the endpoints that want it (`fanned_out_at`)."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()  # the webhook-id header: the same on every retry
+    type: Mapped[str] = mapped_column(sa.String(64))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+    fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Webhook(Base):
+    """An endpoint that hears about a user's requests and credentials (or, set by an admin
+    with ``all_users``, everyone's). The signing secret is sealed with the master key."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(sa.Text)
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    all_users: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    secret_sealed: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: tried until a 2xx answer, or for 24 hours."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (sa.UniqueConstraint("webhook_id", "event_id"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = _created_at()
+    attempts: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(sa.String(300))
+    delivered_at: Mapped[datetime | None]
+    gave_up_at: Mapped[datetime | None]

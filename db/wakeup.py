@@ -95,6 +95,12 @@ async def announce_work(session: AsyncSession) -> None:
     """Call inside the transaction that creates work: workers wake once it commits."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         await session.execute(sa.text(f"NOTIFY {CHANNEL}"))
+    mark_work(session)
+
+
+def mark_work(session: AsyncSession) -> None:
+    """This process's workers wake when the transaction commits (no NOTIFY: for work that
+    may wait for the next poll elsewhere, such as a webhook event)."""
     session.info[_PENDING_KEY] = True
 
 

@@ -155,6 +155,17 @@ class WorkersConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    # Seconds before a failed delivery's second attempt; each further wait doubles (with
+    # jitter) up to an hour, for 24 hours from the event.
+    backoff_base_seconds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.backoff_base_seconds <= 0:
+            raise ConfigError("webhooks.backoff_base_seconds: must be positive")
+
+
+@dataclass(frozen=True)
 class EgressConfig:
     """Where Ferry may connect on a user's behalf (storage.egress): public addresses, plus
     these networks. Tests list loopback here for their local S3 servers."""
@@ -194,6 +205,7 @@ class Config:
     egress: EgressConfig = field(default_factory=EgressConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -208,6 +220,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "egress": EgressConfig,
     "workers": WorkersConfig,
     "server": ServerConfig,
+    "webhooks": WebhooksConfig,
     "log": LogConfig,
 }
 

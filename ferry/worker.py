@@ -25,6 +25,7 @@ from portability.exports.settings import ExportSettings
 from portability.exports.worker import ExportWorker
 from portability.mail import Mailer, MailSettings
 from portability.transfers import open_destination
+from portability.webhooks.delivery import DeliverySettings, WebhookWorker
 from transfer.config import TransferConfig
 from transfer.exceptions import TransferError
 from transfer.spec import Destination, Source
@@ -144,5 +145,15 @@ async def _run_workers(
         egress=runtime.egress,
         wake=runtime.work_signal.subscribe(),
     )
+    webhooks = WebhookWorker(
+        sessions,
+        runtime.master_key,
+        egress=runtime.egress,
+        settings=DeliverySettings(
+            backoff_base=float(runtime.config.webhooks.backoff_base_seconds),
+            poll_seconds=float(runtime.config.workers.poll_seconds),
+        ),
+        wake=runtime.work_signal.subscribe(),
+    )
     log.info("workers started as %s", worker_id)
-    await asyncio.gather(exports.run(stop), transfers.run(stop))
+    await asyncio.gather(exports.run(stop), transfers.run(stop), webhooks.run(stop))

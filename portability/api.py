@@ -33,6 +33,7 @@ from portability.http import authed as authed_
 from portability.metrics import REQUEST_ID, RequestIdMiddleware, metrics_endpoint
 from portability.openapi import docs_page, openapi_json
 from portability.requests_api import request_routes
+from portability.webhooks.api import webhook_routes
 from storage.base import Storage
 from storage.egress import EgressPolicy
 from sts import issue as sts
@@ -229,6 +230,9 @@ def build_api_app(
         egress=egress,
         door=door,
         clock=clock,
+    )
+    routes += webhook_routes(
+        sessions=sessions, master_key=master_key, egress=egress, door=door, clock=clock
     )
     # The dashboard: server-rendered pages on the same port.
     routes += dashboard_routes(

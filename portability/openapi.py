@@ -18,6 +18,8 @@ import markupsafe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from portability.webhooks import openapi as webhooks_openapi
+
 Json = dict[str, Any]
 
 
@@ -698,8 +700,9 @@ DOCUMENT: Json = {
         {"name": "credentials", "description": "Pull: read-only S3 credentials."},
         {"name": "requests", "description": "Push and export: portability requests."},
         {"name": "admin", "description": "For admins' API keys only."},
+        {"name": "webhooks", "description": "Signed events, Standard Webhooks style."},
     ],
-    "paths": PATHS,
+    "paths": {**PATHS, **webhooks_openapi.PATHS},
     "components": {
         "securitySchemes": {
             "apiKey": {
@@ -708,7 +711,7 @@ DOCUMENT: Json = {
                 "description": "A user's API key (`ferry users create`, `ferry demo`).",
             }
         },
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **webhooks_openapi.SCHEMAS},
         "responses": {
             name: _json(_ref("Error"), description)
             for name, description in _ERROR_RESPONSES.items()
@@ -759,14 +762,14 @@ def render_docs() -> str:
                 status: _resolve(answer) for status, answer in operation["responses"].items()
             },
         }
-        for path, methods in PATHS.items()
+        for path, methods in DOCUMENT["paths"].items()
         for method, operation in methods.items()
     ]
     return _TEMPLATES.get_template("api_docs.html").render(
         info=DOCUMENT["info"],
         openapi=DOCUMENT["openapi"],
         operations=operations,
-        schemas=SCHEMAS,
+        schemas=DOCUMENT["components"]["schemas"],
     )
 
 

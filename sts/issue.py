@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, Credential, User
+from db.outbox import credential_event
 from sts.exceptions import InvalidRequest, NotFound
 from sts.keys import hash_token, new_access_key_id, new_secret, new_session_token
 from sts.scope import MAX_PREFIXES, normalise_prefixes, parse_cidrs
@@ -158,23 +159,39 @@ async def revoke(
                 Credential.access_key_id == access_key_id, Credential.revoked_at.is_(None), *mine
             )
             .values(revoked_at=now)
-            .returning(Credential.id, Credential.user_id)
+            .returning(Credential.id, Credential.user_id, Credential.kind)
         )
     ).first()
     if row is None:  # revoked already, or not (this user's) credential: NotFound
         credential, _ = await find(session, access_key_id, user_id=user_id)
         return Revoked(credential.id, credential.user_id)
+    if row.kind == "user":  # an export's link credential is the request's business
+        credential_event(
+            session, "credential.revoked", access_key_id=access_key_id, user_id=row.user_id, at=now
+        )
     return Revoked(row.id, row.user_id)
 
 
 async def revoke_all(session: AsyncSession, user_id: uuid.UUID, *, now: datetime) -> int:
     """Revoke every live credential of a user; returns how many were revoked."""
-    result = await session.execute(
-        update(Credential)
-        .where(Credential.user_id == user_id, Credential.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    rows = (
+        await session.execute(
+            update(Credential)
+            .where(Credential.user_id == user_id, Credential.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(Credential.access_key_id, Credential.kind)
+        )
+    ).all()
+    for row in rows:
+        if row.kind == "user":
+            credential_event(
+                session,
+                "credential.revoked",
+                access_key_id=row.access_key_id,
+                user_id=user_id,
+                at=now,
+            )
+    return len(rows)
 
 
 def status_of(credential: Credential, now: datetime) -> str:

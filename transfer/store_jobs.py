@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PortabilityRequest, TransferItem, TransferJob
+from db.outbox import request_event
 from transfer import states
 from transfer.exceptions import LeaseLost
 from transfer.store_base import StoreBase
@@ -340,9 +341,12 @@ class JobRows(StoreBase):
             if error:
                 changes["error"] = error
             request.meta = {**(request.meta or {}), **changes}
+            announce = request.status != status  # a cancel was announced when it was made
             request.status = status
             if request.completed_at is None:
                 request.completed_at = now
+            if announce:
+                request_event(session, f"request.{status}", request)
             return request
 
     async def fail_request(self, request_id: uuid.UUID, error: str) -> PortabilityRequest | None:
@@ -360,6 +364,7 @@ class JobRows(StoreBase):
             request.status = states.FAILED
             request.completed_at = now
             request.meta = {**(request.meta or {}), "error": error}
+            request_event(session, "request.failed", request)
             return request
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, Credential, PortabilityRequest, User
+from db.outbox import request_event
 from db.wakeup import announce_work
 from portability import events
 from portability.credentials import Endpoint, issue_for_user
@@ -242,6 +243,7 @@ async def cancel(
         raise InvalidExport(f"a request that is {request.status} cannot be cancelled")
     request.status = CANCELLED
     request.completed_at = now
+    request_event(session, "request.cancelled", request)
     revoked = await revoke_request_credentials(session, request, now=now)
     events.record(
         session,

@@ -22,6 +22,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Bucket, PortabilityRequest
+from db.outbox import request_event
 from portability.exports.links import bucket_name, request_prefix
 from portability.exports.notify import Notifier, pending, want
 from portability.exports.service import lock_request, revoke_request_credentials
@@ -167,4 +168,5 @@ class Sweeper:
                 await revoke_request_credentials(session, locked, now=now)
             locked.status = EXPIRED
             update_meta(locked, purged_at=iso(now))
+            request_event(session, "request.expired", locked)
         log.info("export %s expired; its objects are deleted", request.id)

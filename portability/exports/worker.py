@@ -39,6 +39,7 @@ from db.models import (
     UsageRecord,
     User,
 )
+from db.outbox import request_event
 from db.wakeup import Subscription
 from portability import events
 from portability.exports.archive import ArchiveBuilder, ArchiveResult, Delivered
@@ -422,6 +423,7 @@ class ExportWorker:
             request.export_url = (
                 object_url(self.settings.gateway_url, target.name, first.key) if first else None
             )
+            request_event(session, "request.ready", request)
             meta = request.meta or {}
             report = {
                 "objects": result.objects,
@@ -471,6 +473,7 @@ class ExportWorker:
             request.status = FAILED
             request.completed_at = now
             update_meta(request, error=reason.splitlines()[0][:500], lease=None, purged_at=iso(now))
+            request_event(session, "request.failed", request)
             await revoke_request_credentials(session, request, now=now)
             want(request, "export_failed")
         if self.notifier is not None:
@@ -527,6 +530,7 @@ class ExportWorker:
             update_meta(locked, receipt=receipt)
             if receipt["complete"]:
                 locked.status = COMPLETED
+                request_event(session, "request.completed", locked)
         return receipt
 
     async def _manifest_objects(self, target: Bucket | None, key: str | None) -> Any:

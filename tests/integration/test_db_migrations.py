@@ -27,6 +27,9 @@ TABLES = {
     "transfer_items",
     "transfer_parts",
     "dashboard_sessions",
+    "webhook_events",
+    "webhooks",
+    "webhook_deliveries",
 }
 
 
@@ -53,9 +56,11 @@ def test_upgrade_twice_downgrade_and_again(empty_database_url: str) -> None:
     url = empty_database_url
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0004"
+    assert migrate.current(url) == migrate.head() == "0005"
     assert _tables(url) == TABLES | {"alembic_version"}
     migrate.upgrade(url)  # at head already: nothing to do, no error
+    migrate.downgrade(url, "0004")
+    assert "webhooks" not in _tables(url)
     migrate.downgrade(url, "0002")
     assert "dashboard_sessions" not in _tables(url)
     migrate.downgrade(url, "0001")

@@ -1,0 +1,1 @@
+"""Signed webhooks: endpoints users register, events from the outbox, deliveries with retries."""
