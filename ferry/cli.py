@@ -291,6 +291,7 @@ def creds_issue(
             session_token=not no_session_token,
             allowed_cidrs=cidrs,
             label=label,
+            max_ttl_seconds=config.sts.max_ttl_seconds,
         )
         return await issue_for_user(
             session,

@@ -155,6 +155,17 @@ class WorkersConfig:
 
 
 @dataclass(frozen=True)
+class StsConfig:
+    # The longest life of a token-free migration key users may issue: 7 days by default, up
+    # to 365 days. Credentials with a session token stay within 7 days.
+    max_ttl_seconds: int = 604_800
+
+    def __post_init__(self) -> None:
+        if not 604_800 <= self.max_ttl_seconds <= 365 * 86_400:
+            raise ConfigError("sts.max_ttl_seconds: must be between 604800 and 31536000")
+
+
+@dataclass(frozen=True)
 class WebhooksConfig:
     # Seconds before a failed delivery's second attempt; each further wait doubles (with
     # jitter) up to an hour, for 24 hours from the event.
@@ -206,6 +217,7 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    sts: StsConfig = field(default_factory=StsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -221,6 +233,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "workers": WorkersConfig,
     "server": ServerConfig,
     "webhooks": WebhooksConfig,
+    "sts": StsConfig,
     "log": LogConfig,
 }
 

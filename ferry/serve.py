@@ -100,6 +100,7 @@ async def serve(
                     metrics_token=config.api.metrics_token,
                     egress=runtime.egress,
                     door=door_policy(config),
+                    max_ttl_seconds=config.sts.max_ttl_seconds,
                 )
                 sockets.append(
                     (_listener(app), inherited.get("api") or bind("api.listen", config.api.listen))

@@ -38,6 +38,7 @@ from storage.base import Storage
 from storage.egress import EgressPolicy
 from sts import issue as sts
 from sts.exceptions import NotFound
+from sts.issue import TTL_MAX
 
 log = logging.getLogger("ferry.api")
 
@@ -79,6 +80,7 @@ def build_api_app(
     metrics_token: str = "",
     egress: EgressPolicy | None = None,
     door: DoorPolicy | None = None,
+    max_ttl_seconds: int = TTL_MAX,
 ) -> Starlette:
     # Without a policy, user-supplied endpoints may only be public addresses.
     egress = egress or EgressPolicy()
@@ -113,7 +115,9 @@ def build_api_app(
         )
 
     async def issue_credential(request: Request, session: AsyncSession, user: User) -> Response:
-        bucket, issue_request = parse_issue_request(await body_json(request))
+        bucket, issue_request = parse_issue_request(
+            await body_json(request), max_ttl_seconds=max_ttl_seconds
+        )
         answer = await issue_for_user(
             session, master_key, user, bucket, issue_request, endpoint=endpoint, now=clock()
         )
@@ -244,6 +248,7 @@ def build_api_app(
         clock=clock,
         egress=egress,
         door=door,
+        max_ttl_seconds=max_ttl_seconds,
     )
     # Prometheus' text format, outside /api: not part of the JSON API.
     routes.append(Route("/metrics", metrics_endpoint(sessions, token=metrics_token, clock=clock)))

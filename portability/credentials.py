@@ -13,7 +13,7 @@ from db.models import Bucket, Credential, User
 from portability import events
 from portability.http import ApiError
 from sts.exceptions import InvalidRequest, NotFound
-from sts.issue import IssueRequest, issue, status_of
+from sts.issue import TTL_MAX, IssueRequest, issue, status_of
 from sts.snippets import build_snippets
 
 
@@ -100,7 +100,7 @@ async def issue_for_user(
     return answer
 
 
-def parse_issue_request(body: Any) -> tuple[str, IssueRequest]:
+def parse_issue_request(body: Any, *, max_ttl_seconds: int = TTL_MAX) -> tuple[str, IssueRequest]:
     """Validate the JSON body of POST /api/portability/credentials."""
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
@@ -149,4 +149,5 @@ def parse_issue_request(body: Any) -> tuple[str, IssueRequest]:
         allowed_cidrs=tuple(cidrs),
         max_bytes_per_second=rate,
         label=label,
+        max_ttl_seconds=max_ttl_seconds,
     )

@@ -116,13 +116,21 @@ SCHEMAS: Json = {
                 "items": {"type": "string"},
                 "description": 'Key prefixes it may read; `[""]` (the default) is all.',
             },
-            "ttl_seconds": {"type": "integer", "minimum": 900, "maximum": 604800},
+            "ttl_seconds": {
+                "type": "integer",
+                "minimum": 900,
+                "maximum": 31536000,
+                "description": "At most 604800 (7 days) with a session token; a token-free "
+                "key up to `[sts] max_ttl_seconds` (7 days unless the admin allows up to 365).",
+            },
             "session_token": {
                 "type": "boolean",
                 "description": "`false`: a plain key pair, for forms without a token field.",
             },
             "allowed_cidrs": _nullable({"type": "array", "items": {"type": "string"}}),
-            "max_bytes_per_second": _nullable({"type": "integer", "minimum": 1024}),
+            "max_bytes_per_second": _nullable(
+                {"type": "integer", "minimum": 1024, "maximum": 1099511627776}
+            ),
             "label": _nullable({"type": "string", "maxLength": 200}),
         },
         "examples": [{"bucket": "alice-data", "prefixes": ["share/"], "ttl_seconds": 3600}],

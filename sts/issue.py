@@ -2,7 +2,8 @@
 
 Callers decide who may act for whom (a user for their own buckets, an admin for anyone's);
 this module enforces what any credential may be: read-only, one bucket, prefixes, a TTL
-within 900 s..7 days, optional client networks and bandwidth cap.
+within 900 s..7 days (a token-free migration key: up to the longest an admin allows, at most
+365 days), optional client networks and bandwidth cap.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sts.sealing import seal
 TTL_MIN = 900
 TTL_MAX = 604_800  # SigV4's own limit for presigned URLs, and R2's for temporary credentials
 TTL_DEFAULT = 3600
+TTL_LIMIT = 365 * 86_400  # the longest [sts] max_ttl_seconds may allow for token-free keys
 RATE_MIN = 1024
 RATE_MAX = 2**40  # a cap above 1 TiB/s is no cap, and stays far inside a BIGINT
 
@@ -38,10 +40,23 @@ class IssueRequest:
     max_bytes_per_second: int | None = None
     label: str | None = None
     kind: str = "user"  # "export": an internal credential behind download links
+    # The longest life the installation allows a token-free key ([sts] max_ttl_seconds):
+    # migrations that outlive a week. Keys with a session token stay within 7 days.
+    max_ttl_seconds: int = TTL_MAX
 
     def __post_init__(self) -> None:
-        if not TTL_MIN <= self.ttl_seconds <= TTL_MAX:
-            raise InvalidRequest(f"ttl_seconds must be between {TTL_MIN} and {TTL_MAX}")
+        if not TTL_MAX <= self.max_ttl_seconds <= TTL_LIMIT:
+            raise InvalidRequest(f"max_ttl_seconds must be between {TTL_MAX} and {TTL_LIMIT}")
+        longest = TTL_MAX if self.session_token else self.max_ttl_seconds
+        if not TTL_MIN <= self.ttl_seconds <= longest:
+            raise InvalidRequest(
+                f"ttl_seconds must be between {TTL_MIN} and {longest}"
+                + (
+                    " (with a session token; a token-free key may live longer)"
+                    if self.session_token and self.max_ttl_seconds > TTL_MAX
+                    else ""
+                )
+            )
         if not self.prefixes or len(self.prefixes) > MAX_PREFIXES:
             raise InvalidRequest(f"give 1 to {MAX_PREFIXES} prefixes")
         rate = self.max_bytes_per_second

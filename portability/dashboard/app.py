@@ -42,6 +42,7 @@ from portability.guard import DoorPolicy
 from storage.base import Storage
 from storage.egress import EgressPolicy, EgressRefused
 from sts.exceptions import InvalidRequest, NotFound
+from sts.issue import TTL_MAX
 
 log = logging.getLogger("ferry.dashboard")
 
@@ -99,6 +100,7 @@ class Dashboard:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     door: DoorPolicy = field(default_factory=DoorPolicy)
+    max_ttl_seconds: int = TTL_MAX  # [sts]: the longest life of a token-free key
 
     # -- rendering ------------------------------------------------------------------------
 

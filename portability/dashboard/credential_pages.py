@@ -15,7 +15,7 @@ from portability.dashboard.folders import top_folders
 from portability.exports import service
 from storage.validation import parse_decimal
 from sts import issue as sts
-from sts.issue import TTL_DEFAULT, IssueRequest
+from sts.issue import TTL_DEFAULT, TTL_MAX, IssueRequest
 
 TTL_CHOICES = [
     (900, "15 minutes"),
@@ -25,10 +25,18 @@ TTL_CHOICES = [
     (3 * 86400, "3 days"),
     (604_800, "7 days"),
 ]
+# Beyond a week only for token-free keys, as far as [sts] max_ttl_seconds allows.
+LONG_TTL_CHOICES = [
+    (30 * 86_400, "30 days (token-free only)"),
+    (90 * 86_400, "90 days (token-free only)"),
+    (365 * 86_400, "365 days (token-free only)"),
+]
 _SPLIT = re.compile(r"[\s,]+")
 
 
-def issue_request_from(form: Any, bucket_names: list[str]) -> tuple[str, IssueRequest]:
+def issue_request_from(
+    form: Any, bucket_names: list[str], *, max_ttl_seconds: int = TTL_MAX
+) -> tuple[str, IssueRequest]:
     """The form's fields as an IssueRequest; prefixes only from the chosen bucket's pickers."""
     bucket = form.get("bucket")
     if bucket not in bucket_names:
@@ -47,6 +55,7 @@ def issue_request_from(form: Any, bucket_names: list[str]) -> tuple[str, IssueRe
         session_token=form.get("token_free") != "on",
         allowed_cidrs=tuple(cidrs),
         label=label,
+        max_ttl_seconds=max_ttl_seconds,
     )
 
 
@@ -63,7 +72,7 @@ def routes(dash: Dashboard) -> list[Route]:
             status=status,
             error=error,
             pickers=pickers,
-            ttl_choices=TTL_CHOICES,
+            ttl_choices=TTL_CHOICES + [c for c in LONG_TTL_CHOICES if c[0] <= dash.max_ttl_seconds],
             ttl_default=TTL_DEFAULT,
             form=ctx.form,
             credentials=[describe(c, b, dash.endpoint, ctx.now) for c, b in rows],
@@ -78,7 +87,9 @@ def routes(dash: Dashboard) -> list[Route]:
 
     async def issue(ctx: Ctx) -> Response:
         buckets = await service.user_buckets(ctx.db, ctx.user.id)
-        bucket, request = issue_request_from(page_form(ctx), [b.name for b in buckets])
+        bucket, request = issue_request_from(
+            page_form(ctx), [b.name for b in buckets], max_ttl_seconds=dash.max_ttl_seconds
+        )
         answer = await issue_for_user(
             ctx.db, dash.master_key, ctx.user, bucket, request, endpoint=dash.endpoint, now=ctx.now
         )

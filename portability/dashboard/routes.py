@@ -51,6 +51,7 @@ from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
 from storage.base import Storage
 from storage.egress import EgressPolicy
+from sts.issue import TTL_MAX
 
 STATIC_FILES = frozenset({"ferry.css", "ferry.js"})
 
@@ -66,6 +67,7 @@ def dashboard_routes(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     egress: EgressPolicy | None = None,
     door: DoorPolicy | None = None,
+    max_ttl_seconds: int = TTL_MAX,
 ) -> list[Route]:
     """The dashboard's routes, to be added to the API app's routes (`routes += ...`)."""
     dash = Dashboard(
@@ -79,6 +81,7 @@ def dashboard_routes(
         clock=clock,
         egress=egress or EgressPolicy(),
         door=door or DoorPolicy(),
+        max_ttl_seconds=max_ttl_seconds,
     )
 
     async def login_form(request: Request) -> Response:
