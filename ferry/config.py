@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from storage.egress import parse_cidrs
+from storage.s3_wire import ADDRESSING_STYLES
 
 
 class ConfigError(Exception):
@@ -54,8 +55,10 @@ class StorageConfig:
             raise ConfigError("storage.timeout_seconds: must be positive")
         if self.backend not in ("local", "s3"):
             raise ConfigError(f"storage.backend: unknown backend {self.backend!r} (local or s3)")
-        if self.addressing_style not in ("path", "virtual"):
-            raise ConfigError("storage.addressing_style: must be 'path' or 'virtual'")
+        if self.addressing_style not in ADDRESSING_STYLES:
+            raise ConfigError(
+                f"storage.addressing_style: must be one of {', '.join(ADDRESSING_STYLES)}"
+            )
         if self.backend == "s3":
             _check_http_url("storage.endpoint_url", self.endpoint_url)
 

@@ -28,7 +28,6 @@ from gateway.listing import OutOfScope, ScopedLister
 from gateway.metrics import REQUEST_ID, report
 from gateway.objects import check_conditions, object_headers, parse_range
 from gateway.routing import Target, classify
-from gateway.throttle import SharedTokenBucket, TokenBucket
 from storage.base import ObjectInfo, ObjectStream, Storage
 from storage.exceptions import (
     BackendUnavailable,
@@ -37,6 +36,7 @@ from storage.exceptions import (
     NoSuchBucket,
     NoSuchKey,
 )
+from storage.throttle import SharedTokenBucket, TokenBucket
 from storage.validation import resolve_range
 from sts.keys import hash_token, looks_like_access_key_id
 from sts.scope import Network

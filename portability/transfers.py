@@ -22,11 +22,12 @@ from db.wakeup import announce_work
 from portability.buckets import check_bucket_name
 from portability.requests import new_request
 from storage.egress import EgressPolicy, EgressRefused
+from storage.s3_wire import ADDRESSING_STYLES
 from sts.exceptions import InvalidRequest
 from sts.sealing import seal_text, unseal_text
+from transfer.spec import CHECKSUMS
 
 PURPOSE = "transfer-destination"
-CHECKSUMS = ("auto", "md5", "crc32c", "sha256")
 _PUBLIC = (
     "endpoint_url",
     "region",
@@ -73,8 +74,10 @@ def parse_destination(body: Any) -> dict[str, Any]:
     except Exception as exc:
         raise InvalidRequest(f"destination.bucket: {exc}") from None
     addressing = _text(body, "addressing_style", required=False, default="path")
-    if addressing not in ("path", "virtual"):
-        raise InvalidRequest("destination.addressing_style must be 'path' or 'virtual'")
+    if addressing not in ADDRESSING_STYLES:
+        raise InvalidRequest(
+            f"destination.addressing_style must be one of {', '.join(ADDRESSING_STYLES)}"
+        )
     checksum = _text(body, "checksum", required=False, default="auto")
     if checksum not in CHECKSUMS:
         raise InvalidRequest(f"destination.checksum must be one of {', '.join(CHECKSUMS)}")

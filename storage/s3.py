@@ -49,6 +49,7 @@ from storage.s3_wire import (
 )
 from storage.validation import (
     DEFAULT_CONTENT_TYPE,
+    META_PREFIX,
     STANDARD_HEADERS,
     clean_content_type,
     clean_headers,
@@ -70,7 +71,6 @@ _ERRORS: Final[dict[str, type[StorageError]]] = {
 _RETRY_CODES: Final = frozenset(
     {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
 )
-_META_PREFIX: Final = "x-amz-meta-"
 _T = TypeVar("_T")
 
 
@@ -536,15 +536,15 @@ def _object_headers(
     result = {"Content-Type": clean_content_type(content_type)}
     result.update(clean_headers(headers))
     for name, value in clean_metadata(metadata).items():
-        result[_META_PREFIX + name] = value
+        result[META_PREFIX + name] = value
     return result
 
 
 def _object_info(key: str, headers: CIMultiDictProxy[str], size: int) -> ObjectInfo:
     metadata = {
-        name.lower()[len(_META_PREFIX) :]: value
+        name.lower()[len(META_PREFIX) :]: value
         for name, value in headers.items()
-        if name.lower().startswith(_META_PREFIX)
+        if name.lower().startswith(META_PREFIX)
     }
     standard = {name: headers[name] for name in STANDARD_HEADERS if name in headers}
     return ObjectInfo(

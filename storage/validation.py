@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from storage.exceptions import InvalidBucketName, InvalidRange
 
+META_PREFIX = "x-amz-meta-"  # the header prefix of S3 user metadata
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"  # what S3 answers for an object stored without one
 
 # The response headers S3 stores with an object besides Content-Type, in their canonical

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.base import ObjectInfo, Storage
+from storage.throttle import TokenBucket
+from storage.validation import META_PREFIX
 from transfer.config import TransferConfig
 from transfer.finished import FinishedBatch
 from transfer.retry import RetryPolicy
 from transfer.spec import Destination, Source
 from transfer.store import JobStore
 from transfer.target import TargetClient
-from transfer.throttle import MemoryBudget, TokenBucket
-
-_META_PREFIX = "x-amz-meta-"
+from transfer.throttle import MemoryBudget
 
 
 @dataclass
@@ -53,7 +53,7 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
     headers = {"Content-Type": info.content_type}
     headers.update(info.headers)
     for name, value in info.metadata.items():
-        headers[_META_PREFIX + name] = value
+        headers[META_PREFIX + name] = value
     return headers
 
 

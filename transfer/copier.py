@@ -49,7 +49,6 @@ from transfer.verify import Verification
 
 log = logging.getLogger(__name__)
 
-_META_PREFIX = "x-amz-meta-"
 PROBE_PART = MAX_PARTS  # the part number of the checksum probe (see ObjectCopier._probe)
 
 

@@ -19,6 +19,7 @@ import aiohttp
 from db.models import PortabilityRequest
 from storage.egress import EgressPolicy
 from storage.s3 import S3Storage
+from storage.throttle import TokenBucket
 from transfer import states
 from transfer.config import TransferConfig
 from transfer.context import CopyContext
@@ -39,7 +40,7 @@ from transfer.retry import RetryPolicy
 from transfer.spec import Destination, Source
 from transfer.store import Item, JobStore
 from transfer.target import TargetClient
-from transfer.throttle import MemoryBudget, TokenBucket
+from transfer.throttle import MemoryBudget
 
 log = logging.getLogger(__name__)
 

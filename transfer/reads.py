@@ -54,7 +54,7 @@ class SourceReads:
             try:
                 async for chunk in stream.body:
                     if self.c.throttle is not None:
-                        await self.c.throttle.consume(len(chunk))
+                        await self.c.throttle.take(len(chunk))
                     hasher.update(chunk)
             except Exception as exc:
                 raise translate(exc, side) from exc
@@ -146,7 +146,7 @@ class SourceReads:
                     if end > length:
                         raise SourceChanged(f"{item.key!r} is longer than when it was listed")
                     if self.c.throttle is not None:
-                        await self.c.throttle.consume(len(chunk))
+                        await self.c.throttle.take(len(chunk))
                     view[position:end] = chunk
                     if on_thread:
                         hasher.update_checksum(chunk)

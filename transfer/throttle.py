@@ -1,47 +1,8 @@
-"""Bandwidth and memory limits, with the clock and sleep injected (as s3transfer's LeakyBucket)."""
+"""The copy engine's memory limit (its bandwidth limit is storage.throttle.TokenBucket)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
-
-
-class TokenBucket:
-    """At most `rate` bytes per second on average, with bursts up to one second's worth.
-
-    `consume(n)` waits until the bytes fit. Shared by every read of one job in one worker.
-    """
-
-    def __init__(
-        self,
-        rate: int,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = float(rate)
-        self._last = clock()
-        self._lock = asyncio.Lock()
-
-    async def consume(self, amount: int) -> None:
-        # One waiter at a time: readers are served in arrival order, none starves.
-        async with self._lock:
-            now = self._clock()
-            self._tokens = min(float(self.rate), self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= amount
-            if self._tokens < 0:
-                # Debt is paid by waiting; a chunk larger than the burst still passes.
-                await self._sleep(-self._tokens / self.rate)
-                self._tokens = 0.0
-                self._last = self._clock()
-
 
 # Buffers this large are kept for reuse: a fresh one costs a page fault per 4 KiB on first
 # touch (about 18 ms for a 16 MiB part here, a tenth of the CPU of copying a big object).

@@ -10,8 +10,8 @@ import pytest
 from gateway.app import GatewayApp, GatewaySettings
 from gateway.objects import check_conditions, parse_range
 from gateway.routing import classify
-from gateway.throttle import TokenBucket
 from storage.base import ObjectInfo
+from storage.throttle import TokenBucket
 
 INFO = ObjectInfo(
     key="k", size=10, etag="abc", last_modified=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)

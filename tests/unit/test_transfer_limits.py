@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from storage import exceptions as storage_errors
+from storage.throttle import TokenBucket
 from transfer.exceptions import (
     AccessDenied,
     Corrupted,
@@ -18,7 +19,7 @@ from transfer.exceptions import (
     VerificationFailed,
 )
 from transfer.retry import RetryPolicy, translate
-from transfer.throttle import MemoryBudget, TokenBucket
+from transfer.throttle import MemoryBudget
 
 
 class FakeTime:
@@ -38,18 +39,18 @@ async def test_token_bucket_holds_the_average_rate() -> None:
     time = FakeTime()
     bucket = TokenBucket(1000, clock=time.clock, sleep=time.sleep)
     for _ in range(10):
-        await bucket.consume(500)  # 5,000 bytes at 1,000 B/s, with a 1,000-byte burst
+        await bucket.take(500)  # 5,000 bytes at 1,000 B/s, with a 1,000-byte burst
     assert time.now == pytest.approx(4.0)
 
 
 async def test_token_bucket_refills_while_idle() -> None:
     time = FakeTime()
     bucket = TokenBucket(1000, clock=time.clock, sleep=time.sleep)
-    await bucket.consume(1000)
+    await bucket.take(1000)
     time.now += 10  # idle: the burst comes back, but no more than one second's worth
-    await bucket.consume(1000)
+    await bucket.take(1000)
     assert time.slept == []
-    await bucket.consume(1000)
+    await bucket.take(1000)
     assert time.slept == [pytest.approx(1.0)]
 
 

@@ -1,9 +1,11 @@
-"""A per-credential bandwidth cap: a token bucket each response draws from.
+"""Bandwidth caps: a token bucket that streamed bodies draw from, with clock and sleep injected
+(as s3transfer's LeakyBucket).
 
-With one process the bucket lives in memory. With `ferry serve --processes N` one credential's
-downloads may be served by any of the processes, so the bucket lives in a small file every
-process maps (`SharedTokenBucket`), updated under an exclusive lock: the cap holds for the
-machine, not once per process.
+The gateway keeps one per credential (its `max_bytes_per_second`), the copy engine one per
+job (its bandwidth limit). With one process the bucket lives in memory. With `ferry serve
+--processes N` one credential's downloads may be served by any of the processes, so the
+bucket lives in a small file every process maps (`SharedTokenBucket`), updated under an
+exclusive lock: the cap holds for the machine, not once per process.
 """
 
 from __future__ import annotations
