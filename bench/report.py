@@ -56,10 +56,11 @@ BENCHMARKS: list[tuple[str, str, str, list[str], list[str]]] = [
     (
         "gateway",
         "gateway",
-        "Pull through the gateway: rclone and aws-cli, through Ferry against straight from "
-        "SeaweedFS",
+        "Pull through the gateway: s5cmd, rclone and aws-cli, through Ferry (1 and 2 "
+        "processes) against straight from SeaweedFS, with the gateway's CPU per GiB and per "
+        "request",
         [],
-        ["--runs", "1"],
+        ["--runs", "1", "--big-mib", "32", "--small", "50", "--tools", "s5cmd,rclone"],
     ),
     (
         "copy",
