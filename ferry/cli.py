@@ -2,66 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.exceptions import DatabaseError
+from ferry.cli_common import find_user, in_session, load, now, run
 from ferry.cli_options import config_option
-from ferry.config import Config, ConfigError, load_config
-from portability.accounts import AccountError
-from storage.egress import EgressRefused
-from storage.exceptions import StorageError
-from sts.exceptions import StsError
+from ferry.config import Config
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from db.models import User
     from ferry.runtime import Runtime
     from portability.credentials import Endpoint
 
 T = TypeVar("T")
-
-
-def _config(config_path: str | None) -> Config:
-    """Load the config and set logging up as its [log] section says."""
-    from ferry.logs import setup_logging
-
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    setup_logging(config.log)
-    return config
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; known failures become one line on stderr."""
-    try:
-        return asyncio.run(coro)
-    except (ConfigError, AccountError, DatabaseError, StsError, EgressRefused) as exc:
-        raise click.ClickException(str(exc)) from None
-    except StorageError as exc:
-        raise click.ClickException(f"storage: {exc}") from None
-    except SQLAlchemyError as exc:
-        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
-        raise click.ClickException(f"database: {first}") from None
-
-
-async def _in_session(config: Config, work: Callable[[Runtime, AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one transaction, committed when it returns."""
-    from ferry.runtime import open_runtime
-
-    async with open_runtime(config) as runtime, runtime.sessions.begin() as session:
-        return await work(runtime, session)
 
 
 @click.group()
@@ -106,7 +66,7 @@ def serve(
 
     if gateway_only and api_only:
         raise click.UsageError("--gateway-only and --api-only exclude each other")
-    config = _config(config_path)
+    config = load(config_path)
     count = processes or config.server.processes
     if child is None and count > 1:
         from ferry.supervisor import supervise
@@ -143,7 +103,7 @@ def worker(config_path: str | None) -> None:
     """Run the export and transfer workers until SIGTERM (no listeners)."""
     from ferry.serve import serve as serve_
 
-    run(serve_(_config(config_path), gateway=False, api=False, worker=True))
+    run(serve_(load(config_path), gateway=False, api=False, worker=True))
 
 
 @main.command()
@@ -152,7 +112,7 @@ def migrate(config_path: str | None) -> None:
     """Create or upgrade the database schema (alembic upgrade head)."""
     from db.migrate import upgrade
 
-    config = _config(config_path)
+    config = load(config_path)
     try:
         upgrade(config.database.url)
     except DatabaseError as exc:
@@ -176,7 +136,7 @@ def demo(config_path: str | None, keys_file: str) -> None:
     """Create demo users, buckets, files, usage, billing and audit rows; print the API keys."""
     from ferry.demo import create_demo
 
-    config = _config(config_path)
+    config = load(config_path)
     run(create_demo(config, keys_file=keys_file, echo=click.echo))
 
 
@@ -201,7 +161,7 @@ def users_create(
         user, key = await create_user(session, email, name=name, is_admin=admin)
         return str(user.id), user.email, key
 
-    user_id, email, key = run(_in_session(_config(config_path), work))
+    user_id, email, key = run(in_session(load(config_path), work))
     if as_json:
         click.echo(json.dumps({"id": user_id, "email": email, "api_key": key}))
     else:
@@ -242,7 +202,7 @@ def buckets_create(
         )
         return f"created bucket {bucket.name} -> {bucket.backend_bucket}/{bucket.backend_prefix}"
 
-    click.echo(run(_in_session(_config(config_path), work)))
+    click.echo(run(in_session(load(config_path), work)))
 
 
 @main.group()
@@ -281,10 +241,10 @@ def creds_issue(
     from portability.credentials import issue_for_user
     from sts.issue import IssueRequest
 
-    config = _config(config_path)
+    config = load(config_path)
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        user = await _user(session, email)
+        user = await find_user(session, email)
         request = IssueRequest(
             prefixes=prefixes or ("",),
             ttl_seconds=ttl,
@@ -300,11 +260,11 @@ def creds_issue(
             bucket,
             request,
             endpoint=_endpoint(config),
-            now=_now(),
+            now=now(),
             actor="admin",
         )
 
-    answer = run(_in_session(config, work))
+    answer = run(in_session(config, work))
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
@@ -328,15 +288,15 @@ def creds_list(config_path: str | None, email: str | None, active: bool, as_json
     from portability.credentials import describe
     from sts.issue import list_credentials
 
-    config = _config(config_path)
+    config = load(config_path)
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
-        user_id = (await _user(session, email)).id if email else None
-        now = _now()
-        rows = await list_credentials(session, now=now, user_id=user_id, active_only=active)
-        return [describe(c, b, _endpoint(config), now) for c, b in rows]
+        user_id = (await find_user(session, email)).id if email else None
+        at = now()
+        rows = await list_credentials(session, now=at, user_id=user_id, active_only=active)
+        return [describe(c, b, _endpoint(config), at) for c, b in rows]
 
-    rows = run(_in_session(config, work))
+    rows = run(in_session(config, work))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -360,12 +320,12 @@ def creds_revoke(config_path: str | None, access_key_id: str | None, email: str 
 
     if bool(access_key_id) == bool(email):
         raise click.UsageError("give an ACCESS_KEY_ID or --user EMAIL")
-    config = _config(config_path)
+    config = load(config_path)
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
         if email:
-            user = await _user(session, email)
-            count = await revoke_all(session, user.id, now=_now())
+            user = await find_user(session, email)
+            count = await revoke_all(session, user.id, now=now())
             events.record(
                 session,
                 actor="admin",
@@ -375,7 +335,7 @@ def creds_revoke(config_path: str | None, access_key_id: str | None, email: str 
             )
             return f"revoked {count} credential(s) of {user.email}"
         assert access_key_id is not None
-        credential = await revoke(session, access_key_id, now=_now())
+        credential = await revoke(session, access_key_id, now=now())
         events.record(
             session,
             actor="admin",
@@ -386,22 +346,7 @@ def creds_revoke(config_path: str | None, access_key_id: str | None, email: str 
         )
         return f"revoked {access_key_id}"
 
-    click.echo(run(_in_session(config, work)))
-
-
-async def _user(session: AsyncSession, email: str) -> User:
-    from sqlalchemy import select
-
-    from db.models import User
-
-    user = await session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        raise AccountError(f"no user with email {email}")
-    return user
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    click.echo(run(in_session(config, work)))
 
 
 def _register() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ferry.cli_common import find_user, in_session, load, now, progress_bar, run
 from ferry.cli_options import config_option
 
 if TYPE_CHECKING:
@@ -42,13 +43,12 @@ def start(
     config_path: str | None, email: str, fmt: str, archive_format: str | None, as_json: bool
 ) -> None:
     """Queue an export for a user; a worker (`ferry serve` or `ferry worker`) builds it."""
-    from ferry.cli import _config, _in_session, _now, _user, run
     from ferry.worker import export_settings
     from portability.credentials import Endpoint
     from portability.exports import service
     from portability.exports.exceptions import ExportError
 
-    config = _config(config_path)
+    config = load(config_path)
     body: dict[str, Any] = {"format": fmt}
     if archive_format:
         if fmt != "archive":
@@ -60,7 +60,7 @@ def start(
         raise click.ClickException(str(exc)) from None
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        user = await _user(session, email)
+        user = await find_user(session, email)
         request, credentials = await service.create_export(
             session,
             runtime.master_key,
@@ -68,7 +68,7 @@ def start(
             options,
             settings=export_settings(config),
             endpoint=Endpoint(config.gateway.public_url, config.gateway.region),
-            now=_now(),
+            now=now(),
             actor="admin",
         )
         answer = service.resource(request)
@@ -77,7 +77,7 @@ def start(
         return answer
 
     try:
-        answer = run(_in_session(config, work))
+        answer = run(in_session(config, work))
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -90,19 +90,6 @@ def start(
         click.echo(cred["snippets"]["aws_cli"])
 
 
-def _bar(progress: dict[str, Any], width: int = 30) -> str:
-    total = progress.get("bytes_total") or 0
-    done = progress.get("bytes_done") or 0
-    share = done / total if total else 0.0
-    filled = int(share * width)
-    eta = progress.get("eta_seconds")
-    return (
-        f"[{'#' * filled}{'.' * (width - filled)}] {share:6.1%} "
-        f"{progress.get('objects_done', 0)}/{progress.get('objects_total', 0)} objects"
-        + (f", eta {eta}s" if eta is not None else "")
-    )
-
-
 @export.command("status")
 @config_option
 @click.argument("request_id")
@@ -110,13 +97,12 @@ def _bar(progress: dict[str, Any], width: int = 30) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def status(config_path: str | None, request_id: str, follow: bool, as_json: bool) -> None:
     """Show an export (or transfer) request; with --follow, until it is done."""
-    from ferry.cli import _config, _now, run
     from ferry.runtime import open_runtime
     from ferry.worker import export_settings
     from portability.exports import downloads
     from portability.requests import get_for_user
 
-    config = _config(config_path)
+    config = load(config_path)
     try:
         uuid.UUID(request_id)
     except ValueError:
@@ -134,12 +120,12 @@ def status(config_path: str | None, request_id: str, follow: bool, as_json: bool
                     # The operator holds the master key: links are signed for them as for
                     # the owner, never read from the row.
                     answer = await downloads.owner_resource(
-                        session, runtime.master_key, settings, request, now=_now()
+                        session, runtime.master_key, settings, request, now=now()
                     )
                 if not follow or answer["status"] in _FINAL_FOR_FOLLOW:
                     return answer
                 if not as_json:
-                    line = _bar(answer["metadata"].get("progress") or {})
+                    line = progress_bar(answer["metadata"].get("progress") or {}, answer["status"])
                     click.echo(f"\r{answer['status']:<11}{line}", nl=False)
                 await asyncio.sleep(1.0)
 
@@ -149,7 +135,8 @@ def status(config_path: str | None, request_id: str, follow: bool, as_json: bool
         click.echo(json.dumps(answer, indent=2))
         return
     if follow:
-        click.echo(f"\r{answer['status']:<11}{_bar(answer['metadata'].get('progress') or {})}")
+        line = progress_bar(answer["metadata"].get("progress") or {}, answer["status"])
+        click.echo(f"\r{answer['status']:<11}{line}")
         click.echo(f"({time.monotonic() - started:.0f}s)")
     meta = answer["metadata"]
     click.echo(f"request {answer['id']}: {answer['request_type']} {answer['format'] or ''}")
@@ -176,11 +163,10 @@ def status(config_path: str | None, request_id: str, follow: bool, as_json: bool
 @click.option("--json", "as_json", is_flag=True, help="Print the request resource as JSON.")
 def revoke_links(config_path: str | None, request_id: str, as_json: bool) -> None:
     """Kill every download link (and pull credential) of a ready or completed export."""
-    from ferry.cli import _config, _in_session, _now, run
     from portability.exports import service
     from portability.exports.exceptions import ExportError
 
-    config = _config(config_path)
+    config = load(config_path)
     try:
         rid = uuid.UUID(request_id)
     except ValueError:
@@ -190,11 +176,11 @@ def revoke_links(config_path: str | None, request_id: str, as_json: bool) -> Non
         request = await service.lock_request(session, rid)
         if request is None:
             raise click.ClickException(f"no request {request_id}")
-        done = await service.revoke_links(session, request, now=_now(), actor="admin")
+        done = await service.revoke_links(session, request, now=now(), actor="admin")
         return service.resource(done)
 
     try:
-        answer = run(_in_session(config, work))
+        answer = run(in_session(config, work))
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -21,6 +21,15 @@ import click
 from db.engine import create_engine, session_factory
 from db.models import PortabilityRequest
 from db.types import utcnow
+from ferry.cli_common import (
+    find_user,
+    in_session,
+    load,
+    now,
+    progress_bar,
+    run,
+    size_text,
+)
 from ferry.cli_options import config_option
 from transfer.spec import CHECKSUMS
 
@@ -69,7 +78,6 @@ def start(
 ) -> None:
     """Start a transfer; the target's keys come from FERRY_TARGET_ACCESS_KEY_ID,
     FERRY_TARGET_SECRET_ACCESS_KEY and (optionally) FERRY_TARGET_SESSION_TOKEN."""
-    from ferry.cli import _config, _in_session, _now, _user, run
     from portability.transfers import create_transfer_request
 
     access_key_id = os.environ.get(TARGET_ENV + "ACCESS_KEY_ID", "")
@@ -90,21 +98,21 @@ def start(
         "addressing_style": to_addressing_style,
         "checksum": checksum,
     }
-    config = _config(config_path)
+    config = load(config_path)
 
     async def work(runtime: Any, session: Any) -> dict[str, Any]:
-        user = await _user(session, email)
+        user = await find_user(session, email)
         body = {
             "request_type": "transfer",
             "destination": destination,
             "source": {"bucket": source_bucket, "prefix": source_prefix},
         }
         request = await create_transfer_request(
-            session, runtime.master_key, user, body, now=_now(), egress=runtime.egress
+            session, runtime.master_key, user, body, now=now(), egress=runtime.egress
         )
         return _summary(request)
 
-    answer = run(_in_session(config, work))
+    answer = run(in_session(config, work))
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
@@ -203,9 +211,9 @@ def report(config_path: str | None, request_id: str, as_json: bool) -> None:
         f"{objects['skipped']} skipped, {objects['failed']} failed"
     )
     click.echo(
-        f"bytes:   {_size(size['total'])} total, {_size(size['copied'])} copied, "
-        f"{_size(size['skipped'])} skipped"
-        + (f", {_size(body['bytes_per_second'])}/s" if body.get("bytes_per_second") else "")
+        f"bytes:   {size_text(size['total'])} total, {size_text(size['copied'])} copied, "
+        f"{size_text(size['skipped'])} skipped"
+        + (f", {size_text(body['bytes_per_second'])}/s" if body.get("bytes_per_second") else "")
     )
     click.echo(f"verify:  {body['verify']} (checksum {body.get('checksum') or 'md5'})")
     for method, count in sorted(body.get("verified", {}).items()):
@@ -232,9 +240,8 @@ def _request_id(value: str) -> uuid.UUID:
 
 def _with_database(config_path: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(sessions)` against the configured database only (no storage, no keys)."""
-    from ferry.cli import _config, run
 
-    config = _config(config_path)
+    config = load(config_path)
 
     async def main() -> T:
         engine = create_engine(config.database.url)
@@ -283,35 +290,5 @@ def _print_error(request: PortabilityRequest) -> None:
         click.echo(f"error: {error}", err=True)
 
 
-def _progress_line(request: PortabilityRequest, width: int = 30) -> str:
-    p = (request.meta or {}).get("progress") or {}
-    done, total = int(p.get("bytes_done") or 0), int(p.get("bytes_total") or 0)
-    fraction = done / total if total else (1.0 if request.status == "completed" else 0.0)
-    filled = round(width * min(1.0, fraction))
-    bar = "#" * filled + "-" * (width - filled)
-    eta = p.get("eta_seconds")
-    phase = p.get("phase") or request.status
-    return (
-        f"[{bar}] {fraction * 100:5.1f}%  {_size(done)}/{_size(total)}  "
-        f"{p.get('objects_done', 0)}/{p.get('objects_total', 0)} objects  "
-        f"{_size(int(p.get('bytes_per_second') or 0))}/s  "
-        f"ETA {_duration(eta) if eta is not None else '--'}  {phase}"
-    )
-
-
-def _size(value: float) -> str:
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if amount < 1024 or unit == "TiB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} TiB"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+def _progress_line(request: PortabilityRequest) -> str:
+    return progress_bar((request.meta or {}).get("progress") or {}, request.status)
