@@ -78,6 +78,14 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
+def ip_literal(host: str) -> IPAddress | None:
+    """`host` as an IP address if it is one (brackets and an IPv6 zone dropped), else None."""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
 def parse_cidrs(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
     """`cidrs` as networks; ValueError names the first one that is not a network."""
     networks = []
@@ -138,20 +146,14 @@ class EgressPolicy:
         if parts.username is not None or parts.password is not None:
             raise EgressRefused("the endpoint URL must not carry a user name or password")
         host = parts.hostname
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            literal = None
+        literal = ip_literal(host)
         if literal is not None:
             self.check_address(literal)
         return host, port or (443 if parts.scheme == "https" else 80)
 
     async def resolve(self, host: str, port: int = 0) -> list[ResolveResult]:
         """Every address `host` resolves to, all of them allowed; else EgressRefused."""
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            literal = None
+        literal = ip_literal(host)
         if literal is not None:
             self.check_address(literal)
             family = socket.AF_INET if literal.version == 4 else socket.AF_INET6
@@ -196,12 +198,9 @@ class EgressPolicy:
         context: SimpleNamespace,
         params: aiohttp.TraceRequestStartParams,
     ) -> None:
-        host = params.url.host or ""
-        try:
-            literal = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-        except ValueError:
-            return  # a name: the connector's resolver checks what it resolves to
-        self.check_address(literal)
+        literal = ip_literal(params.url.host or "")
+        if literal is not None:  # a name: the connector's resolver checks what it resolves to
+            self.check_address(literal)
 
 
 class _CheckedResolver(AbstractResolver):

@@ -20,6 +20,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 
+def _after(rate: int, tokens: float, elapsed: float, n: int) -> float:
+    """Tokens after `elapsed` seconds of refill (up to one second's worth) and taking `n`."""
+    return min(float(rate), tokens + elapsed * rate) - n
+
+
 class TokenBucket:
     """Allows `rate` bytes a second on average, in bursts of up to one second's worth."""
 
@@ -38,9 +43,8 @@ class TokenBucket:
 
     async def take(self, n: int) -> None:
         now = self._clock()
-        self._tokens = min(float(self.rate), self._tokens + (now - self._stamp) * self.rate)
+        self._tokens = _after(self.rate, self._tokens, now - self._stamp, n)
         self._stamp = now
-        self._tokens -= n
         if self._tokens < 0:
             # Going into debt and sleeping it off keeps chunks whole and the average exact.
             await self._sleep(-self._tokens / self.rate)
@@ -78,7 +82,7 @@ class SharedTokenBucket:
         with self._locked():
             tokens, stamp = _STATE.unpack(self._state[: _STATE.size])
             now = self._clock()
-            tokens = min(float(self.rate), tokens + max(0.0, now - stamp) * self.rate) - n
+            tokens = _after(self.rate, tokens, max(0.0, now - stamp), n)
             self._state[: _STATE.size] = _STATE.pack(tokens, now)
         if tokens < 0:
             await self._sleep(-tokens / self.rate)
