@@ -14,6 +14,8 @@ GET  /admin                                   active credentials, overdue reques
 POST /admin/credentials/{access_key_id}/revoke
 POST /admin/users/{user_id}/revoke-credentials
 POST /admin/sessions/end                      sign a user out of every dashboard session
+GET  /webhooks, POST /webhooks                 endpoints, their delivery logs; add one
+POST /webhooks/{id}/delete, POST /webhooks/{id}/deliveries/{n}/resend
 GET  /admin/audit                             audit log: user, credential, time range
 GET  /static/...                              the stylesheet and the script
 """
@@ -33,7 +35,13 @@ from db.models import ApiKey
 from portability import events
 from portability.accounts import KEY_PREFIX, hash_api_key
 from portability.credentials import Endpoint
-from portability.dashboard import admin_pages, audit_pages, credential_pages, request_pages
+from portability.dashboard import (
+    admin_pages,
+    audit_pages,
+    credential_pages,
+    request_pages,
+    webhook_pages,
+)
 from portability.dashboard.app import Dashboard, csrf_failure, safe_next
 from portability.dashboard.forms import BadForm, read_form
 from portability.dashboard.session_store import end_session, open_session
@@ -182,6 +190,7 @@ def dashboard_routes(
     ]
     routes += request_pages.routes(dash)
     routes += credential_pages.routes(dash)
+    routes += webhook_pages.routes(dash)
     routes += admin_pages.routes(dash)
     routes += audit_pages.routes(dash)
     return routes

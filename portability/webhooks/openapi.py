@@ -138,7 +138,7 @@ PATHS: Json = {
             },
             "responses": {
                 "201": _json(_ref("CreatedWebhook"), "Registered."),
-                **_errors("BadJson", "Conflict", "TooLarge", "Invalid", *_USER),
+                **_errors("BadJson", "TooLarge", "Invalid", *_USER),
             },
         },
         "get": {

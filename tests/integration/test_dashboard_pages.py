@@ -487,3 +487,50 @@ def test_a_bad_audit_cursor_is_explained_not_a_server_error(site: Site, before: 
     assert answer.status_code == 422
     assert "must be an audit row number" in answer.text
     assert_clean(answer.text)
+
+
+def test_the_webhooks_page_adds_shows_and_removes_an_endpoint(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.support.egress import LOOPBACK
+
+    tag = uuid.uuid4().hex[:8]
+    keys = asyncio.run(_setup(database_url, tmp_path / "storage", tag))
+    engine = create_engine(database_url)
+    app = Starlette(
+        routes=dashboard_routes(
+            session_factory(engine),
+            LocalStorage(tmp_path / "storage"),
+            MASTER_KEY,
+            Endpoint("http://127.0.0.1:9000", "us-east-1"),
+            egress=LOOPBACK,
+        )
+    )
+    with TestClient(app, follow_redirects=False) as client:
+        form = client.get("/login")
+        client.post(
+            "/login", data={"csrf_token": csrf_of(form.text), "api_key": keys["user"], "next": "/"}
+        )
+        page = client.get("/webhooks")
+        assert page.status_code == 200 and "Add an endpoint" in page.text
+        csrf = csrf_of(page.text)
+        refused = client.post(
+            "/webhooks", data={"csrf_token": csrf, "url": "http://169.254.169.254/hook"}
+        )
+        assert refused.status_code == 422
+        assert "169.254.169.254 is not allowed" in refused.text
+        added = client.post(
+            "/webhooks",
+            data={"csrf_token": csrf, "url": "http://127.0.0.1:9/hook", "events": "request.ready"},
+        )
+        assert added.status_code == 201
+        assert "whsec_" in added.text  # the secret, shown once
+        again = client.get("/webhooks")
+        assert "http://127.0.0.1:9/hook" in again.text and "whsec_" not in again.text
+        hook_id = re.search(r'action="/webhooks/([0-9a-f-]+)/delete"', again.text)
+        assert hook_id
+        gone = client.post(f"/webhooks/{hook_id.group(1)}/delete", data={"csrf_token": csrf})
+        assert gone.status_code == 303
+        assert "None yet." in client.get("/webhooks").text
+        assert_clean(refused.text + added.text)
+        client.portal.call(engine.dispose)  # type: ignore[union-attr]
