@@ -236,6 +236,11 @@ class Credential(Base):
     requests_served: Mapped[int] = _counter()
     # When the credential.expired event was written to the outbox (once per credential).
     expiry_announced_at: Mapped[datetime | None]
+    # Rotation: the secret before the last rotation keeps working until previous_until (a
+    # grace period), so a destination can switch without a gap.
+    previous_secret_sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    previous_until: Mapped[datetime | None]
+    rotated_at: Mapped[datetime | None]
 
 
 class PortabilityRequest(Base):

@@ -349,6 +349,51 @@ def creds_revoke(config_path: str | None, access_key_id: str | None, email: str 
     click.echo(run(in_session(config, work)))
 
 
+@creds.command("rotate")
+@config_option
+@click.argument("access_key_id")
+@click.option(
+    "--grace",
+    type=click.IntRange(0, 604_800),
+    default=3600,
+    show_default=True,
+    help="Seconds the old secret keeps working (0: it stops at once).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def creds_rotate(config_path: str | None, access_key_id: str, grace: int, as_json: bool) -> None:
+    """A new secret for the same key id and scope; the new secret is shown once."""
+    from portability import events
+    from sts.issue import rotate
+
+    config = load(config_path)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        credential, _, secret = await rotate(
+            session, runtime.master_key, access_key_id, now=now(), grace_seconds=grace
+        )
+        events.record(
+            session,
+            actor="admin",
+            action="credentials.rotate",
+            user_id=credential.user_id,
+            credential_id=credential.id,
+            details={"access_key_id": access_key_id, "grace_seconds": grace, "via": "cli"},
+        )
+        until = credential.previous_until
+        return {
+            "access_key_id": access_key_id,
+            "secret_access_key": secret,
+            "previous_secret_valid_until": until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None,
+        }
+
+    answer = run(in_session(config, work))
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(f"new secret for {access_key_id} (shown once): {answer['secret_access_key']}")
+    click.echo(f"the old secret works until {answer['previous_secret_valid_until']}")
+
+
 def _register() -> None:
     # Command groups that live in their own modules, added here so `ferry --help` lists them.
     from ferry.cli_export import export

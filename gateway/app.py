@@ -341,14 +341,15 @@ class GatewayApp:
         event.credential_id, event.user_id = credential.id, credential.user_id
         now = self.clock()
         sigv4.check_time(signed, now, regions=self.settings.regions)
-        sigv4.verify(
-            signed,
-            credential.secret,
-            method=request.method,
-            raw_path=request.raw_path,
-            query=request.query,
-            headers=request.header_list,
-        )
+        try:
+            self._verify(request, signed, credential, now)
+        except sigv4.SigV4Error as exc:
+            # Signed with a secret rotated in since the cache read the key: read it again.
+            fresh = await self.credentials.reread(signed.access_key_id)
+            if exc.code != "SignatureDoesNotMatch" or fresh is None or fresh == credential:
+                raise
+            credential = fresh
+            self._verify(request, signed, credential, now)
         expected = credential.session_token_hash
         if expected is not None:
             given = hash_token(signed.security_token) if signed.security_token else ""
@@ -370,6 +371,28 @@ class GatewayApp:
             raise S3Error("AccessDenied", "Requests from this address are not allowed.")
         request.credential = credential
         return credential
+
+    @staticmethod
+    def _verify(
+        request: _Request, signed: sigv4.Signed, credential: LiveCredential, now: datetime
+    ) -> None:
+        """The signature against the credential's secret, or during a rotation's grace
+        period against the previous one too."""
+        secrets = credential.secrets(now)
+        for tried, secret in enumerate(secrets, 1):
+            try:
+                sigv4.verify(
+                    signed,
+                    secret,
+                    method=request.method,
+                    raw_path=request.raw_path,
+                    query=request.query,
+                    headers=request.header_list,
+                )
+                return
+            except sigv4.SigV4Error as exc:
+                if exc.code != "SignatureDoesNotMatch" or tried == len(secrets):
+                    raise
 
     async def _serve(self, request: _Request) -> _Reply:
         if sum(1 for name, _ in request.header_list if name.lower() == b"host") > 1:

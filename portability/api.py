@@ -22,7 +22,14 @@ from starlette.routing import Route
 
 from db.models import User
 from portability import events
-from portability.credentials import Endpoint, describe, issue_for_user, parse_issue_request
+from portability.credentials import (
+    Endpoint,
+    describe,
+    issue_for_user,
+    parse_issue_request,
+    parse_rotate_request,
+    rotate_for_user,
+)
 from portability.dashboard import dashboard_routes
 from portability.dashboard.session_store import end_all_sessions
 from portability.exports.settings import ExportSettings
@@ -123,6 +130,19 @@ def build_api_app(
         )
         return JSONResponse(answer, status_code=201, headers={"cache-control": "no-store"})
 
+    async def rotate_own(request: Request, session: AsyncSession, user: User) -> Response:
+        grace = parse_rotate_request(await body_json(request))
+        answer = await rotate_for_user(
+            session,
+            master_key,
+            user,
+            request.path_params["access_key_id"],
+            grace_seconds=grace,
+            endpoint=endpoint,
+            now=clock(),
+        )
+        return JSONResponse(answer, headers={"cache-control": "no-store"})
+
     async def list_own(request: Request, session: AsyncSession, user: User) -> Response:
         active = request.query_params.get("active") == "true"
         now = clock()
@@ -206,6 +226,11 @@ def build_api_app(
             "/api/portability/credentials/{access_key_id}",
             authed(revoke_own),
             methods=["DELETE"],
+        ),
+        Route(
+            "/api/portability/credentials/{access_key_id}/rotate",
+            authed(rotate_own),
+            methods=["POST"],
         ),
         Route("/api/admin/credentials", authed(admin_list, admin=True), methods=["GET"]),
         Route(

@@ -13,7 +13,7 @@ from db.models import Bucket, Credential, User
 from portability import events
 from portability.http import ApiError
 from sts.exceptions import InvalidRequest, NotFound
-from sts.issue import TTL_MAX, IssueRequest, issue, status_of
+from sts.issue import GRACE_DEFAULT, TTL_MAX, IssueRequest, issue, rotate, status_of
 from sts.snippets import build_snippets
 
 
@@ -98,6 +98,49 @@ async def issue_for_user(
         session_token=result.session_token,
     )
     return answer
+
+
+async def rotate_for_user(
+    session: AsyncSession,
+    master_key: bytes,
+    user: User,
+    access_key_id: str,
+    *,
+    grace_seconds: int,
+    endpoint: Endpoint,
+    now: datetime,
+    actor: str = "user",
+) -> dict[str, Any]:
+    """A new secret for one of `user`'s credentials; the answer carries it (once)."""
+    credential, bucket, secret = await rotate(
+        session, master_key, access_key_id, now=now, grace_seconds=grace_seconds, user_id=user.id
+    )
+    events.record(
+        session,
+        actor=actor,
+        action="credentials.rotate",
+        user_id=user.id,
+        credential_id=credential.id,
+        bucket=bucket.name,
+        details={"access_key_id": access_key_id, "grace_seconds": grace_seconds},
+    )
+    answer = describe(credential, bucket, endpoint, now)
+    answer["secret_access_key"] = secret
+    # The session token, if any, stays what it was; the old secret works until then.
+    answer["previous_secret_valid_until"] = iso(credential.previous_until)
+    return answer
+
+
+def parse_rotate_request(body: Any) -> int:
+    """`grace_seconds` of POST …/rotate (an empty body: the default)."""
+    if body is None:
+        return GRACE_DEFAULT
+    if not isinstance(body, dict) or set(body) - {"grace_seconds"}:
+        raise InvalidRequest('the body must be {"grace_seconds": <seconds>} or empty')
+    grace = body.get("grace_seconds", GRACE_DEFAULT)
+    if not isinstance(grace, int) or isinstance(grace, bool):
+        raise InvalidRequest("grace_seconds must be an integer")
+    return grace
 
 
 def parse_issue_request(body: Any, *, max_ttl_seconds: int = TTL_MAX) -> tuple[str, IssueRequest]:

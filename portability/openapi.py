@@ -180,6 +180,22 @@ SCHEMAS: Json = {
             },
         },
     },
+    "RotatedCredential": {
+        "allOf": [
+            _ref("Credential"),
+            {
+                "type": "object",
+                "required": ["secret_access_key", "previous_secret_valid_until"],
+                "properties": {
+                    "secret_access_key": {"type": "string", "description": "Shown once."},
+                    "previous_secret_valid_until": {
+                        **TIME,
+                        "description": "The old secret is refused from then on.",
+                    },
+                },
+            },
+        ]
+    },
     "IssuedCredential": {
         "description": "A new credential with its secret: shown in this answer only.",
         "allOf": [
@@ -541,6 +557,41 @@ PATHS: Json = {
             "NotFound",
             parameters=[_ACCESS_KEY],
         )
+    },
+    "/api/portability/credentials/{access_key_id}/rotate": {
+        "post": {
+            **_operation(
+                "rotateCredential",
+                "credentials",
+                "A new secret for the same key id and scope; the old one keeps working for "
+                "`grace_seconds` (default 3600, 0: at once)",
+                {"200": _json(_ref("RotatedCredential"), "Rotated; the new secret shown once.")},
+                "BadJson",
+                "TooLarge",
+                *_USER,
+                "NotFound",
+                "Invalid",
+                parameters=[_ACCESS_KEY],
+            ),
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "grace_seconds": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 604800,
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+        }
     },
     "/api/admin/credentials": {
         "get": _operation(

@@ -117,6 +117,35 @@ async def issue(
     return Issued(credential, bucket, secret, token)
 
 
+GRACE_DEFAULT = 3600
+GRACE_MAX = 7 * 86_400
+
+
+async def rotate(
+    session: AsyncSession,
+    master_key: bytes,
+    access_key_id: str,
+    *,
+    now: datetime,
+    grace_seconds: int = GRACE_DEFAULT,
+    user_id: uuid.UUID | None = None,
+) -> tuple[Credential, Bucket, str]:
+    """A new secret for the same key id and scope; the old one keeps working for
+    `grace_seconds` (0: it stops at once), as IAM keeps two access keys during a switch."""
+    if not 0 <= grace_seconds <= GRACE_MAX:
+        raise InvalidRequest(f"grace_seconds must be between 0 and {GRACE_MAX}")
+    credential, bucket = await find(session, access_key_id, user_id=user_id)
+    if status_of(credential, now) != "active":
+        raise InvalidRequest(f"credential {access_key_id} is {status_of(credential, now)}")
+    secret = new_secret()
+    credential.previous_secret_sealed = credential.secret_sealed
+    credential.previous_until = now + timedelta(seconds=grace_seconds)
+    credential.secret_sealed = seal(master_key, access_key_id, secret)
+    credential.rotated_at = now
+    await session.flush()
+    return credential, bucket, secret
+
+
 async def find(
     session: AsyncSession, access_key_id: str, *, user_id: uuid.UUID | None = None
 ) -> tuple[Credential, Bucket]:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # Keys used this recently are re-checked ahead of time by the background round.
 RECENTLY_USED = 60.0
+REREAD_AFTER = 0.05  # seconds: a cached entry younger than this is not read again
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ class LiveCredential:
     expires_at: datetime
     revoked_at: datetime | None
     max_bytes_per_second: int | None
+    # After a rotation, the previous secret until the grace period ends.
+    previous_secret: str | None = field(default=None, repr=False)
+    previous_until: datetime | None = None
+    rotated_at: datetime | None = None
+
+    def secrets(self, now: datetime) -> tuple[str, ...]:
+        """The secrets a request may be signed with now: the current one, and during a
+        rotation's grace period the previous one."""
+        if self.previous_secret and self.previous_until and now < self.previous_until:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
 
 
 class CredentialStore:
@@ -110,6 +122,15 @@ class CredentialStore:
             hit = self._cache.get(access_key_id)
         return None if hit is None else hit[1]
 
+    async def reread(self, access_key_id: str) -> LiveCredential | None:
+        """The credential read afresh unless it was read a moment ago: a signature that does
+        not match the cached secret may be made with one rotated in since."""
+        hit = self._cache.get(access_key_id)
+        if hit is None or self._clock() - hit[0] >= REREAD_AFTER:
+            await self._loads.ask((access_key_id,))
+            hit = self._cache.get(access_key_id)
+        return None if hit is None else hit[1]
+
     async def _refresh(self) -> None:
         """Every max_age / 2, check the keys in use again, before their entries go stale."""
         while True:
@@ -135,13 +156,17 @@ class CredentialStore:
 
     async def _check(self, keys: set[str]) -> None:
         started = self._clock()
-        revoked = await self._revocations(keys)
+        states = await self._revocations(keys)
         for key in keys:
             entry = self._cache.get(key)
-            if key not in revoked:
+            if key not in states:
                 self._cache.pop(key, None)  # deleted: the next request reads it afresh
             elif entry is not None and entry[1] is not None:
-                self._cache[key] = (started, replace(entry[1], revoked_at=revoked[key]))
+                revoked_at, rotated_at = states[key]
+                if rotated_at != entry[1].rotated_at:
+                    self._cache.pop(key, None)  # a new secret: read it afresh
+                else:
+                    self._cache[key] = (started, replace(entry[1], revoked_at=revoked_at))
 
     async def _load(self, keys: set[str]) -> None:
         started = self._clock()
@@ -154,17 +179,19 @@ class CredentialStore:
             if value is not None:
                 self._used[key] = started
 
-    async def _revocations(self, keys: Iterable[str]) -> dict[str, datetime | None]:
-        """`revoked_at` of each key that still exists."""
-        found: dict[str, datetime | None] = {}
+    async def _revocations(
+        self, keys: Iterable[str]
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """(`revoked_at`, `rotated_at`) of each key that still exists."""
+        found: dict[str, tuple[datetime | None, datetime | None]] = {}
         async with self._sessions() as session:
             for chunk in _chunks(keys):
                 rows = await session.execute(
-                    select(Credential.access_key_id, Credential.revoked_at).where(
-                        Credential.access_key_id.in_(chunk)
-                    )
+                    select(
+                        Credential.access_key_id, Credential.revoked_at, Credential.rotated_at
+                    ).where(Credential.access_key_id.in_(chunk))
                 )
-                found.update({key: revoked_at for key, revoked_at in rows})
+                found.update({key: (revoked, rotated) for key, revoked, rotated in rows})
         return found
 
     async def _credentials(self, keys: Iterable[str]) -> dict[str, LiveCredential]:
@@ -199,6 +226,15 @@ class CredentialStore:
             expires_at=credential.expires_at,
             revoked_at=credential.revoked_at,
             max_bytes_per_second=credential.max_bytes_per_second,
+            previous_secret=(
+                unseal(
+                    self._master_key, credential.access_key_id, credential.previous_secret_sealed
+                )
+                if credential.previous_secret_sealed
+                else None
+            ),
+            previous_until=credential.previous_until,
+            rotated_at=credential.rotated_at,
         )
 
 

@@ -9,13 +9,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from portability import events
-from portability.credentials import describe, issue_for_user
+from portability.credentials import describe, issue_for_user, rotate_for_user
 from portability.dashboard.app import Ctx, Dashboard, UserError, page_form
 from portability.dashboard.folders import top_folders
 from portability.exports import service
 from storage.validation import parse_decimal
 from sts import issue as sts
-from sts.issue import TTL_DEFAULT, TTL_MAX, IssueRequest
+from sts.issue import GRACE_DEFAULT, TTL_DEFAULT, TTL_MAX, IssueRequest
 
 TTL_CHOICES = [
     (900, "15 minutes"),
@@ -60,7 +60,9 @@ def issue_request_from(
 
 
 def routes(dash: Dashboard) -> list[Route]:
-    async def listing(ctx: Ctx, error: str = "", status: int = 200) -> Response:
+    async def listing(
+        ctx: Ctx, error: str = "", status: int = 200, rotated: dict[str, Any] | None = None
+    ) -> Response:
         buckets = await service.user_buckets(ctx.db, ctx.user.id)
         pickers = [await top_folders(dash.storage, b) for b in buckets]
         rows = await sts.list_credentials(ctx.db, now=ctx.now, user_id=ctx.user.id)
@@ -77,6 +79,7 @@ def routes(dash: Dashboard) -> list[Route]:
             form=ctx.form,
             credentials=[describe(c, b, dash.endpoint, ctx.now) for c, b in rows],
             revoked=ctx.request.query_params.get("revoked", ""),
+            rotated=rotated,
         )
 
     async def show(ctx: Ctx) -> Response:
@@ -117,8 +120,25 @@ def routes(dash: Dashboard) -> list[Route]:
         )
         return RedirectResponse(f"/credentials?revoked={access_key_id}", status_code=303)
 
+    async def rotate(ctx: Ctx) -> Response:
+        answer = await rotate_for_user(
+            ctx.db,
+            dash.master_key,
+            ctx.user,
+            ctx.request.path_params["access_key_id"],
+            grace_seconds=GRACE_DEFAULT,
+            endpoint=dash.endpoint,
+            now=ctx.now,
+        )
+        return await listing(ctx, rotated=answer)
+
     return [
         Route("/credentials", dash.page(show), methods=["GET"]),
+        Route(
+            "/credentials/{access_key_id}/rotate",
+            dash.page(rotate, on_error=on_error),
+            methods=["POST"],
+        ),
         Route("/credentials", dash.page(issue, on_error=on_error), methods=["POST"]),
         Route(
             "/credentials/{access_key_id}/revoke",

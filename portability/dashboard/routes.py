@@ -3,7 +3,7 @@
 GET  /login, POST /login, POST /logout        sign in with an API key; sign out
 GET  /                                        overview: the user's requests
 GET  /credentials, POST /credentials          issue pull credentials; the list
-POST /credentials/{access_key_id}/revoke
+POST /credentials/{access_key_id}/revoke, POST /credentials/{access_key_id}/rotate
 GET  /requests/new, POST /requests/new        new export, pull credentials or transfer
 GET  /requests/{id}                           one request, live progress, report
 GET  /requests/{id}/status.json               what the page's script polls
