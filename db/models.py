@@ -62,6 +62,10 @@ class User(Base):
     name: Mapped[str | None] = mapped_column(sa.String(200))
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = _created_at()
+    # How and when the user last signed in to the dashboard ('api_key' or 'oidc'), for the
+    # admin console; sessions themselves are deleted a day after they end.
+    last_sign_in_method: Mapped[str | None] = mapped_column(sa.String(16))
+    last_sign_in_at: Mapped[datetime | None]
 
 
 class ApiKey(Base):

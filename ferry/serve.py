@@ -91,6 +91,7 @@ async def serve(
                     metrics_token=config.api.metrics_token,
                     egress=runtime.egress,
                     door=door_policy(config),
+                    public_url=config.api.public_url,
                 )
                 sockets.append((_listener(app), bind("api.listen", config.api.listen)))
                 print(f"API         {config.api.public_url}/api/health", flush=True)

@@ -78,6 +78,7 @@ def build_api_app(
     metrics_token: str = "",
     egress: EgressPolicy | None = None,
     door: DoorPolicy | None = None,
+    public_url: str = "",
 ) -> Starlette:
     # Without a policy, user-supplied endpoints may only be public addresses.
     egress = egress or EgressPolicy()
@@ -240,6 +241,7 @@ def build_api_app(
         clock=clock,
         egress=egress,
         door=door,
+        public_url=public_url,
     )
     # Prometheus' text format, outside /api: not part of the JSON API.
     routes.append(Route("/metrics", metrics_endpoint(sessions, token=metrics_token, clock=clock)))

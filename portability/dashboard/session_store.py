@@ -71,12 +71,15 @@ async def session_user(db: AsyncSession, session_id: str, now: datetime) -> User
     return await db.get(User, row.user_id)
 
 
-async def end_session(db: AsyncSession, session_id: str, now: datetime) -> None:
-    await db.execute(
+async def end_session(db: AsyncSession, session_id: str, now: datetime) -> str | None:
+    """End a session; how it was opened ('api_key', 'oidc'), or None if it was not live."""
+    method = await db.scalar(
         update(DashboardSession)
         .where(DashboardSession.id_hash == _hash(session_id), DashboardSession.ended_at.is_(None))
         .values(ended_at=now)
+        .returning(DashboardSession.method)
     )
+    return method
 
 
 async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
