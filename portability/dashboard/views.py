@@ -86,7 +86,14 @@ def percent(done: int | float | None, total: int | float | None) -> int:
 class Pages:
     """A Jinja2 environment over the package's templates (autoescaped)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, form_origins: tuple[str, ...] = ()) -> None:
+        """`form_origins`: where a form's answer may redirect besides 'self' (CSP form-action
+        covers redirects too): the identity provider, for sign-out there."""
+        self.headers = dict(SECURITY_HEADERS)
+        if form_origins:
+            self.headers["content-security-policy"] = SECURITY_HEADERS[
+                "content-security-policy"
+            ].replace("form-action 'self'", "form-action 'self' " + " ".join(form_origins))
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=jinja2.select_autoescape(default=True),
@@ -99,4 +106,4 @@ class Pages:
 
     def render(self, name: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
         html = self.env.get_template(name).render(**context)
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        return HTMLResponse(html, status_code=status, headers=self.headers)
