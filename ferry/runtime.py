@@ -17,6 +17,7 @@ from ferry.config import Config, ConfigError, OidcConfig
 from ferry.masterkey import load_master_key
 from gateway.app import GatewayApp, GatewaySettings
 from gateway.audit import AuditWriter
+from portability.exports.sources import PersonalDataSources, SourceSpec, build_sources
 from portability.guard import DoorPolicy, FailureLimiter
 from portability.oidc.provider import OidcClient
 from portability.oidc.settings import OidcSettings
@@ -136,3 +137,23 @@ def oidc_client(config: OidcConfig) -> OidcClient | None:
             clock_skew_seconds=config.clock_skew_seconds,
         )
     )
+
+
+def personal_data_sources(
+    config: Config, sessions: async_sessionmaker[AsyncSession]
+) -> PersonalDataSources:
+    """Each personal-data section's source, from [personal_data.<section>]."""
+    specs = [
+        SourceSpec(
+            section,
+            kind=source.kind,
+            url=str(source.url),
+            query=source.query,
+            columns=dict(source.columns),
+        )
+        for section, source in config.personal_data
+    ]
+    try:
+        return build_sources(sessions, specs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.engine import create_engine, session_factory
 from db.models import Bucket, PortabilityRequest
 from ferry.config import Config
-from ferry.runtime import Runtime
+from ferry.runtime import Runtime, personal_data_sources
 from portability.exports.notify import Notifier
 from portability.exports.settings import ExportSettings
 from portability.exports.worker import ExportWorker
@@ -120,6 +120,7 @@ async def _run_workers(
         settings=export_settings(runtime.config),
         notifier=notify,
         worker_id=worker_id,
+        sources=personal_data_sources(runtime.config, sessions),
     )
 
     async def transfer_finished(request: PortabilityRequest) -> None:

@@ -42,6 +42,7 @@ from db.models import (
 from portability import events
 from portability.exports.archive import ArchiveBuilder, ArchiveResult, Delivered
 from portability.exports.exceptions import ExportCancelled, ExportFailed
+from portability.exports.ferry_source import FerryTables
 from portability.exports.links import LinkSigner, export_bucket, issue_link_credential, object_key
 from portability.exports.listing import iter_objects, totals
 from portability.exports.manifest import ManifestWriter, read_entries
@@ -55,6 +56,7 @@ from portability.exports.service import (
 )
 from portability.exports.settings import ExportSettings
 from portability.exports.sink import StorageSink
+from portability.exports.sources import PersonalDataSources
 from portability.exports.sweeper import Sweeper, purge_objects
 from portability.requests import COMPLETED, FAILED, PENDING, PROCESSING, READY, iso, update_meta
 from storage.base import Storage
@@ -107,8 +109,11 @@ class ExportWorker:
         notifier: Notifier | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         worker_id: str | None = None,
+        sources: PersonalDataSources | None = None,
     ) -> None:
         self.sessions = sessions
+        # Where each personal-data section comes from: Ferry's tables unless configured.
+        self.sources = sources or PersonalDataSources(FerryTables(sessions))
         self.storage = storage
         self.master_key = master_key
         self.settings = settings
@@ -273,7 +278,7 @@ class ExportWorker:
 
         try:
             async for chunk in personal_data(
-                self.sessions, user.id, now=self.clock(), on_rows=counted
+                self.sessions, user.id, now=self.clock(), on_rows=counted, sources=self.sources
             ):
                 sha.update(chunk)
                 await sink.write(chunk)
@@ -323,7 +328,11 @@ class ExportWorker:
             now=now,
             progress=beat,
         )
-        personal = personal_data(self.sessions, user.id, now=now) if "personal" in include else None
+        personal = (
+            personal_data(self.sessions, user.id, now=now, sources=self.sources)
+            if "personal" in include
+            else None
+        )
         sources = iter_objects(self.storage, buckets) if files else None
         result = await builder.build(personal=personal, sources=sources)
         await beat(counts[1], result.objects, force=True)

@@ -48,6 +48,7 @@ from portability.exports.links import LinkSigner, issue_link_credential
 from portability.exports.personal import schema
 from portability.exports.settings import ExportSettings, MiB
 from portability.exports.worker import ExportWorker
+from portability.guard import DoorPolicy
 from portability.requests_api import request_routes
 from storage.egress import EgressPolicy
 from storage.local import LocalStorage
@@ -183,6 +184,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 settings=settings,
                 endpoint=endpoint,
                 egress=egress,
+                door=DoorPolicy(),
             )
         )
         servers = [await _serve(gateway, gateway_port), await _serve(api, api_port)]
