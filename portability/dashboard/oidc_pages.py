@@ -92,6 +92,14 @@ def routes(dash: Dashboard, *, session_max_age: int) -> list[Route]:
                 "This sign-in is not one this browser started, or it took longer than ten "
                 f"minutes. Please start again with “Sign in with {name}”.",
             )
+        if params.get("error"):
+            # A refusal grants nothing, so it is shown even where the provider leaves the
+            # state out of its error answer (some do, against RFC 6749 4.1.2.1).
+            reason = params.get("error_description") or params["error"]
+            error = params["error"][:60]
+            return refused(
+                request, f"{name} did not sign you in ({error}: {reason[:200]}).", status=401
+            )
         if not hmac.compare_digest(params.get("state", "").encode(), flow.state.encode()):
             log.warning("OIDC callback with a state that is not this browser's")
             return refused(
@@ -99,9 +107,6 @@ def routes(dash: Dashboard, *, session_max_age: int) -> list[Route]:
                 "The answer from the sign-in does not belong to the sign-in this browser "
                 "started (its state differs), so it was not accepted. Please start again.",
             )
-        if params.get("error"):
-            reason = params.get("error_description") or params["error"]
-            return refused(request, f"{name} did not sign you in ({reason[:200]}).", status=401)
         code = params.get("code", "")
         if not code:
             return refused(request, f"{name} sent the browser back without a sign-in code.")

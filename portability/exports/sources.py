@@ -103,7 +103,14 @@ def build_sources(
         elif spec.kind == "sql":
             by_section[spec.section] = SqlSource(spec)
         else:
-            by_section[spec.section] = _entry_point(spec.kind)(spec)
+            factory = _entry_point(spec.kind)
+            try:
+                by_section[spec.section] = factory(spec)
+            except Exception as exc:
+                raise ValueError(
+                    f"personal_data.{spec.section}: the {spec.kind!r} source could not be "
+                    f"made ({type(exc).__name__}: {exc})"
+                ) from None
     return PersonalDataSources(ferry, by_section)
 
 

@@ -53,6 +53,15 @@ class SqlSource:
                 f"personal_data.{spec.section}.query: unknown parameter(s) {unknown} "
                 "(only :email and :user_id are bound)"
             )
+        from portability.exports.personal import fields
+
+        strange = set(spec.columns) - set(fields(spec.section))
+        if strange:
+            raise ValueError(
+                f"personal_data.{spec.section}.columns: no field(s) "
+                f"{', '.join(sorted(strange))} in this section (it has "
+                f"{', '.join(fields(spec.section))})"
+            )
         try:
             self._url = sa.make_url(spec.url)
         except sa.exc.ArgumentError:

@@ -292,14 +292,19 @@ class ExportWorker:
         return ArchiveResult([part], None, 0, 0, 0)
 
     async def _row_count(self, user_id: uuid.UUID) -> int:
+        """Rows in the sections read from Ferry's tables (the progress bar's total); rows
+        from the provider's own records are not known before they are read."""
         total = 0
+        external = self.sources.external()
         async with self.sessions() as session:
-            for table, column in (
-                (ApiKey, ApiKey.user_id),
-                (UsageRecord, UsageRecord.user_id),
-                (BillingRecord, BillingRecord.user_id),
-                (AuditLog, AuditLog.user_id),
+            for section, table, column in (
+                ("api_keys", ApiKey, ApiKey.user_id),
+                ("usage", UsageRecord, UsageRecord.user_id),
+                ("billing", BillingRecord, BillingRecord.user_id),
+                ("audit_logs", AuditLog, AuditLog.user_id),
             ):
+                if section in external:
+                    continue
                 count = await session.scalar(
                     select(func.count()).select_from(table).where(column == user_id)
                 )

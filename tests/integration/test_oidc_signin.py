@@ -104,7 +104,9 @@ def settings(provider: OidcProvider, **changes: Any) -> OidcSettings:
     return OidcSettings(**values)
 
 
-def ferry_app(database_url: str, root: Path, oidc: OidcClient, limiter: FailureLimiter) -> Any:
+def ferry_app(
+    database_url: str, root: Path, oidc: OidcClient, limiter: FailureLimiter, *, https: bool
+) -> Any:
     engine = create_engine(database_url)
     app = build_api_app(
         engine=engine,
@@ -112,7 +114,7 @@ def ferry_app(database_url: str, root: Path, oidc: OidcClient, limiter: FailureL
         storage=LocalStorage(root),
         master_key=MASTER_KEY,
         endpoint=Endpoint("http://127.0.0.1:9000", "us-east-1"),
-        door=DoorPolicy(oidc=oidc, limiter=limiter),
+        door=DoorPolicy(oidc=oidc, limiter=limiter, public_url_is_https=https),
     )
     return app, engine
 
@@ -124,8 +126,11 @@ def site(
     yield from _site(database_url, tmp_path, OidcClient(settings(provider)))
 
 
-def _site(database_url: str, root: Path, oidc: OidcClient) -> Iterator[TestClient]:
-    app, engine = ferry_app(database_url, root, oidc, FailureLimiter(failures=3, window=60))
+def _site(
+    database_url: str, root: Path, oidc: OidcClient, *, https: bool = False
+) -> Iterator[TestClient]:
+    limiter = FailureLimiter(failures=3, window=60)
+    app, engine = ferry_app(database_url, root, oidc, limiter, https=https)
     with TestClient(app, follow_redirects=False) as client:
         yield client
         client.portal.call(engine.dispose)  # type: ignore[union-attr]
@@ -208,6 +213,33 @@ def test_unknown_users_are_created_when_allowed(
     for client in _site(database_url, tmp_path, oidc):
         assert sign_in(client, "mallory").status_code == 303
         assert people.email("mallory") in client.get("/").text
+
+
+def test_cookies_are_secure_when_the_door_says_so(
+    database_url: str, tmp_path: Path, provider: OidcProvider, accounts: dict[str, str]
+) -> None:
+    for client in _site(database_url, tmp_path, OidcClient(settings(provider)), https=True):
+        started = client.get("/login/oidc?next=/")
+        flow_cookie = started.headers["set-cookie"]
+        assert flow_cookie.startswith("ferry_oidc_flow=")
+        assert "Secure" in flow_cookie and "HttpOnly" in flow_cookie
+        assert "Path=/login/oidc" in flow_cookie and "SameSite=lax" in flow_cookie
+        # The TestClient's http:// would not send a Secure cookie back; a browser on https does.
+        client.cookies.set("ferry_oidc_flow", client.cookies.get("ferry_oidc_flow") or "")
+        answer = client.get(provider_login(started.headers["location"], "alice"))
+        assert answer.status_code == 303, answer.text
+        session = [c for c in answer.headers.get_list("set-cookie") if "ferry_session=" in c]
+        assert session and "Secure" in session[0] and "HttpOnly" in session[0]
+
+
+def test_denying_at_the_provider_is_a_readable_page(site: TestClient) -> None:
+    authorize = start(site)
+    denied = httpx.post(authorize, data={"action": "deny"}, follow_redirects=False, timeout=10)
+    assert denied.status_code == 302
+    answer = site.get(denied.headers["location"].removeprefix("http://testserver"))
+    assert answer.status_code == 401
+    assert "Example ID did not sign you in (access_denied" in answer.text
+    assert_clean(answer.text)
 
 
 def test_a_forged_state_is_refused(site: TestClient) -> None:

@@ -16,6 +16,7 @@ entry-point source found through real package metadata, and the refusals of bad 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -336,7 +337,9 @@ def test_a_failing_query_fails_the_request_naming_the_section(
     request, raw = asyncio.run(_export(database_url, storage_root, people["alice"], config))
     assert request.status == "failed"
     error = (request.meta or {}).get("error", "")
-    assert "billing section could not be read" in error, error
+    assert error == (
+        "personal data: the billing section could not be read (its query failed: UndefinedColumn)"
+    ), error
     assert "postgresql" not in error and provider_db not in error  # no URL, no password
     assert raw is None  # nothing delivered, not even the 100,000 usage rows before it
 
@@ -377,6 +380,26 @@ def test_bad_queries_are_refused_when_the_config_is_read(tmp_path: Path) -> None
         )
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             personal_data_sources(config, session_factory(create_engine(url)))
+    misnamed = load_config(
+        None,
+        env={
+            "FERRY_PERSONAL_DATA_USAGE_URL": url,
+            "FERRY_PERSONAL_DATA_USAGE_QUERY": "SELECT * FROM u WHERE e = :email",
+        },
+    )
+    misnamed = dataclasses.replace(
+        misnamed,
+        personal_data=(
+            (
+                "usage",
+                dataclasses.replace(
+                    misnamed.personal_data_source("usage"), columns=(("bytes", "b"),)
+                ),
+            ),
+        ),
+    )
+    with pytest.raises(ConfigError, match=r"no field\(s\) bytes in this section"):
+        personal_data_sources(misnamed, session_factory(create_engine(url)))
     with pytest.raises(ConfigError, match="needs both url and query"):
         load_config(None, env={"FERRY_PERSONAL_DATA_BILLING_URL": url})
     with pytest.raises(ConfigError, match="unknown section"):

@@ -98,7 +98,7 @@ def test_oidc_and_personal_data_sections(tmp_path: Path) -> None:
         "admin_claim = 'groups'\nadmin_values = ['ferry-admins']\n"
         "[personal_data.billing]\nurl = 'postgresql+psycopg://ro@db/billing'\n"
         "query = 'SELECT * FROM invoices WHERE account_email = :email'\n"
-        "columns = { invoice_id = 'inv_no' }\n"
+        "columns = { invoice_number = 'inv_no' }\n"
     )
     config = load_config(
         path,
@@ -113,6 +113,6 @@ def test_oidc_and_personal_data_sections(tmp_path: Path) -> None:
     assert config.oidc.scopes == ("openid", "email", "profile")
     billing = config.personal_data_source("billing")
     assert billing.kind == "sql" and str(billing.url).endswith("@db2/billing")
-    assert billing.columns == (("invoice_id", "inv_no"),)
+    assert billing.columns == (("invoice_number", "inv_no"),)
     assert config.personal_data_source("usage").kind == "ferry"
     assert "hunter2" not in repr(config) and "pw@" not in repr(config)
