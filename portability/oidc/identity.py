@@ -65,7 +65,7 @@ async def account_for(db: AsyncSession, identity: Identity, settings: OidcSettin
                 "create one (ferry users create EMAIL)."
             )
         try:
-            user, _ = await create_user(db, identity.email, name=identity.name)
+            user, _ = await create_user(db, identity.email, name=identity.name, with_key=False)
         except AccountError as exc:
             raise AccountRefused(str(exc)) from None
     if identity.is_admin is not None and user.is_admin != identity.is_admin:

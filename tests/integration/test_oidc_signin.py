@@ -28,7 +28,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from db.engine import create_engine, session_factory
-from db.models import User
+from db.models import ApiKey, User
 from portability.accounts import create_user
 from portability.api import build_api_app
 from portability.credentials import Endpoint
@@ -213,6 +213,45 @@ def test_unknown_users_are_created_when_allowed(
     for client in _site(database_url, tmp_path, oidc):
         assert sign_in(client, "mallory").status_code == 303
         assert people.email("mallory") in client.get("/").text
+    engine = create_engine(database_url)
+
+    async def keys_of_mallory() -> int:
+        async with session_factory(engine)() as db:
+            user = await db.scalar(select(User).where(User.email == people.email("mallory")))
+            assert user is not None and user.last_sign_in_method == "oidc"
+            return len(list(await db.scalars(select(ApiKey).where(ApiKey.user_id == user.id))))
+
+    try:
+        assert asyncio.run(keys_of_mallory()) == 0  # no API key nobody was ever shown
+    finally:
+        asyncio.run(engine.dispose())
+
+
+def test_an_unreachable_provider_is_a_page_and_a_503(
+    database_url: str, tmp_path: Path, accounts: dict[str, str]
+) -> None:
+    from tests.support.ferry import free_port
+
+    gone = OidcSettings(
+        issuer=f"http://127.0.0.1:{free_port()}",
+        client_id=CLIENT_ID,
+        name="Example ID",
+        api_audience=API_AUDIENCE,
+    )
+    for client in _site(database_url, tmp_path, OidcClient(gone)):
+        answer = client.get("/login/oidc")
+        assert answer.status_code == 503
+        assert "Example ID could not be reached just now" in answer.text
+        assert_clean(answer.text)
+        token = jwt.encode({"alg": "RS256", "kid": "k1"}, {"sub": "x"}, jwk.RSAKey.generate_key())
+        api = client.get("/api/portability/requests", headers={"authorization": f"Bearer {token}"})
+        assert api.status_code == 503
+        assert api.json()["error"]["code"] == "unavailable"
+        # API keys do not need the provider.
+        own = client.get(
+            "/api/portability/requests", headers={"authorization": f"Bearer {accounts['alice']}"}
+        )
+        assert own.status_code == 200
 
 
 def test_cookies_are_secure_when_the_door_says_so(
