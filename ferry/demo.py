@@ -1,10 +1,11 @@
 """`ferry demo`: an admin and two users with buckets, files and a year of account history.
 
 alice's bucket looks like a person's files: photos by year, documents and spreadsheets, and
-one 50 MiB video, so a first `make run` has something real to pull, push and export. Her
-history holds one finished export and one finished transfer (demo_history.py), so the
-overview is not empty on first sight. Keys that break naive gateways and file mappings
-(`../x`, `/abs`, `a//b`, a 1024-byte key) belong in the tests, not in what a newcomer sees.
+one 50 MiB video from her phone's camera, so a first `make run` has something real to pull,
+push and export. Her history holds one finished export and one finished transfer
+(demo_history.py), so the overview is not empty on first sight. Keys that break naive
+gateways and file mappings (`../x`, `/abs`, `a//b`, a 1024-byte key) belong in the tests
+(tests/support/tricky_keys.py), not in what a newcomer sees.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _files(rng: random.Random, owner: str, count: int) -> list[tuple[str, bytes,
         else:
             files.append(
                 (
-                    f"docs/budget/{2020 + i % 5}-{1 + i % 12:02d}.csv",
+                    f"docs/spreadsheets/budget-{i:04d}.csv",
                     "\n".join(
                         f"{j},{rng.random():.6f}" for j in range(rng.randint(1, 300))
                     ).encode(),
@@ -123,7 +124,7 @@ async def create_demo(
             await _put(runtime.storage, alice, key, data, ctype)
             if key.startswith("photos/"):
                 photos.append(len(data))
-        await _put_big(runtime.storage, alice, "videos/holiday-2025.mp4", BIG_OBJECT_SIZE)
+        await _put_big(runtime.storage, alice, "camera/VID_20250712_holiday.mp4", BIG_OBJECT_SIZE)
         for key, data, ctype in _files(rng, "bob", 80):
             await _put(runtime.storage, bob, key, data, ctype)
 

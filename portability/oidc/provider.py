@@ -2,8 +2,8 @@
 and the checks every ID token and access token passes before anyone is let in.
 
 The discovery document is kept an hour; the key set until a token names a key it lacks
-(the provider rotated), refetched then at most once a minute, so a flood of tokens with
-made-up key ids cannot make Ferry hammer the provider. Tokens are checked with joserfc
+(the provider rotated) or names none, refetched then at most once a minute, so a flood of
+tokens with made-up key ids cannot make Ferry hammer the provider. Tokens are checked with joserfc
 (authlib's JOSE library): an asymmetric signature by a key in the provider's JWKS (never
 `none`, never an HMAC a client secret could forge), `iss`, `aud`, `exp` (and `nbf`, `iat`)
 with the configured clock skew, and for ID tokens the sign-in's `nonce`.
@@ -94,7 +94,9 @@ class OidcClient:
 
     async def _key_set(self, kid: str | None) -> KeySet:
         async with self._lock:
-            known = self._keys is not None and (kid is None or _has_kid(self._keys, kid))
+            # A token without a kid could be signed by a rotated key too: it may refresh the
+            # set as often as an unknown kid may, once a minute.
+            known = self._keys is not None and kid is not None and _has_kid(self._keys, kid)
             stale = time.monotonic() - self._keys_at >= JWKS_MIN_REFRESH
             if self._keys is None or (not known and stale):
                 metadata = await self.metadata()
