@@ -76,7 +76,11 @@ class SqlSource:
     async def rows(self, section: str, subject: Subject) -> AsyncIterator[Mapping[str, Any]]:
         params = {"email": subject.email, "user_id": str(subject.id)}
         params = {k: v for k, v in params.items() if k in self._names}
-        engine = create_async_engine(self._url, poolclass=sa.NullPool)
+        # A provider database that does not answer fails the section, not the worker's lease.
+        connect_args = (
+            {"connect_timeout": 10} if self._url.get_backend_name() == "postgresql" else {}
+        )
+        engine = create_async_engine(self._url, poolclass=sa.NullPool, connect_args=connect_args)
         try:
             async with engine.connect() as conn:
                 await _read_only(conn)

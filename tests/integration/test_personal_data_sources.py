@@ -540,3 +540,26 @@ async def test_an_entry_point_source_supplies_a_section(
             )
     finally:
         await engine.dispose()
+
+
+async def test_an_unreachable_provider_database_fails_the_section(database_url: str) -> None:
+    from tests.support.ferry import free_port
+
+    url = f"postgresql+psycopg://ferry_ro:s3cret@127.0.0.1:{free_port()}/billing"
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    try:
+        spec = SourceSpec("billing", kind="sql", url=url, query="SELECT * FROM i WHERE e = :email")
+        sources = build_sources(sessions, [spec])
+        user_id = await _user_id(sessions, f"gone-{uuid.uuid4().hex[:8]}@example.com")
+        with pytest.raises(SourceFailed) as failed:
+            async for _ in personal_data(sessions, user_id, now=NOW, sources=sources):
+                pass
+        message = str(failed.value)
+        assert message == (
+            "personal data: the billing section could not be read "
+            "(its query failed: OperationalError)"
+        )
+        assert "s3cret" not in repr(sources["billing"]) and "s3cret" not in message
+    finally:
+        await engine.dispose()
