@@ -323,7 +323,9 @@ def test_an_expired_id_token_is_refused(
         assert "could not be accepted" in answer.text and "expired" in answer.text
 
 
-def test_sign_out_ends_the_session_here_and_at_the_provider(site: TestClient) -> None:
+def test_sign_out_ends_the_session_here_and_at_the_provider(
+    site: TestClient, provider: OidcProvider
+) -> None:
     assert sign_in(site, "alice").status_code == 303
     page = site.get("/")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
@@ -332,7 +334,7 @@ def test_sign_out_ends_the_session_here_and_at_the_provider(site: TestClient) ->
     answer = site.post("/logout", data={"csrf_token": csrf.group(1)})
     assert answer.status_code == 303
     location = answer.headers["location"]
-    end_session = provider_end_session(site)
+    end_session = provider.discovery()["end_session_endpoint"]
     assert location.startswith(end_session + "?")
     query = parse_qs(urlsplit(location).query)
     assert query["client_id"] == [CLIENT_ID]
@@ -342,17 +344,6 @@ def test_sign_out_ends_the_session_here_and_at_the_provider(site: TestClient) ->
     assert site.get("/").status_code == 401
     site.cookies.clear()
     assert "You are signed out." in site.get("/login?signed_out=1").text
-
-
-def provider_end_session(site: TestClient) -> str:
-    document = httpx.get(_issuer(site) + "/.well-known/openid-configuration").json()
-    return str(document["end_session_endpoint"])
-
-
-def _issuer(site: TestClient) -> str:
-    found = re.search(r"(http://127\.0\.0\.1:\d+)/oauth2/authorize", start(site))
-    assert found
-    return found.group(1)
 
 
 def test_api_key_sign_in_can_be_turned_off(
