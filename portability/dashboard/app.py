@@ -131,6 +131,7 @@ class Dashboard:
                 **context,
             },
             status=status,
+            form_origins=self.oidc.form_origins() if self.oidc else (),
         )
 
     def message(

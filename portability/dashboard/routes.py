@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -90,7 +89,7 @@ def dashboard_routes(
         endpoint=endpoint,
         settings=settings or ExportSettings(gateway_url=endpoint.url, region=endpoint.region),
         codec=SessionCodec(master_key, max_age=session_max_age, clock=clock),
-        pages=Pages(form_origins=_origins(door.oidc.settings.issuer) if door.oidc else ()),
+        pages=Pages(),
         clock=clock,
         egress=egress or EgressPolicy(),
         door=door,
@@ -222,9 +221,3 @@ def dashboard_routes(
     routes += admin_pages.routes(dash)
     routes += audit_pages.routes(dash)
     return routes
-
-
-def _origins(url: str) -> tuple[str, ...]:
-    """The origin of the identity provider, whose end-session endpoint sign-out goes to."""
-    parts = urlsplit(url)
-    return (f"{parts.scheme}://{parts.netloc}",)

@@ -86,14 +86,7 @@ def percent(done: int | float | None, total: int | float | None) -> int:
 class Pages:
     """A Jinja2 environment over the package's templates (autoescaped)."""
 
-    def __init__(self, *, form_origins: tuple[str, ...] = ()) -> None:
-        """`form_origins`: where a form's answer may redirect besides 'self' (CSP form-action
-        covers redirects too): the identity provider, for sign-out there."""
-        self.headers = dict(SECURITY_HEADERS)
-        if form_origins:
-            self.headers["content-security-policy"] = SECURITY_HEADERS[
-                "content-security-policy"
-            ].replace("form-action 'self'", "form-action 'self' " + " ".join(form_origins))
+    def __init__(self) -> None:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=jinja2.select_autoescape(default=True),
@@ -104,6 +97,21 @@ class Pages:
         self.env.filters.update(bytes=human_bytes, when=when, duration=duration, percent=percent)
         self.env.globals.update(countdown=countdown)
 
-    def render(self, name: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
+    def render(
+        self,
+        name: str,
+        context: dict[str, Any],
+        *,
+        status: int = 200,
+        form_origins: tuple[str, ...] = (),
+    ) -> HTMLResponse:
+        """`form_origins`: where a form's answer may redirect besides 'self' (CSP form-action
+        covers redirects too): the identity provider, for sign-out there."""
         html = self.env.get_template(name).render(**context)
-        return HTMLResponse(html, status_code=status, headers=self.headers)
+        headers = SECURITY_HEADERS
+        if form_origins:
+            csp = SECURITY_HEADERS["content-security-policy"].replace(
+                "form-action 'self'", "form-action 'self' " + " ".join(form_origins)
+            )
+            headers = {**SECURITY_HEADERS, "content-security-policy": csp}
+        return HTMLResponse(html, status_code=status, headers=headers)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 import aiohttp
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
@@ -108,6 +108,14 @@ class OidcClient:
                     ) from None
                 self._keys_at = time.monotonic()
             return self._keys
+
+    def form_origins(self) -> tuple[str, ...]:
+        """Where sign-out's redirect goes: the issuer's origin and, once the discovery
+        document is known, its end-session endpoint's (the dashboard's CSP names both)."""
+        origins = [_origin(self.settings.issuer)]
+        if self._metadata is not None and self._metadata.end_session_endpoint:
+            origins.append(_origin(self._metadata.end_session_endpoint))
+        return tuple(dict.fromkeys(origins))
 
     # -- sign-in --------------------------------------------------------------------------
 
@@ -219,6 +227,11 @@ class OidcClient:
         except JoseError as exc:
             raise TokenInvalid(f"the token is not valid here ({exc})") from None
         return dict(decoded.claims)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _basic_auth(client_id: str, secret: str) -> str:

@@ -330,6 +330,8 @@ def test_sign_out_ends_the_session_here_and_at_the_provider(
     page = site.get("/")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert csrf
+    # The sign-out form's answer redirects to the provider: the page's CSP must allow it.
+    assert f"form-action 'self' {provider.issuer};" in page.headers["content-security-policy"]
     session = site.cookies.get("ferry_session")
     answer = site.post("/logout", data={"csrf_token": csrf.group(1)})
     assert answer.status_code == 303
