@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -55,7 +55,7 @@ from storage.local import LocalStorage
 from sts.store import CredentialStore
 from tests.support.egress import FixedResolver
 from tests.support.ferry import free_port, http
-from tests.support.tricky_keys import TRICKY_KEYS
+from tests.support.tricky_keys import TRICKY_KEYS, add_tricky_keys
 
 T = TypeVar("T")
 CURL = shutil.which("curl")
@@ -140,28 +140,6 @@ async def _serve(app: Any, port: int) -> uvicorn.Server:
     return server
 
 
-async def _add_tricky_keys(database_url: str, root: Path) -> None:
-    """The names an archive must make safe, in alice's bucket beside her files."""
-    engine = create_engine(database_url)
-    storage = LocalStorage(root)
-    try:
-        async with session_factory(engine)() as db:
-            bucket = await db.scalar(select(Bucket).where(Bucket.name == "alice-data"))
-        assert bucket is not None
-        for key in TRICKY_KEYS:
-            data = f"tricky key {key!r}\n".encode()
-            await storage.put(
-                bucket.backend_bucket, bucket.backend_prefix + key, _chunks(data), size=len(data)
-            )
-    finally:
-        await storage.close()
-        await engine.dispose()
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("export")
@@ -172,7 +150,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     loop = Loop()
     keys = loop.call(create_demo(config, keys_file=None, echo=lambda _: None))
-    loop.call(_add_tricky_keys(database_url, workdir / "storage"))
+    loop.call(add_tricky_keys(database_url, workdir / "storage", "alice-data"))
     master_key = load_master_key(config.security)
     gateway_port, api_port = free_port(), free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"

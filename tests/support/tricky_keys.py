@@ -7,6 +7,15 @@ bucket); the demo itself shows a newcomer a person's files, not these.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy import select
+
+from db.engine import create_engine, session_factory
+from db.models import Bucket
+from storage.local import LocalStorage
+
 TRICKY_KEYS = [
     "../x",
     "../../etc/passwd",
@@ -22,3 +31,25 @@ TRICKY_KEYS = [
     "share/tilde~and*star.txt",
     "long/" + "k" * (1024 - len("long/")),
 ]
+
+
+async def add_tricky_keys(database_url: str, root: Path, bucket_name: str) -> None:
+    """Put every tricky key (its body names it) into a bucket of the local backend at `root`."""
+    engine = create_engine(database_url)
+    storage = LocalStorage(root)
+    try:
+        async with session_factory(engine)() as db:
+            bucket = await db.scalar(select(Bucket).where(Bucket.name == bucket_name))
+        assert bucket is not None, bucket_name
+        for key in TRICKY_KEYS:
+            data = f"tricky key {key!r}\n".encode()
+            await storage.put(
+                bucket.backend_bucket, bucket.backend_prefix + key, _once(data), size=len(data)
+            )
+    finally:
+        await storage.close()
+        await engine.dispose()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
