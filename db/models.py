@@ -107,6 +107,10 @@ class DashboardSession(Base):
     created_at: Mapped[datetime] = _created_at()
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    # An OIDC session's ID token, handed back to the provider at sign-out (`id_token_hint`,
+    # which some providers require). It is no key to Ferry: its audience is the client id,
+    # which Ferry's API never accepts.
+    id_token_hint: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class UsageRecord(Base):

@@ -148,6 +148,7 @@ def routes(dash: Dashboard, *, session_max_age: int) -> list[Route]:
                     method="oidc",
                     now=now,
                     max_age=session_max_age,
+                    id_token_hint=id_token,
                 )
         except AccountRefused as exc:
             return refused(request, f"You cannot sign in to Ferry: {exc}", status=403)

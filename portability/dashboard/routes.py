@@ -187,9 +187,9 @@ def dashboard_routes(
         if not csrf_matches(data.csrf, form.get(CSRF_FIELD)):
             return csrf_failure(dash, request)
         async with sessions.begin() as db:
-            method = await end_session(db, data.session_id, clock())
+            ended = await end_session(db, data.session_id, clock())
         response: Response = dash.login_page(request, notice="You are signed out.")
-        if method == "oidc" and dash.oidc is not None:
+        if ended is not None and ended.method == "oidc" and dash.oidc is not None:
             # Signed out of Ferry; the provider's own session would sign the browser straight
             # back in, so it ends too where the provider offers RP-initiated logout.
             try:
@@ -198,7 +198,11 @@ def dashboard_routes(
                 metadata = None
             if metadata is not None and metadata.end_session_endpoint:
                 back = dash.base_url(request) + "/login?signed_out=1"
-                url = dash.oidc.end_session_url(metadata, post_logout_redirect_uri=back)
+                url = dash.oidc.end_session_url(
+                    metadata,
+                    post_logout_redirect_uri=back,
+                    id_token_hint=ended.id_token_hint or "",
+                )
                 response = RedirectResponse(url, status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

@@ -174,17 +174,24 @@ class OidcClient:
             )
         return str(document["id_token"])
 
-    def end_session_url(self, metadata: ProviderMetadata, *, post_logout_redirect_uri: str) -> str:
+    def end_session_url(
+        self,
+        metadata: ProviderMetadata,
+        *,
+        post_logout_redirect_uri: str,
+        id_token_hint: str = "",
+    ) -> str:
         """RP-initiated logout at the provider, or "" where it offers none."""
         endpoint = metadata.end_session_endpoint
         if not endpoint:
             return ""
-        query = urlencode(
-            {
-                "client_id": self.settings.client_id,
-                "post_logout_redirect_uri": post_logout_redirect_uri,
-            }
-        )
+        params = {
+            "client_id": self.settings.client_id,
+            "post_logout_redirect_uri": post_logout_redirect_uri,
+        }
+        if id_token_hint:  # some providers (Okta) insist on it
+            params["id_token_hint"] = id_token_hint
+        query = urlencode(params)
         return endpoint + ("&" if "?" in endpoint else "?") + query
 
     # -- token checks ---------------------------------------------------------------------

@@ -341,6 +341,9 @@ def test_sign_out_ends_the_session_here_and_at_the_provider(
     query = parse_qs(urlsplit(location).query)
     assert query["client_id"] == [CLIENT_ID]
     assert query["post_logout_redirect_uri"] == ["http://testserver/login?signed_out=1"]
+    # The session's own ID token goes back as the hint (Okta, for one, requires it).
+    hint = jwt.decode(query["id_token_hint"][0], _provider_keys(provider))
+    assert hint.claims["sub"] == "alice" and hint.claims["aud"] in (CLIENT_ID, [CLIENT_ID])
     # The copied cookie no longer opens anything: the session ended on the server.
     site.cookies.set("ferry_session", session or "")
     assert site.get("/").status_code == 401

@@ -1,4 +1,5 @@
-"""How and when each user last signed in to the dashboard (API key or OpenID Connect).
+"""How and when each user last signed in to the dashboard (API key or OpenID Connect), and
+the ID token of an OpenID Connect session (the provider's sign-out wants it back as a hint).
 
 Revision ID: 0004
 Revises: 0003
@@ -25,9 +26,13 @@ def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("last_sign_in_method", sa.String(16), nullable=True))
         batch.add_column(sa.Column("last_sign_in_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("dashboard_sessions") as batch:
+        batch.add_column(sa.Column("id_token_hint", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("dashboard_sessions") as batch:
+        batch.drop_column("id_token_hint")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("last_sign_in_at")
         batch.drop_column("last_sign_in_method")
