@@ -65,6 +65,10 @@ class User(Base):
     name: Mapped[str | None] = mapped_column(sa.String(200))
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = _created_at()
+    # How and when the user last signed in to the dashboard ('api_key' or 'oidc'), for the
+    # admin console; sessions themselves are deleted a day after they end.
+    last_sign_in_method: Mapped[str | None] = mapped_column(sa.String(16))
+    last_sign_in_at: Mapped[datetime | None]
 
 
 class ApiKey(Base):
@@ -106,6 +110,10 @@ class DashboardSession(Base):
     created_at: Mapped[datetime] = _created_at()
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    # An OIDC session's ID token, handed back to the provider at sign-out (`id_token_hint`,
+    # which some providers require). It is no key to Ferry: its audience is the client id,
+    # which Ferry's API never accepts.
+    id_token_hint: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class UsageRecord(Base):

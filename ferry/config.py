@@ -208,6 +208,80 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class OidcConfig:
+    """Dashboard sign-in and API bearer tokens from the provider's OpenID Connect provider.
+
+    Off while `issuer` is empty. The issuer is the operator's, not a user's: it is not subject
+    to the egress policy.
+    """
+
+    issuer: str = ""
+    name: str = ""  # the button's "Sign in with <name>"; empty: the issuer's host name
+    client_id: str = ""
+    client_secret: Secret = Secret("")
+    client_secret_file: str = ""
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    email_claim: str = "email"
+    admin_claim: str = ""
+    admin_values: tuple[str, ...] = ()
+    auto_create_users: bool = False
+    allow_api_key_signin: bool = True
+    api_audience: str = ""
+    clock_skew_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.clock_skew_seconds <= 300:
+            raise ConfigError("oidc.clock_skew_seconds: must be between 0 and 300")
+        if not self.issuer:
+            return
+        _check_http_url("oidc.issuer", self.issuer)
+        if not self.client_id:
+            raise ConfigError("oidc.client_id: required when oidc.issuer is set")
+        if self.client_secret and self.client_secret_file:
+            raise ConfigError("oidc: set client_secret or client_secret_file, not both")
+        if "openid" not in self.scopes:
+            raise ConfigError("oidc.scopes: must include 'openid'")
+        if not self.email_claim:
+            raise ConfigError("oidc.email_claim: must name a claim")
+        if bool(self.admin_claim) != bool(self.admin_values):
+            raise ConfigError("oidc: set both admin_claim and admin_values, or neither")
+        if self.api_audience and self.api_audience == self.client_id:
+            # An ID token's audience is the client id: it would pass as an access token.
+            raise ConfigError("oidc.api_audience: must differ from oidc.client_id")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+
+PERSONAL_DATA_SECTIONS = ("profile", "api_keys", "usage", "billing", "audit_logs")
+
+
+@dataclass(frozen=True)
+class PersonalDataSourceConfig:
+    """Where one section of the personal-data document comes from.
+
+    `source` is "ferry" (Ferry's own tables), "sql" (`query` run read-only on `url`, which
+    the empty default implies when `url` is set) or the name of a `ferry.personal_data`
+    entry point. `columns` maps the schema's field names to the query's column names where
+    they differ.
+    """
+
+    source: str = ""
+    url: Secret = Secret("")
+    query: str = ""
+    columns: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind == "sql" and not (self.url and self.query):
+            raise ConfigError("personal_data: a sql source needs both url and query")
+
+    @property
+    def kind(self) -> str:
+        return self.source or ("sql" if self.url else "ferry")
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -222,6 +296,12 @@ class Config:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     sts: StsConfig = field(default_factory=StsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    oidc: OidcConfig = field(default_factory=OidcConfig)
+    # Section name -> its source; sections not named read Ferry's own tables.
+    personal_data: tuple[tuple[str, PersonalDataSourceConfig], ...] = ()
+
+    def personal_data_source(self, section: str) -> PersonalDataSourceConfig:
+        return dict(self.personal_data).get(section, PersonalDataSourceConfig())
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -238,6 +318,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "webhooks": WebhooksConfig,
     "sts": StsConfig,
     "log": LogConfig,
+    "oidc": OidcConfig,
 }
 
 
@@ -252,7 +333,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"config file not found: {path}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    unknown = set(raw) - set(_SECTIONS)
+    unknown = set(raw) - set(_SECTIONS) - {"personal_data"}
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
 
@@ -262,16 +343,71 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         if not isinstance(values, dict):
             raise ConfigError(f"[{name}] must be a table")
         sections[name] = _build_section(name, cls, values, env)
+    sections["personal_data"] = _personal_data(raw.get("personal_data", {}), env)
     return Config(**sections)
 
 
+def _personal_data(
+    raw: Any, env: Mapping[str, str]
+) -> tuple[tuple[str, PersonalDataSourceConfig], ...]:
+    """[personal_data.<section>] tables, with FERRY_PERSONAL_DATA_<SECTION>_<KEY> overrides."""
+    if not isinstance(raw, dict):
+        raise ConfigError("[personal_data] must hold tables, e.g. [personal_data.usage]")
+    unknown = set(raw) - set(PERSONAL_DATA_SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"[personal_data]: unknown section(s): {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(PERSONAL_DATA_SECTIONS)})"
+        )
+    sources = []
+    for section in PERSONAL_DATA_SECTIONS:
+        values = raw.get(section, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"[personal_data.{section}] must be a table")
+        values = dict(values)
+        columns = values.pop("columns", {})
+        if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+            raise ConfigError(f"personal_data.{section}.columns: expected a table of strings")
+        name, label = f"personal_data_{section}", f"personal_data.{section}"
+        built = _build_section(name, _PersonalDataKeys, values, env, label=label)
+        if built == _PersonalDataKeys() and not columns:
+            continue
+        try:
+            config = PersonalDataSourceConfig(
+                source=built.source,
+                url=built.url,
+                query=built.query,
+                columns=tuple(sorted(columns.items())),
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"personal_data.{section}: {str(exc).partition(': ')[2]}") from None
+        sources.append((section, config))
+    return tuple(sources)
+
+
+@dataclass(frozen=True)
+class _PersonalDataKeys:
+    """The plain keys of one [personal_data.<section>] table (columns is read apart)."""
+
+    source: str = ""
+    url: Secret = Secret("")
+    query: str = ""
+
+
 def _build_section(
-    name: str, cls: type[Any], values: dict[str, Any], env: Mapping[str, str]
+    name: str,
+    cls: type[Any],
+    values: dict[str, Any],
+    env: Mapping[str, str],
+    *,
+    label: str = "",
 ) -> Any:
+    """Build `cls` from a table; `name` spells the env variables, `label` the messages."""
+    label = label or name
     fields = {f.name.rstrip("_"): f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(fields)
     if unknown:
-        raise ConfigError(f"[{name}]: unknown key(s): {', '.join(sorted(unknown))}")
+        raise ConfigError(f"[{label}]: unknown key(s): {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {}
     for key, f in fields.items():
         env_name = f"FERRY_{name.upper()}_{key.upper()}"
@@ -283,7 +419,7 @@ def _build_section(
             value = values[key]
         else:
             continue
-        kwargs[f.name] = _coerce(f"{name}.{key}", str(f.type), value)
+        kwargs[f.name] = _coerce(f"{label}.{key}", str(f.type), value)
     return cls(**kwargs)
 
 

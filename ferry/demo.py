@@ -1,8 +1,11 @@
 """`ferry demo`: an admin and two users with buckets, files and a year of account history.
 
-The files include the keys that break naive gateways and file mappings (`../x`, `/abs`, `a//b`,
-`dir/` beside `dir/x`, unicode, reserved URL characters, a 1024-byte key) and one 50 MiB object,
-so a first `make run` has something real to pull, push and export.
+alice's bucket looks like a person's files: photos by year, documents and spreadsheets, and
+one 50 MiB video from her phone's camera, so a first `make run` has something real to pull,
+push and export. Her history holds one finished export and one finished transfer
+(demo_history.py), so the overview is not empty on first sight. Keys that break naive
+gateways and file mappings (`../x`, `/abs`, `a//b`, a 1024-byte key) belong in the tests
+(tests/support/tricky_keys.py), not in what a newcomer sees.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from sqlalchemy import select
 
 from db.models import AuditLog, BillingRecord, Bucket, UsageRecord, User
 from ferry.config import Config
+from ferry.demo_history import finished_export, finished_transfer
 from ferry.runtime import open_runtime
+from ferry.worker import export_settings
 from portability.accounts import AccountError, create_user
 from portability.buckets import create_bucket
 from storage.base import Storage
@@ -25,22 +30,6 @@ from storage.files import open_private, private_dir
 
 MiB = 1024 * 1024
 BIG_OBJECT_SIZE = 50 * MiB
-
-TRICKY_KEYS = [
-    "../x",
-    "../../etc/passwd",
-    "/abs/path",
-    "a//b",
-    "dir/",
-    "dir/inside.txt",
-    "share/plus+and space/caf%/é?#.txt",
-    "share/q=1&r=2.txt",
-    "share/unicode/日本語/ファイル.txt",
-    "share/emoji/🚀.txt",
-    "share/trailing-space ",
-    "share/tilde~and*star.txt",
-    "long/" + "k" * (1024 - len("long/")),
-]
 
 
 def _blob(rng: random.Random, size: int) -> bytes:
@@ -97,7 +86,7 @@ def _files(rng: random.Random, owner: str, count: int) -> list[tuple[str, bytes,
         else:
             files.append(
                 (
-                    f"data/set-{i % 7}/part-{i:04d}.csv",
+                    f"docs/spreadsheets/budget-{i:04d}.csv",
                     "\n".join(
                         f"{j},{rng.random():.6f}" for j in range(rng.randint(1, 300))
                     ).encode(),
@@ -131,15 +120,36 @@ async def create_demo(
             session, runtime.storage, "bob-data", owner_email="bob@example.com"
         )
         echo("writing demo files…")
+        photos = []
         for key, data, ctype in _files(rng, "alice", 220):
             await _put(runtime.storage, alice, key, data, ctype)
-        for key in TRICKY_KEYS:
-            await _put(runtime.storage, alice, key, f"tricky key {key!r}\n".encode(), "text/plain")
-        await _put_big(runtime.storage, alice, "big/archive-50MiB.bin", BIG_OBJECT_SIZE)
+            if key.startswith("photos/"):
+                photos.append(len(data))
+        await _put_big(runtime.storage, alice, "camera/VID_20250712_holiday.mp4", BIG_OBJECT_SIZE)
         for key, data, ctype in _files(rng, "bob", 80):
             await _put(runtime.storage, bob, key, data, ctype)
 
         _history(session.add_all, rng, users, {"alice@example.com": alice, "bob@example.com": bob})
+        session.add(
+            finished_transfer(
+                runtime.master_key,
+                users["alice@example.com"],
+                alice.name,
+                photos,
+                datetime.now(UTC),
+            )
+        )
+        alice_id = users["alice@example.com"].id
+
+    echo("building alice's first export…")
+    async with open_runtime(config) as runtime:
+        await finished_export(
+            runtime.sessions,
+            runtime.storage,
+            runtime.master_key,
+            export_settings(config),
+            alice_id,
+        )
 
     echo("demo users (API keys are shown once; keep them):")
     for email, key in keys.items():

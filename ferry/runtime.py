@@ -8,16 +8,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.engine import create_engine, session_factory
 from db.wakeup import WorkSignal
-from ferry.config import Config
+from ferry.config import Config, ConfigError, OidcConfig
 from ferry.masterkey import load_master_key
 from gateway.app import GatewayApp, GatewaySettings
 from gateway.audit import AuditWriter
+from portability.exports.sources import PersonalDataSources, SourceSpec, build_sources
 from portability.guard import DoorPolicy, FailureLimiter
+from portability.oidc.provider import OidcClient
+from portability.oidc.settings import OidcSettings
 from storage.base import Storage
 from storage.egress import EgressPolicy
 from storage.factory import open_storage
@@ -101,10 +105,62 @@ async def open_runtime(config: Config) -> AsyncIterator[Runtime]:
 
 
 def door_policy(config: Config) -> DoorPolicy:
-    """The API listener's proxies, cookie security and failed-key limit, from [api]."""
+    """The API listener's proxies, cookie security and failed-key limit, from [api], and the
+    OpenID Connect provider, from [oidc]."""
     a = config.api
     return DoorPolicy(
         public_url_is_https=a.public_url.lower().startswith("https://"),
         trusted_proxies=parse_cidrs(a.trusted_proxies),
         limiter=FailureLimiter(failures=a.key_failures_per_minute, window=60.0),
+        oidc=oidc_client(config.oidc),
     )
+
+
+def oidc_client(config: OidcConfig) -> OidcClient | None:
+    """The provider's client, or None while [oidc] issuer is empty."""
+    if not config.enabled:
+        return None
+    secret = str(config.client_secret)
+    if config.client_secret_file:
+        try:
+            secret = Path(config.client_secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"oidc.client_secret_file: cannot read {config.client_secret_file}: {exc.strerror}"
+            ) from None
+    return OidcClient(
+        OidcSettings(
+            issuer=config.issuer,
+            client_id=config.client_id,
+            client_secret=secret,
+            name=config.name,
+            scopes=config.scopes,
+            email_claim=config.email_claim,
+            admin_claim=config.admin_claim,
+            admin_values=config.admin_values,
+            auto_create_users=config.auto_create_users,
+            allow_api_key_signin=config.allow_api_key_signin,
+            api_audience=config.api_audience,
+            clock_skew_seconds=config.clock_skew_seconds,
+        )
+    )
+
+
+def personal_data_sources(
+    config: Config, sessions: async_sessionmaker[AsyncSession]
+) -> PersonalDataSources:
+    """Each personal-data section's source, from [personal_data.<section>]."""
+    specs = [
+        SourceSpec(
+            section,
+            kind=source.kind,
+            url=str(source.url),
+            query=source.query,
+            columns=dict(source.columns),
+        )
+        for section, source in config.personal_data
+    ]
+    try:
+        return build_sources(sessions, specs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -101,6 +101,7 @@ async def serve(
                     egress=runtime.egress,
                     door=door_policy(config),
                     max_ttl_seconds=config.sts.max_ttl_seconds,
+                    public_url=config.api.public_url,
                 )
                 sockets.append(
                     (_listener(app), inherited.get("api") or bind("api.listen", config.api.listen))

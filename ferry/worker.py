@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.engine import create_engine, session_factory
 from db.models import Bucket, PortabilityRequest
 from ferry.config import Config
-from ferry.runtime import Runtime
+from ferry.runtime import Runtime, personal_data_sources
 from portability.exports.notify import Notifier
 from portability.exports.settings import ExportSettings
 from portability.exports.worker import ExportWorker
@@ -131,6 +131,7 @@ async def _run_workers(
         notifier=notify,
         worker_id=worker_id,
         wake=runtime.work_signal.subscribe(),
+        sources=personal_data_sources(runtime.config, sessions),
     )
 
     async def transfer_finished(request: PortabilityRequest) -> None:

@@ -38,9 +38,18 @@ def mask_api_key(prefix: str, last4: str) -> str:
 
 
 async def create_user(
-    session: AsyncSession, email: str, *, name: str | None = None, is_admin: bool = False
+    session: AsyncSession,
+    email: str,
+    *,
+    name: str | None = None,
+    is_admin: bool = False,
+    with_key: bool = True,
 ) -> tuple[User, str]:
-    """Create a user with one API key; returns the user and the key (shown once)."""
+    """Create a user with one API key; returns the user and the key (shown once).
+
+    `with_key=False` (a user who signs in through the identity provider): no key, and ""
+    for it; a key nobody was shown would only be one more secret to guard.
+    """
     email = email.strip().lower()
     if not _EMAIL.match(email):
         raise AccountError(f"not an email address: {email!r}")
@@ -49,6 +58,8 @@ async def create_user(
     user = User(email=email, name=name or email.split("@")[0], is_admin=is_admin)
     session.add(user)
     await session.flush()
+    if not with_key:
+        return user, ""
     key = await add_api_key(session, user, name="default")
     return user, key
 

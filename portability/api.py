@@ -88,6 +88,7 @@ def build_api_app(
     egress: EgressPolicy | None = None,
     door: DoorPolicy | None = None,
     max_ttl_seconds: int = TTL_MAX,
+    public_url: str = "",
 ) -> Starlette:
     # Without a policy, user-supplied endpoints may only be public addresses.
     egress = egress or EgressPolicy()
@@ -274,6 +275,7 @@ def build_api_app(
         egress=egress,
         door=door,
         max_ttl_seconds=max_ttl_seconds,
+        public_url=public_url,
     )
     # Prometheus' text format, outside /api: not part of the JSON API.
     routes.append(Route("/metrics", metrics_endpoint(sessions, token=metrics_token, clock=clock)))

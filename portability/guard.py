@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from portability.oidc.provider import OidcClient
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -94,12 +96,14 @@ def _within(address: str, networks: tuple[IPNetwork, ...]) -> bool:
 
 @dataclass(frozen=True)
 class DoorPolicy:
-    """The API listener's door: who is a trusted proxy, whether cookies must be Secure, and
-    the failed-key limiter shared by the API and the dashboard's sign-in."""
+    """The API listener's door: who is a trusted proxy, whether cookies must be Secure, the
+    failed-key limiter shared by the API and the dashboard's sign-in, and the OpenID Connect
+    provider whose tokens are let in beside API keys (None: API keys only)."""
 
     public_url_is_https: bool = False
     trusted_proxies: tuple[IPNetwork, ...] = ()
     limiter: FailureLimiter = field(default_factory=FailureLimiter, compare=False)
+    oidc: OidcClient | None = field(default=None, compare=False)
 
     def client(self, request: Request) -> str:
         return client_address(request, self.trusted_proxies)
@@ -115,8 +119,15 @@ class DoorPolicy:
 
     def limit_keys(self, request: Request, key: str) -> list[str]:
         """What a failed attempt counts against: the client's address, and the key's prefix
-        (the 12 characters a user sees in listings) when it looks like a key at all."""
+        (the 12 characters a user sees in listings) when it looks like a key at all. A JWT's
+        first characters are its header, the same for every token of a provider, so a JWT
+        counts against the address alone."""
         keys = [f"addr:{self.client(request)}"]
-        if key:
+        if key and not looks_like_jwt(key):
             keys.append(f"prefix:{key[:12]}")
         return keys
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three base64url parts joined by dots; API keys (`fk_` + base64url) have no dot."""
+    return token.count(".") == 2 and len(token) <= 16384

@@ -13,7 +13,9 @@ from starlette.responses import JSONResponse, Response
 from db.models import User
 from portability.accounts import authenticate
 from portability.exports.exceptions import ExportConflict, InvalidExport
-from portability.guard import DoorPolicy
+from portability.guard import DoorPolicy, looks_like_jwt
+from portability.oidc.exceptions import AccountRefused, ProviderUnavailable, TokenInvalid
+from portability.oidc.identity import Identity, account_for, identity_from_claims
 from storage.egress import EgressRefused
 from storage.validation import parse_decimal
 from sts.exceptions import InvalidRequest, NotFound
@@ -53,8 +55,11 @@ def authed(
 ) -> Endpoint:
     """Run `handler` for the API key's user in one transaction, committed when it answers.
 
-    A wrong key counts against the client's address and the key's prefix (`door.limiter`);
-    past the limit the answer is 429 before any key is looked at.
+    With an OpenID Connect provider at the door (`door.oidc`), a bearer JWT from it (its
+    `aud` the configured API audience) stands for the user of its email claim, under the
+    same admin rules as a dashboard sign-in. A wrong key or token counts against the
+    client's address and the key's prefix (`door.limiter`); past the limit the answer is 429
+    before any key is looked at.
     """
 
     async def endpoint(request: Request) -> Response:
@@ -66,9 +71,24 @@ def authed(
             answer = error(429, "too_many_requests", "too many failed API keys; try again later")
             answer.headers["retry-after"] = str(wait)
             return answer
+        identity = None
+        if door.oidc is not None and looks_like_jwt(key):
+            try:
+                identity = await _token_identity(door, key)
+            except ProviderUnavailable:
+                return error(
+                    503, "unavailable", "the identity provider cannot be reached to check the token"
+                )
+            except (TokenInvalid, AccountRefused) as exc:
+                door.limiter.failed(limited)
+                return error(401, "unauthorized", f"the bearer token was not accepted: {exc}")
         try:
             async with sessions.begin() as session:
-                user = await authenticate(session, key) if key else None
+                user: User | None
+                if identity is not None:
+                    user = await _token_user(door, session, identity)
+                else:
+                    user = await authenticate(session, key) if key else None
                 if user is None:
                     if key:
                         door.limiter.failed(limited)
@@ -88,6 +108,20 @@ def authed(
             raise
 
     return endpoint
+
+
+async def _token_identity(door: DoorPolicy, token: str) -> Identity:
+    assert door.oidc is not None
+    claims = await door.oidc.verify_access_token(token)
+    return identity_from_claims(claims, door.oidc.settings)
+
+
+async def _token_user(door: DoorPolicy, session: AsyncSession, identity: Identity) -> User:
+    assert door.oidc is not None
+    try:
+        return await account_for(session, identity, door.oidc.settings)
+    except AccountRefused as exc:
+        raise ApiError(403, "forbidden", str(exc)) from None
 
 
 async def body_json(request: Request) -> Any:

@@ -428,8 +428,10 @@ _ERROR_RESPONSES = {
     "TooLarge": "The body is larger than 1 MiB (`too_large`).",
     "TooMany": "Too many failed sign-ins or API keys from this address or for this key "
     "prefix (`too_many_requests`); `Retry-After` says when to try again.",
-    "Unauthorized": "No valid API key (`unauthorized`).",
-    "Forbidden": "The API key is not an admin's (`forbidden`).",
+    "Unauthorized": "No valid API key or bearer JWT (`unauthorized`); for a JWT the "
+    "message says which check failed (signature, issuer, audience, expiry).",
+    "Forbidden": "The API key or token is not an admin's, or the token's email has no Ferry "
+    "account (`forbidden`).",
     "NotFound": "No such thing, or not the caller's (`not_found`).",
     "Conflict": "Another export of the caller's is still running, or the request is not in a "
     "state that allows this (`conflict`); the message says why.",
@@ -750,7 +752,9 @@ DOCUMENT: Json = {
         "description": "The data-portability gateway's REST API: pull credentials, exports "
         "and transfers. JSON in, JSON out; every error is "
         '`{"error": {"code", "message"}}`. Authenticate with `Authorization: Bearer '
-        "<API key>`; admin operations need an admin's key.",
+        "<API key>`, or, where Ferry is wired to the provider's OpenID Connect provider, "
+        "`Authorization: Bearer <JWT access token>` from it; admin operations need an "
+        "admin's key or token.",
     },
     "servers": [{"url": "/"}],
     "security": [{"apiKey": []}],
@@ -767,7 +771,13 @@ DOCUMENT: Json = {
             "apiKey": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "A user's API key (`ferry users create`, `ferry demo`).",
+                "description": "A user's API key (`ferry users create`, `ferry demo`), or, with "
+                "`[oidc]` configured, a JWT access token from the provider's OpenID Connect "
+                "provider: signed by a key of its JWKS, `iss` the configured issuer, `aud` "
+                "`[oidc] api_audience`, not expired (clock skew `[oidc] clock_skew_seconds`). "
+                "It stands for the user of its email claim; `[oidc] admin_claim` decides "
+                "admin. When the provider cannot be reached to check one, the answer is 503 "
+                "(`unavailable`).",
             }
         },
         "schemas": {**SCHEMAS, **webhooks_openapi.SCHEMAS},

@@ -1,5 +1,5 @@
 """The admin console: every active credential (revoke one, or all of a user); overdue requests;
-signing a user out of every dashboard session."""
+signing a user out of every dashboard session; how each user last signed in."""
 
 from __future__ import annotations
 
@@ -52,6 +52,28 @@ async def overdue(db: AsyncSession, now: datetime) -> list[dict[str, Any]]:
     return late
 
 
+SIGN_IN_LABELS = {"oidc": "OpenID Connect", "api_key": "API key"}
+USERS_SHOWN = 200
+
+
+async def sign_ins(db: AsyncSession) -> list[dict[str, Any]]:
+    """Users, the most recently signed-in first: how (OIDC or API key) and when."""
+    rows = await db.scalars(
+        select(User)
+        .order_by(User.last_sign_in_at.desc().nulls_last(), User.email)
+        .limit(USERS_SHOWN)
+    )
+    return [
+        {
+            "email": u.email,
+            "is_admin": u.is_admin,
+            "method": SIGN_IN_LABELS.get(u.last_sign_in_method or "", "never signed in"),
+            "at": u.last_sign_in_at,
+        }
+        for u in rows.all()
+    ]
+
+
 def routes(dash: Dashboard) -> list[Route]:
     async def console(ctx: Ctx, error: str = "", status: int = 200) -> Response:
         rows = await sts.list_credentials(ctx.db, now=ctx.now, active_only=True)
@@ -74,6 +96,7 @@ def routes(dash: Dashboard) -> list[Route]:
             credentials=credentials,
             users=users,
             overdue=await overdue(ctx.db, ctx.now),
+            sign_ins=await sign_ins(ctx.db),
             notice=ctx.request.query_params.get("notice", ""),
         )
 

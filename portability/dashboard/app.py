@@ -39,6 +39,7 @@ from portability.dashboard.views import Pages
 from portability.exports.exceptions import ExportConflict, InvalidExport
 from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
+from portability.oidc.provider import OidcClient
 from storage.base import Storage
 from storage.egress import EgressPolicy, EgressRefused
 from sts.exceptions import InvalidRequest, NotFound
@@ -101,6 +102,13 @@ class Dashboard:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     door: DoorPolicy = field(default_factory=DoorPolicy)
     max_ttl_seconds: int = TTL_MAX  # [sts]: the longest life of a token-free key
+    # Set: "Sign in with <provider>" on the sign-in page ([oidc]).
+    oidc: OidcClient | None = None
+    public_url: str = ""  # what the provider sends the browser back to; empty: the request's
+
+    @property
+    def api_key_signin(self) -> bool:
+        return self.oidc is None or self.oidc.settings.allow_api_key_signin
 
     # -- rendering ------------------------------------------------------------------------
 
@@ -125,6 +133,7 @@ class Dashboard:
                 **context,
             },
             status=status,
+            form_origins=self.oidc.form_origins() if self.oidc else (),
         )
 
     def message(
@@ -151,6 +160,8 @@ class Dashboard:
             notice=notice,
             error=error,
             next=next_path,
+            oidc_name=self.oidc.settings.display_name if self.oidc else "",
+            api_key_signin=self.api_key_signin,
         )
         self.set_cookie(request, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
         if clear_session:
@@ -160,17 +171,27 @@ class Dashboard:
     # -- who is signed in -----------------------------------------------------------------
 
     def set_cookie(
-        self, request: Request, response: Response, name: str, value: str, *, max_age: int
+        self,
+        request: Request,
+        response: Response,
+        name: str,
+        value: str,
+        *,
+        max_age: int,
+        path: str = "/",
     ) -> None:
         response.set_cookie(
             name,
             value,
             max_age=max_age,
-            path="/",
+            path=path,
             httponly=True,
             samesite="lax",
             secure=self.door.secure_cookies(request),
         )
+
+    def base_url(self, request: Request) -> str:
+        return (self.public_url or str(request.base_url)).rstrip("/")
 
     async def user_for(self, db: AsyncSession, data: SessionData) -> User | None:
         return await session_user(db, data.session_id, self.clock())

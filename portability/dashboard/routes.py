@@ -1,6 +1,7 @@
 """Mount point of the dashboard: `dashboard_routes(...)` for the API app.
 
 GET  /login, POST /login, POST /logout        sign in with an API key; sign out
+GET  /login/oidc, GET /login/oidc/callback    sign in with the OIDC provider ([oidc])
 GET  /                                        overview: the user's requests
 GET  /credentials, POST /credentials          issue pull credentials; the list
 POST /credentials/{access_key_id}/revoke, POST /credentials/{access_key_id}/rotate
@@ -31,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from db.models import ApiKey
+from db.models import ApiKey, User
 from portability import events
 from portability.accounts import KEY_PREFIX, hash_api_key
 from portability.credentials import Endpoint
@@ -39,6 +40,7 @@ from portability.dashboard import (
     admin_pages,
     audit_pages,
     credential_pages,
+    oidc_pages,
     request_pages,
     webhook_pages,
 )
@@ -57,6 +59,8 @@ from portability.dashboard.sessions import (
 from portability.dashboard.views import STATIC, Pages
 from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
+from portability.oidc.exceptions import ProviderUnavailable
+from portability.oidc.identity import record_sign_in
 from storage.base import Storage
 from storage.egress import EgressPolicy
 from sts.issue import TTL_MAX
@@ -76,8 +80,14 @@ def dashboard_routes(
     egress: EgressPolicy | None = None,
     door: DoorPolicy | None = None,
     max_ttl_seconds: int = TTL_MAX,
+    public_url: str = "",
 ) -> list[Route]:
-    """The dashboard's routes, to be added to the API app's routes (`routes += ...`)."""
+    """The dashboard's routes, to be added to the API app's routes (`routes += ...`).
+
+    With an OpenID Connect provider at the door (`door.oidc`) the sign-in page offers it;
+    `public_url` is where the provider sends the browser back to (empty: the request's own).
+    """
+    door = door or DoorPolicy()
     dash = Dashboard(
         sessions=sessions,
         storage=storage,
@@ -88,7 +98,9 @@ def dashboard_routes(
         pages=Pages(),
         clock=clock,
         egress=egress or EgressPolicy(),
-        door=door or DoorPolicy(),
+        door=door,
+        oidc=door.oidc,
+        public_url=public_url,
         max_ttl_seconds=max_ttl_seconds,
     )
 
@@ -96,10 +108,17 @@ def dashboard_routes(
         try:
             dash.codec.loads(request.cookies.get(SESSION_COOKIE))
         except SessionError:
-            return dash.login_page(request)
+            notice = "You are signed out." if "signed_out" in request.query_params else ""
+            return dash.login_page(request, notice=notice)
         return RedirectResponse(safe_next(request.query_params.get("next", "/")), 303)
 
     async def login(request: Request) -> Response:
+        if not dash.api_key_signin:
+            return dash.login_page(
+                request,
+                error="Signing in with an API key is turned off here; use the button above.",
+                status=403,
+            )
         try:
             form = await read_form(request)
         except BadForm as exc:
@@ -135,11 +154,15 @@ def dashboard_routes(
                 )
             now = clock()
             api_key.last_used_at = now
+            user = await db.get(User, api_key.user_id)
+            assert user is not None  # the key's row cascades with its user
+            record_sign_in(user, "api_key", now)
             events.record(
                 db,
                 actor="user",
                 action="dashboard.login",
                 user_id=api_key.user_id,
+                details={"method": "api_key"},
                 client_addr=request.client.host if request.client else None,
                 user_agent=request.headers.get("user-agent"),
             )
@@ -171,8 +194,23 @@ def dashboard_routes(
         if not csrf_matches(data.csrf, form.get(CSRF_FIELD)):
             return csrf_failure(dash, request)
         async with sessions.begin() as db:
-            await end_session(db, data.session_id, clock())
-        response = dash.login_page(request, notice="You are signed out.")
+            ended = await end_session(db, data.session_id, clock())
+        response: Response = dash.login_page(request, notice="You are signed out.")
+        if ended is not None and ended.method == "oidc" and dash.oidc is not None:
+            # Signed out of Ferry; the provider's own session would sign the browser straight
+            # back in, so it ends too where the provider offers RP-initiated logout.
+            try:
+                metadata = await dash.oidc.metadata()
+            except ProviderUnavailable:
+                metadata = None
+            if metadata is not None and metadata.end_session_endpoint:
+                back = dash.base_url(request) + "/login?signed_out=1"
+                url = dash.oidc.end_session_url(
+                    metadata,
+                    post_logout_redirect_uri=back,
+                    id_token_hint=ended.id_token_hint or "",
+                )
+                response = RedirectResponse(url, status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
@@ -188,6 +226,7 @@ def dashboard_routes(
         Route("/logout", logout, methods=["POST"]),
         Route("/static/{name}", static, methods=["GET"]),
     ]
+    routes += oidc_pages.routes(dash, session_max_age=session_max_age)
     routes += request_pages.routes(dash)
     routes += credential_pages.routes(dash)
     routes += webhook_pages.routes(dash)

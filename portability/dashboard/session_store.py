@@ -1,8 +1,9 @@
 """Dashboard sessions on the server: opened at sign-in, ended at sign-out, checked each request.
 
 The cookie (see sessions.py) carries a random session id; the table keeps its SHA-256 with the
-user, the API key it was opened with (revoking the key ends it too), its expiry and when it
-was ended. Ending a session is a row update, so a copied cookie stops working at once.
+user, the API key it was opened with (revoking the key ends it too) or, for an OpenID Connect
+session, the ID token to hand back at sign-out, its expiry and when it was ended. Ending a
+session is a row update, so a copied cookie stops working at once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -34,6 +36,7 @@ async def open_session(
     method: str,
     now: datetime,
     max_age: int,
+    id_token_hint: str | None = None,
 ) -> str:
     """A new session's id (for the cookie); the table keeps only its hash."""
     await db.execute(delete(DashboardSession).where(DashboardSession.expires_at < now - KEEP_ENDED))
@@ -46,6 +49,7 @@ async def open_session(
             method=method,
             created_at=now,
             expires_at=now + timedelta(seconds=max_age),
+            id_token_hint=id_token_hint,
         )
     )
     return session_id
@@ -71,12 +75,25 @@ async def session_user(db: AsyncSession, session_id: str, now: datetime) -> User
     return await db.get(User, row.user_id)
 
 
-async def end_session(db: AsyncSession, session_id: str, now: datetime) -> None:
-    await db.execute(
-        update(DashboardSession)
-        .where(DashboardSession.id_hash == _hash(session_id), DashboardSession.ended_at.is_(None))
-        .values(ended_at=now)
+@dataclass(frozen=True)
+class EndedSession:
+    method: str  # how it was opened: 'api_key' or 'oidc'
+    id_token_hint: str | None
+
+
+async def end_session(db: AsyncSession, session_id: str, now: datetime) -> EndedSession | None:
+    """End a session: how it was opened, or None if it was not live."""
+    row = await db.scalar(
+        select(DashboardSession).where(
+            DashboardSession.id_hash == _hash(session_id), DashboardSession.ended_at.is_(None)
+        )
     )
+    if row is None:
+        return None
+    ended = EndedSession(row.method, row.id_token_hint)
+    row.ended_at = now
+    row.id_token_hint = None  # used once, at this sign-out; not kept beyond it
+    return ended
 
 
 async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:

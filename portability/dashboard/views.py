@@ -97,6 +97,21 @@ class Pages:
         self.env.filters.update(bytes=human_bytes, when=when, duration=duration, percent=percent)
         self.env.globals.update(countdown=countdown)
 
-    def render(self, name: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
+    def render(
+        self,
+        name: str,
+        context: dict[str, Any],
+        *,
+        status: int = 200,
+        form_origins: tuple[str, ...] = (),
+    ) -> HTMLResponse:
+        """`form_origins`: where a form's answer may redirect besides 'self' (CSP form-action
+        covers redirects too): the identity provider, for sign-out there."""
         html = self.env.get_template(name).render(**context)
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        headers = SECURITY_HEADERS
+        if form_origins:
+            csp = SECURITY_HEADERS["content-security-policy"].replace(
+                "form-action 'self'", "form-action 'self' " + " ".join(form_origins)
+            )
+            headers = {**SECURITY_HEADERS, "content-security-policy": csp}
+        return HTMLResponse(html, status_code=status, headers=headers)

@@ -44,6 +44,7 @@ from db.wakeup import Subscription
 from portability import events
 from portability.exports.archive import ArchiveBuilder, ArchiveResult, Delivered
 from portability.exports.exceptions import ExportCancelled, ExportFailed
+from portability.exports.ferry_source import FerryTables
 from portability.exports.links import (
     export_bucket,
     issue_link_credential,
@@ -62,6 +63,7 @@ from portability.exports.service import (
 )
 from portability.exports.settings import ExportSettings
 from portability.exports.sink import StorageSink
+from portability.exports.sources import PersonalDataSources
 from portability.exports.sweeper import Sweeper, purge_objects
 from portability.requests import COMPLETED, FAILED, PENDING, PROCESSING, READY, iso, update_meta
 from storage.base import Storage
@@ -115,8 +117,11 @@ class ExportWorker:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         worker_id: str | None = None,
         wake: Subscription | None = None,
+        sources: PersonalDataSources | None = None,
     ) -> None:
         self.sessions = sessions
+        # Where each personal-data section comes from: Ferry's tables unless configured.
+        self.sources = sources or PersonalDataSources(FerryTables(sessions))
         self.storage = storage
         self.master_key = master_key
         self.settings = settings
@@ -282,7 +287,7 @@ class ExportWorker:
 
         try:
             async for chunk in personal_data(
-                self.sessions, user.id, now=self.clock(), on_rows=counted
+                self.sessions, user.id, now=self.clock(), on_rows=counted, sources=self.sources
             ):
                 sha.update(chunk)
                 await sink.write(chunk)
@@ -296,14 +301,19 @@ class ExportWorker:
         return ArchiveResult([part], None, 0, 0, 0)
 
     async def _row_count(self, user_id: uuid.UUID) -> int:
+        """Rows in the sections read from Ferry's tables (the progress bar's total); rows
+        from the provider's own records are not known before they are read."""
         total = 0
+        external = self.sources.external()
         async with self.sessions() as session:
-            for table, column in (
-                (ApiKey, ApiKey.user_id),
-                (UsageRecord, UsageRecord.user_id),
-                (BillingRecord, BillingRecord.user_id),
-                (AuditLog, AuditLog.user_id),
+            for section, table, column in (
+                ("api_keys", ApiKey, ApiKey.user_id),
+                ("usage", UsageRecord, UsageRecord.user_id),
+                ("billing", BillingRecord, BillingRecord.user_id),
+                ("audit_logs", AuditLog, AuditLog.user_id),
             ):
+                if section in external:
+                    continue
                 count = await session.scalar(
                     select(func.count()).select_from(table).where(column == user_id)
                 )
@@ -332,7 +342,11 @@ class ExportWorker:
             now=now,
             progress=beat,
         )
-        personal = personal_data(self.sessions, user.id, now=now) if "personal" in include else None
+        personal = (
+            personal_data(self.sessions, user.id, now=now, sources=self.sources)
+            if "personal" in include
+            else None
+        )
         sources = iter_objects(self.storage, buckets) if files else None
         result = await builder.build(personal=personal, sources=sources)
         await beat(counts[1], result.objects, force=True)

@@ -146,6 +146,7 @@ def test_demo_then_serve_then_sigterm(
     assert demo.returncode == 0, demo.stderr
     assert demo.stdout.count("fk_") == 3
     assert_one_line_error(ferry(env, "demo"), "exists already")
+    _alice_has_a_history(api, Path(env["FERRY_STORAGE_ROOT"] + "-keys.txt"))
 
     status, body = _get(api + "/api/health")
     assert status == 200, body
@@ -164,6 +165,26 @@ def test_demo_then_serve_then_sigterm(
     assert proc.returncode == 0, output
     assert "ferry stopped" in output
     assert "Traceback" not in output
+
+
+def _alice_has_a_history(api: str, keys_file: Path) -> None:
+    """The demo leaves alice one finished export and one finished transfer, and shows her
+    a person's folders, not test keys."""
+    keys = dict(line.split() for line in keys_file.read_text().splitlines())
+    request = urllib.request.Request(api + "/api/portability/requests")  # noqa: S310
+    request.add_header("authorization", f"Bearer {keys['alice@example.com']}")
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            listed = json.loads(response.read())["requests"]
+        kinds = sorted((r["request_type"], r["status"]) for r in listed)
+        # `ferry serve`'s worker may have taken the demo's export: it is ready soon either way.
+        if kinds == [("export", "ready"), ("transfer", "completed")]:
+            break
+        assert time.monotonic() < deadline, kinds
+        time.sleep(0.2)
+    export = next(r for r in listed if r["request_type"] == "export")
+    assert export["metadata"]["parts"][0]["size"] > 0
 
 
 def test_busy_port_is_one_line(env: dict[str, str]) -> None:

@@ -144,7 +144,7 @@ def test_token_free_credential_pulled_with_the_rclone_snippet_then_revoked(
     page: Any, served: Ferry, tmp_path: Path
 ) -> None:
     login(page, served.demo_key("alice@example.com"))
-    shoot(page, "overview-empty")
+    shoot(page, "overview-first-sight")
     page.get_by_role("link", name="Credentials", exact=True).click()
     page.get_by_label("Bucket").select_option("alice-data")
     docs = page.get_by_label(re.compile(r"^docs/"))

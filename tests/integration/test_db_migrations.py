@@ -41,6 +41,14 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def _columns(url: str, table: str) -> set[str]:
+    engine = sa.create_engine(sync_url(url), poolclass=sa.NullPool)
+    try:
+        return {column["name"] for column in sa.inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_migration_matches_the_models(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/ferry.db"
     migrate.upgrade(url)
@@ -56,9 +64,11 @@ def test_upgrade_twice_downgrade_and_again(empty_database_url: str) -> None:
     url = empty_database_url
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0006"
+    assert migrate.current(url) == migrate.head() == "0007"
     assert _tables(url) == TABLES | {"alembic_version"}
     migrate.upgrade(url)  # at head already: nothing to do, no error
+    migrate.downgrade(url, "0006")
+    assert "last_sign_in_method" not in _columns(url, "users")
     migrate.downgrade(url, "0004")
     assert "webhooks" not in _tables(url)
     migrate.downgrade(url, "0002")

@@ -38,7 +38,7 @@ from sqlalchemy import select
 from db.engine import create_engine, session_factory
 from db.models import Bucket, PortabilityRequest, User
 from ferry.config import Config, DatabaseConfig, SecurityConfig, StorageConfig
-from ferry.demo import TRICKY_KEYS, create_demo
+from ferry.demo import create_demo
 from ferry.masterkey import load_master_key
 from gateway.app import GatewayApp
 from gateway.audit import AuditWriter
@@ -55,6 +55,7 @@ from storage.local import LocalStorage
 from sts.store import CredentialStore
 from tests.support.egress import FixedResolver
 from tests.support.ferry import free_port, http
+from tests.support.tricky_keys import TRICKY_KEYS, add_tricky_keys
 
 T = TypeVar("T")
 CURL = shutil.which("curl")
@@ -149,6 +150,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     loop = Loop()
     keys = loop.call(create_demo(config, keys_file=None, echo=lambda _: None))
+    loop.call(add_tricky_keys(database_url, workdir / "storage", "alice-data"))
     master_key = load_master_key(config.security)
     gateway_port, api_port = free_port(), free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"

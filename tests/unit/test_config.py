@@ -53,6 +53,30 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         ("[gateway]\ntls_cert_file = 'c.pem'\n", "both tls_cert_file and tls_key_file"),
         ("[api]\nlisten = 8000\n", "expected a string"),
         ("[database]\nport = '1'\n", "unknown key(s): port"),
+        ("[oidc]\nissuer = 'https://id.example.net'\n", "oidc.client_id: required"),
+        ("[oidc]\nissuer = 'id.example.net'\nclient_id = 'f'\n", "expected an http(s)://"),
+        (
+            "[oidc]\nissuer = 'https://i.example'\nclient_id = 'f'\nscopes = ['email']\n",
+            "must include 'openid'",
+        ),
+        (
+            "[oidc]\nissuer = 'https://i.example'\nclient_id = 'f'\nadmin_claim = 'groups'\n",
+            "set both admin_claim and admin_values",
+        ),
+        (
+            "[oidc]\nissuer = 'https://i.example'\nclient_id = 'f'\napi_audience = 'f'\n",
+            "must differ from oidc.client_id",
+        ),
+        (
+            "[oidc]\nissuer = 'https://i.example'\nclient_id = 'f'\nclient_secret = 'a'\n"
+            "client_secret_file = '/run/s'\n",
+            "not both",
+        ),
+        ("[oidc]\nclock_skew_seconds = 900\n", "between 0 and 300"),
+        ("[personal_data.invoices]\nurl = 'x'\n", "unknown section(s): invoices"),
+        ("[personal_data.usage]\nurl = 'postgresql://h/d'\n", "needs both url and query"),
+        ("[personal_data.usage]\nport = 5432\n", "personal_data.usage]: unknown key(s): port"),
+        ("[personal_data.usage]\ncolumns = ['a']\n", "expected a table of strings"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
@@ -65,3 +89,30 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) 
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent/ferry.toml", env={})
+
+
+def test_oidc_and_personal_data_sections(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[oidc]\nissuer = 'https://id.example.net'\nclient_id = 'ferry'\n"
+        "admin_claim = 'groups'\nadmin_values = ['ferry-admins']\n"
+        "[personal_data.billing]\nurl = 'postgresql+psycopg://ro@db/billing'\n"
+        "query = 'SELECT * FROM invoices WHERE account_email = :email'\n"
+        "columns = { invoice_number = 'inv_no' }\n"
+    )
+    config = load_config(
+        path,
+        env={
+            "FERRY_OIDC_CLIENT_SECRET": "hunter2",
+            "FERRY_OIDC_AUTO_CREATE_USERS": "true",
+            "FERRY_PERSONAL_DATA_BILLING_URL": "postgresql+psycopg://ro:pw@db2/billing",
+        },
+    )
+    assert config.oidc.enabled and config.oidc.auto_create_users
+    assert config.oidc.admin_values == ("ferry-admins",)
+    assert config.oidc.scopes == ("openid", "email", "profile")
+    billing = config.personal_data_source("billing")
+    assert billing.kind == "sql" and str(billing.url).endswith("@db2/billing")
+    assert billing.columns == (("invoice_number", "inv_no"),)
+    assert config.personal_data_source("usage").kind == "ferry"
+    assert "hunter2" not in repr(config) and "pw@" not in repr(config)
