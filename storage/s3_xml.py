@@ -96,7 +96,8 @@ def parse_upload_id(body: bytes) -> str:
 
 
 def parse_list_parts(body: bytes) -> PartsResult:
-    root = _parse_root(body, "ListPartsResult")
+    # S3 says ListPartsResult; moto says ListPartsResponse.
+    root = _parse_root(body, "ListPartsResult", "ListPartsResponse")
     parts = [
         PartInfo(
             part_number=int(_text(item, "PartNumber")),
@@ -155,11 +156,11 @@ def parse_document(body: bytes) -> ET.Element:
 _parse = parse_document
 
 
-def _parse_root(body: bytes, name: str) -> ET.Element:
-    """The document, which must be a `name`: any other well-formed XML is no S3 answer."""
+def _parse_root(body: bytes, *names: str) -> ET.Element:
+    """The document, whose root must be one of `names`: other XML is no S3 answer."""
     root = parse_document(body)
-    if _local(root.tag) != name:
-        raise ValueError(f"expected {name}, got {_local(root.tag)[:40]!r}")
+    if _local(root.tag) not in names:
+        raise ValueError(f"expected {' or '.join(names)}, got {_local(root.tag)[:40]!r}")
     return root
 
 
