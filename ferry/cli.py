@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from ferry.runtime import Runtime
-    from portability.credentials import Endpoint
+    from portability.credentials import GatewayAddress
 
 T = TypeVar("T")
 
@@ -210,10 +210,10 @@ def creds() -> None:
     """Issue, list and revoke pull credentials."""
 
 
-def _endpoint(config: Config) -> Endpoint:
-    from portability.credentials import Endpoint
+def _endpoint(config: Config) -> GatewayAddress:
+    from portability.credentials import GatewayAddress
 
-    return Endpoint(config.gateway.public_url, config.gateway.region)
+    return GatewayAddress(config.gateway.public_url, config.gateway.region)
 
 
 @creds.command("issue")

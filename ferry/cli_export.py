@@ -44,7 +44,7 @@ def start(
 ) -> None:
     """Queue an export for a user; a worker (`ferry serve` or `ferry worker`) builds it."""
     from ferry.worker import export_settings
-    from portability.credentials import Endpoint
+    from portability.credentials import GatewayAddress
     from portability.exports import service
     from portability.exports.exceptions import ExportError
 
@@ -67,7 +67,7 @@ def start(
             user,
             options,
             settings=export_settings(config),
-            endpoint=Endpoint(config.gateway.public_url, config.gateway.region),
+            endpoint=GatewayAddress(config.gateway.public_url, config.gateway.region),
             now=now(),
             actor="admin",
         )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import User
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.exports.service import create_export, parse_export
 from portability.exports.settings import ExportSettings
 from portability.exports.worker import ExportWorker
@@ -52,7 +52,7 @@ async def finished_export(
             user,
             parse_export({"request_type": "export", "format": "json"}),
             settings=settings,
-            endpoint=Endpoint(settings.gateway_url, settings.region),
+            endpoint=GatewayAddress(settings.gateway_url, settings.region),
             now=datetime.now(UTC),
         )
     worker = ExportWorker(

@@ -17,7 +17,7 @@ from ferry.config import Config, ConfigError, parse_listen
 from ferry.runtime import build_gateway_app, door_policy, open_runtime
 from ferry.worker import export_settings, run_workers
 from portability.api import build_api_app
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 
 log = logging.getLogger("ferry")
 
@@ -95,7 +95,7 @@ async def serve(
                     sessions=runtime.sessions,
                     storage=runtime.storage,
                     master_key=runtime.master_key,
-                    endpoint=Endpoint(config.gateway.public_url, config.gateway.region),
+                    endpoint=GatewayAddress(config.gateway.public_url, config.gateway.region),
                     export_settings=export_settings(config),
                     metrics_token=config.api.metrics_token,
                     egress=runtime.egress,

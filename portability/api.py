@@ -23,7 +23,7 @@ from starlette.routing import Route
 from db.models import User
 from portability import events
 from portability.credentials import (
-    Endpoint,
+    GatewayAddress,
     describe,
     issue_for_user,
     parse_issue_request,
@@ -34,9 +34,7 @@ from portability.dashboard import dashboard_routes
 from portability.dashboard.session_store import end_all_sessions
 from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
-from portability.http import Endpoint as Endpoint_
-from portability.http import Handler, body_json, error
-from portability.http import authed as authed_
+from portability.http import Handler, RouteEndpoint, authed, body_json, error
 from portability.metrics import REQUEST_ID, RequestIdMiddleware, metrics_endpoint
 from portability.openapi import docs_page, openapi_json
 from portability.requests_api import request_routes
@@ -81,7 +79,7 @@ def build_api_app(
     sessions: async_sessionmaker[AsyncSession],
     storage: Storage,
     master_key: bytes,
-    endpoint: Endpoint,
+    endpoint: GatewayAddress,
     export_settings: ExportSettings | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     metrics_token: str = "",
@@ -94,8 +92,8 @@ def build_api_app(
     egress = egress or EgressPolicy()
     door = door or DoorPolicy()
 
-    def authed(handler: Handler, *, admin: bool = False) -> Endpoint_:
-        return authed_(sessions, handler, admin=admin, door=door)
+    def guarded(handler: Handler, *, admin: bool = False) -> RouteEndpoint:
+        return authed(sessions, handler, admin=admin, door=door)
 
     def client(request: Request) -> dict[str, Any]:
         return {
@@ -221,32 +219,32 @@ def build_api_app(
         Route("/api/health", health),
         Route("/api/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/docs", docs_page, methods=["GET"]),
-        Route("/api/portability/credentials", authed(issue_credential), methods=["POST"]),
-        Route("/api/portability/credentials", authed(list_own), methods=["GET"]),
+        Route("/api/portability/credentials", guarded(issue_credential), methods=["POST"]),
+        Route("/api/portability/credentials", guarded(list_own), methods=["GET"]),
         Route(
             "/api/portability/credentials/{access_key_id}",
-            authed(revoke_own),
+            guarded(revoke_own),
             methods=["DELETE"],
         ),
         Route(
             "/api/portability/credentials/{access_key_id}/rotate",
-            authed(rotate_own),
+            guarded(rotate_own),
             methods=["POST"],
         ),
-        Route("/api/admin/credentials", authed(admin_list, admin=True), methods=["GET"]),
+        Route("/api/admin/credentials", guarded(admin_list, admin=True), methods=["GET"]),
         Route(
             "/api/admin/credentials/{access_key_id}/revoke",
-            authed(admin_revoke, admin=True),
+            guarded(admin_revoke, admin=True),
             methods=["POST"],
         ),
         Route(
             "/api/admin/users/{user_id}/revoke-credentials",
-            authed(admin_revoke_user, admin=True),
+            guarded(admin_revoke_user, admin=True),
             methods=["POST"],
         ),
         Route(
             "/api/admin/users/{user_id}/sign-out",
-            authed(admin_sign_out, admin=True),
+            guarded(admin_sign_out, admin=True),
             methods=["POST"],
         ),
     ]

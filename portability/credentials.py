@@ -18,7 +18,7 @@ from sts.snippets import build_snippets
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class GatewayAddress:
     """Where pullers reach the gateway: put into answers and snippets."""
 
     url: str
@@ -30,7 +30,7 @@ def iso(when: datetime | None) -> str | None:
 
 
 def describe(
-    credential: Credential, bucket: Bucket, endpoint: Endpoint, now: datetime
+    credential: Credential, bucket: Bucket, endpoint: GatewayAddress, now: datetime
 ) -> dict[str, Any]:
     """A credential without its secret, with what was pulled through it."""
     return {
@@ -65,7 +65,7 @@ async def issue_for_user(
     bucket_name: str,
     request: IssueRequest,
     *,
-    endpoint: Endpoint,
+    endpoint: GatewayAddress,
     now: datetime,
     actor: str = "user",
 ) -> dict[str, Any]:
@@ -107,7 +107,7 @@ async def rotate_for_user(
     access_key_id: str,
     *,
     grace_seconds: int,
-    endpoint: Endpoint,
+    endpoint: GatewayAddress,
     now: datetime,
     actor: str = "user",
 ) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from storage.validation import parse_decimal
 from sts.exceptions import InvalidRequest, NotFound
 
 Handler = Callable[[Request, AsyncSession, User], Awaitable[Response]]
-Endpoint = Callable[[Request], Awaitable[Response]]
+RouteEndpoint = Callable[[Request], Awaitable[Response]]
 NUL = "\x00"
 MAX_BODY = 1024 * 1024  # every API body is a small JSON document
 
@@ -52,7 +52,7 @@ def authed(
     *,
     door: DoorPolicy,
     admin: bool = False,
-) -> Endpoint:
+) -> RouteEndpoint:
     """Run `handler` for the API key's user in one transaction, committed when it answers.
 
     With an OpenID Connect provider at the door (`door.oidc`), a bearer JWT from it (its

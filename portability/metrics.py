@@ -40,7 +40,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.models import Credential, PortabilityRequest, TransferJob
-from portability.http import Endpoint, error
+from portability.http import RouteEndpoint, error
 from portability.requests import PROCESSING
 
 log = logging.getLogger("ferry.api.metrics")
@@ -137,7 +137,7 @@ def metrics_endpoint(
     *,
     token: str = "",
     clock: Callable[[], datetime],
-) -> Endpoint:
+) -> RouteEndpoint:
     """`GET /metrics`: the process's counters and the database's gauges, in text format."""
 
     async def endpoint(request: Request) -> Response:

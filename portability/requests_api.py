@@ -26,14 +26,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from db.models import PortabilityRequest, User
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.exports import downloads, service
 from portability.exports.exceptions import InvalidExport
 from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
-from portability.http import ApiError, Handler, body_json
-from portability.http import Endpoint as Endpoint_
-from portability.http import authed as authed_
+from portability.http import ApiError, Handler, RouteEndpoint, authed, body_json
 from portability.requests import ACTIVE, FAILED, get_for_user, iso, list_for_user
 from portability.transfers import create_transfer_request
 from storage.base import Storage
@@ -48,7 +46,7 @@ def request_routes(
     storage: Storage,
     master_key: bytes,
     settings: ExportSettings,
-    endpoint: Endpoint,
+    endpoint: GatewayAddress,
     egress: EgressPolicy,
     door: DoorPolicy,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -56,8 +54,8 @@ def request_routes(
     """The routes; `storage` is kept for symmetry with the worker (requests only read rows)."""
     del storage
 
-    def authed(handler: Handler, *, admin: bool = False) -> Endpoint_:
-        return authed_(sessions, handler, admin=admin, door=door)
+    def guarded(handler: Handler, *, admin: bool = False) -> RouteEndpoint:
+        return authed(sessions, handler, admin=admin, door=door)
 
     async def own(session: AsyncSession, request: Request, user: User) -> PortabilityRequest:
         found = await get_for_user(session, request.path_params["request_id"], user.id)
@@ -135,14 +133,14 @@ def request_routes(
         return JSONResponse({"now": iso(now), "requests": late})
 
     return [
-        Route("/api/portability/export", authed(create), methods=["POST"]),
-        Route("/api/portability/requests", authed(list_own), methods=["GET"]),
-        Route("/api/portability/requests/{request_id}", authed(show), methods=["GET"]),
-        Route("/api/portability/requests/{request_id}/cancel", authed(cancel), methods=["POST"]),
+        Route("/api/portability/export", guarded(create), methods=["POST"]),
+        Route("/api/portability/requests", guarded(list_own), methods=["GET"]),
+        Route("/api/portability/requests/{request_id}", guarded(show), methods=["GET"]),
+        Route("/api/portability/requests/{request_id}/cancel", guarded(cancel), methods=["POST"]),
         Route(
             "/api/portability/requests/{request_id}/revoke-links",
-            authed(revoke_links),
+            guarded(revoke_links),
             methods=["POST"],
         ),
-        Route("/api/admin/requests/overdue", authed(overdue, admin=True), methods=["GET"]),
+        Route("/api/admin/requests/overdue", guarded(overdue, admin=True), methods=["GET"]),
     ]

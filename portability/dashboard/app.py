@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 
 from db.models import User
 from portability.accounts import AccountError
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.dashboard.forms import BadForm, Form, read_form
 from portability.dashboard.session_store import session_user
 from portability.dashboard.sessions import (
@@ -39,6 +39,7 @@ from portability.dashboard.views import Pages
 from portability.exports.exceptions import ExportConflict, InvalidExport
 from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
+from portability.http import RouteEndpoint
 from portability.oidc.provider import OidcClient
 from storage.base import Storage
 from storage.egress import EgressPolicy, EgressRefused
@@ -86,7 +87,6 @@ class Ctx:
 
 PageHandler = Callable[[Ctx], Awaitable[Response]]
 ErrorHandler = Callable[[Ctx, str], Awaitable[Response]]
-Endpoint_ = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
@@ -94,7 +94,7 @@ class Dashboard:
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
     master_key: bytes
-    endpoint: Endpoint
+    endpoint: GatewayAddress
     settings: ExportSettings
     codec: SessionCodec
     pages: Pages
@@ -198,7 +198,7 @@ class Dashboard:
 
     def page(
         self, handler: PageHandler, *, admin: bool = False, on_error: ErrorHandler | None = None
-    ) -> Endpoint_:
+    ) -> RouteEndpoint:
         """Wrap a handler: session, CSRF on POST, one transaction, errors as pages."""
 
         async def endpoint(request: Request) -> Response:

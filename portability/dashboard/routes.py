@@ -35,7 +35,7 @@ from starlette.routing import Route
 from db.models import ApiKey, User
 from portability import events
 from portability.accounts import KEY_PREFIX, hash_api_key
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.dashboard import (
     admin_pages,
     audit_pages,
@@ -72,7 +72,7 @@ def dashboard_routes(
     sessions: async_sessionmaker[AsyncSession],
     storage: Storage,
     master_key: bytes,
-    endpoint: Endpoint,
+    endpoint: GatewayAddress,
     settings: ExportSettings | None = None,
     *,
     session_max_age: int = DEFAULT_MAX_AGE,

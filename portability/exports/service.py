@@ -21,7 +21,7 @@ from db.models import Bucket, Credential, PortabilityRequest, User
 from db.outbox import request_event
 from db.wakeup import announce_work
 from portability import events
-from portability.credentials import Endpoint, issue_for_user
+from portability.credentials import GatewayAddress, issue_for_user
 from portability.exports.exceptions import ExportConflict, InvalidExport
 from portability.exports.links import is_export_bucket
 from portability.exports.settings import ExportSettings
@@ -117,7 +117,7 @@ async def create_export(
     options: ExportOptions,
     *,
     settings: ExportSettings,
-    endpoint: Endpoint,
+    endpoint: GatewayAddress,
     now: datetime,
     actor: str = "user",
 ) -> tuple[PortabilityRequest, list[dict[str, Any]] | None]:

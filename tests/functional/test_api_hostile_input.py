@@ -24,7 +24,7 @@ from db.engine import create_engine, session_factory
 from portability.accounts import create_user
 from portability.api import build_api_app
 from portability.buckets import create_bucket
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.guard import DoorPolicy, FailureLimiter
 from storage.egress import EgressPolicy
 from storage.local import LocalStorage
@@ -76,7 +76,7 @@ def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         sessions=session_factory(engine),
         storage=storage,
         master_key=bytes(32),
-        endpoint=Endpoint("http://127.0.0.1:9000", "us-east-1"),
+        endpoint=GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
         # Names resolve to one public address: hypothesis' endpoints are checked, never reached
         # (a transfer is only stored; no worker runs here).
         egress=EgressPolicy(resolver=FixedResolver()),
@@ -276,7 +276,7 @@ def test_wrong_api_keys_are_limited_per_address_and_prefix(
         sessions=session_factory(engine),
         storage=LocalStorage(tmp_path / "storage"),
         master_key=bytes(32),
-        endpoint=Endpoint("http://127.0.0.1:9000", "us-east-1"),
+        endpoint=GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
         door=door,
     )
     with TestClient(app) as client:

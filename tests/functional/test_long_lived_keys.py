@@ -15,7 +15,7 @@ from db.engine import create_engine, session_factory
 from portability.accounts import create_user
 from portability.api import build_api_app
 from portability.buckets import create_bucket
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from storage.local import LocalStorage
 
 DAY = 86_400
@@ -48,7 +48,7 @@ def issue(database_url: str, tmp_path: Path) -> Iterator[Any]:
             sessions=session_factory(engine),
             storage=storage,
             master_key=bytes(32),
-            endpoint=Endpoint("http://127.0.0.1:9000", "us-east-1"),
+            endpoint=GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
             max_ttl_seconds=max_ttl,
         )
         client = TestClient(app)

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from db.engine import create_engine, session_factory
 from portability.api import build_api_app
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.openapi import DOCUMENT
 from storage.local import LocalStorage
 
@@ -37,7 +37,7 @@ def app(tmp_path: Path) -> Starlette:
         sessions=session_factory(engine),
         storage=LocalStorage(tmp_path / "storage"),
         master_key=bytes(32),
-        endpoint=Endpoint("http://127.0.0.1:9000", "us-east-1"),
+        endpoint=GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
     )
 
 

@@ -25,7 +25,7 @@ from db.engine import create_engine, session_factory
 from db.models import ApiKey, AuditLog, User
 from portability.accounts import create_user, hash_api_key
 from portability.buckets import create_bucket
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.dashboard import dashboard_routes
 from storage.local import LocalStorage
 
@@ -86,7 +86,7 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
             session_factory(engine),
             LocalStorage(tmp_path / "storage"),
             MASTER_KEY,
-            Endpoint("http://127.0.0.1:9000", "us-east-1"),
+            GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
             session_max_age=3600,
             clock=clock,
         )
@@ -329,7 +329,7 @@ def test_session_cookies_are_secure_behind_a_tls_proxy(database_url: str, tmp_pa
             session_factory(engine),
             LocalStorage(tmp_path / "storage"),
             MASTER_KEY,
-            Endpoint("http://127.0.0.1:9000", "us-east-1"),
+            GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
             door=door,
         )
     )
@@ -502,7 +502,7 @@ def test_the_webhooks_page_adds_shows_and_removes_an_endpoint(
             session_factory(engine),
             LocalStorage(tmp_path / "storage"),
             MASTER_KEY,
-            Endpoint("http://127.0.0.1:9000", "us-east-1"),
+            GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
             egress=LOOPBACK,
         )
     )

@@ -43,7 +43,7 @@ from ferry.masterkey import load_master_key
 from gateway.app import GatewayApp
 from gateway.audit import AuditWriter
 from portability.api import build_api_app
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.exports.links import LinkSigner, issue_link_credential
 from portability.exports.personal import schema
 from portability.exports.settings import ExportSettings, MiB
@@ -167,7 +167,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             credentials=CredentialStore(sessions, master_key),
             audit=AuditWriter(sessions),
         )
-        endpoint = Endpoint(gateway_url, "us-east-1")
+        endpoint = GatewayAddress(gateway_url, "us-east-1")
         # The transfer test names s3.example.net, which has no DNS here; nothing connects to it.
         egress = EgressPolicy(resolver=FixedResolver())
         api = build_api_app(

@@ -31,7 +31,7 @@ from db.engine import create_engine, session_factory
 from db.models import ApiKey, User
 from portability.accounts import create_user
 from portability.api import build_api_app
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.guard import DoorPolicy, FailureLimiter
 from portability.oidc.exceptions import TokenInvalid
 from portability.oidc.provider import OidcClient
@@ -113,7 +113,7 @@ def ferry_app(
         sessions=session_factory(engine),
         storage=LocalStorage(root),
         master_key=MASTER_KEY,
-        endpoint=Endpoint("http://127.0.0.1:9000", "us-east-1"),
+        endpoint=GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
         door=DoorPolicy(oidc=oidc, limiter=limiter, public_url_is_https=https),
     )
     return app, engine

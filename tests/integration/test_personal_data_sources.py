@@ -36,7 +36,7 @@ from db.models import PortabilityRequest, User
 from ferry.config import ConfigError, load_config
 from ferry.runtime import personal_data_sources
 from portability.accounts import create_user
-from portability.credentials import Endpoint
+from portability.credentials import GatewayAddress
 from portability.exports.personal import personal_data, schema
 from portability.exports.service import create_export, parse_export
 from portability.exports.settings import ExportSettings
@@ -225,7 +225,7 @@ async def _export(
                 user,
                 parse_export({"request_type": "export", "format": "json"}),
                 settings=settings,
-                endpoint=Endpoint("http://127.0.0.1:9000", "us-east-1"),
+                endpoint=GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
                 now=NOW,
             )
             request_id = request.id
