@@ -211,7 +211,7 @@ class Credential(Base):
 
     __tablename__ = "credentials"
     __table_args__ = (
-        sa.CheckConstraint("kind IN ('user', 'export')", name="kind"),
+        sa.CheckConstraint("kind IN ('user', 'export', 'session')", name="kind"),
         # The only grant this path can make; the database refuses anything wider.
         sa.CheckConstraint("permission = 'read-only'", name="permission"),
     )
@@ -224,7 +224,14 @@ class Credential(Base):
     bucket_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("buckets.id", ondelete="CASCADE"), index=True
     )
+    # "user": issued to a user; "export": behind an export's download links; "session":
+    # minted through STS by a user's token-free credential (`parent_id`), which it never
+    # outlives and whose revocation revokes it.
     kind: Mapped[str] = mapped_column(sa.String(16), default="user", server_default="user")
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("credentials.id", ondelete="CASCADE"), index=True
+    )
+    parent_access_key_id: Mapped[str | None] = mapped_column(sa.String(20))  # for listings
     label: Mapped[str | None] = mapped_column(sa.String(200))
     secret_sealed: Mapped[bytes] = mapped_column(sa.LargeBinary)
     session_token_hash: Mapped[str | None] = mapped_column(sa.String(64))

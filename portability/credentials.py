@@ -40,6 +40,8 @@ def describe(
         "prefixes": list(credential.prefixes),
         "permission": credential.permission,
         "label": credential.label,
+        "kind": credential.kind,  # "user", or "session": minted through STS by the parent
+        "parent_access_key_id": credential.parent_access_key_id,
         "status": status_of(credential, now),
         "session_token_required": credential.session_token_hash is not None,
         "allowed_cidrs": credential.allowed_cidrs or [],

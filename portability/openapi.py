@@ -159,6 +159,12 @@ SCHEMAS: Json = {
             "prefixes": {"type": "array", "items": {"type": "string"}},
             "permission": {"type": "string", "enum": ["read-only"]},
             "label": _nullable({"type": "string"}),
+            "kind": {
+                "type": "string",
+                "enum": ["user", "session"],
+                "description": "`session`: minted through STS by `parent_access_key_id`.",
+            },
+            "parent_access_key_id": _nullable({"type": "string"}),
             "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
             "session_token_required": {"type": "boolean"},
             "allowed_cidrs": {"type": "array", "items": {"type": "string"}},

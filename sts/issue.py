@@ -169,13 +169,13 @@ async def list_credentials(
     now: datetime,
     user_id: uuid.UUID | None = None,
     active_only: bool = False,
-    kind: str | None = "user",
+    kinds: tuple[str, ...] | None = ("user", "session"),
 ) -> list[tuple[Credential, Bucket]]:
     query = select(Credential, Bucket).join(Bucket, Bucket.id == Credential.bucket_id)
     if user_id is not None:
         query = query.where(Credential.user_id == user_id)
-    if kind is not None:
-        query = query.where(Credential.kind == kind)
+    if kinds is not None:
+        query = query.where(Credential.kind.in_(kinds))
     if active_only:
         query = query.where(Credential.revoked_at.is_(None), Credential.expires_at > now)
     query = query.order_by(Credential.created_at.desc())
@@ -213,7 +213,18 @@ async def revoke(
         credential_event(
             session, "credential.revoked", access_key_id=access_key_id, user_id=row.user_id, at=now
         )
+    await _revoke_sessions(session, [row.id], now)
     return Revoked(row.id, row.user_id)
+
+
+async def _revoke_sessions(session: AsyncSession, parents: list[uuid.UUID], now: datetime) -> None:
+    """Revoking a credential revokes every session credential it minted (STS), at once."""
+    if parents:
+        await session.execute(
+            update(Credential)
+            .where(Credential.parent_id.in_(parents), Credential.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
 
 
 async def revoke_all(session: AsyncSession, user_id: uuid.UUID, *, now: datetime) -> int:
@@ -223,9 +234,10 @@ async def revoke_all(session: AsyncSession, user_id: uuid.UUID, *, now: datetime
             update(Credential)
             .where(Credential.user_id == user_id, Credential.revoked_at.is_(None))
             .values(revoked_at=now)
-            .returning(Credential.access_key_id, Credential.kind)
+            .returning(Credential.id, Credential.access_key_id, Credential.kind)
         )
     ).all()
+    await _revoke_sessions(session, [row.id for row in rows], now)
     for row in rows:
         if row.kind == "user":
             credential_event(
