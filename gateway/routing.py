@@ -7,14 +7,16 @@ configured. The key is the percent-decoded raw path, byte for byte: no normalisa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 # Sub-resources that turn a bucket or object request into another operation. Any we do not
 # serve is refused before it reaches storage.
 _BUCKET_READS = {"location": "GetBucketLocation", "list-type": "ListObjectsV2"}
 _OBJECT_READS = {"tagging": "GetObjectTagging", "attributes": "GetObjectAttributes"}
-_WRITE_METHODS = {"PUT", "POST", "DELETE", "PATCH"}
+_WRITE_METHODS = {"PUT", "POST", "DELETE"}
+# S3's methods; any other (OPTIONS, TRACE, PATCH, PROPFIND, …) is 405 MethodNotAllowed.
+KNOWN_METHODS = frozenset({"GET", "HEAD"} | _WRITE_METHODS)
 KNOWN_SUBRESOURCES = {
     "acl",
     "accelerate",
@@ -58,6 +60,7 @@ class Target:
     key: str | None
     operation: str
     write: bool  # a mutating operation: refused for every Ferry credential
+    virtual_host: bool = False  # the bucket came from the Host header
 
 
 def _host(headers: dict[str, str]) -> str:
@@ -67,11 +70,15 @@ def _host(headers: dict[str, str]) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
+def is_virtual_host(host: str, domain: str) -> bool:
+    return bool(domain) and host.lower().endswith("." + domain.lower())
+
+
 def split_path(raw_path: bytes, host: str, domain: str) -> tuple[str | None, str | None]:
     """(bucket, key) from the raw path and Host; key None for bucket-level requests."""
     path = unquote(raw_path.decode("utf-8", errors="surrogateescape"), errors="surrogateescape")
     host = host.lower()
-    if domain and host.endswith("." + domain.lower()):
+    if is_virtual_host(host, domain):
         bucket: str | None = host[: -len(domain) - 1]
         key = path[1:] if path.startswith("/") else path
         return bucket, key or None
@@ -84,6 +91,15 @@ def split_path(raw_path: bytes, host: str, domain: str) -> tuple[str | None, str
 
 
 def classify(
+    method: str, raw_path: bytes, query: dict[str, str], headers: dict[str, str], domain: str
+) -> Target:
+    target = _classify(method, raw_path, query, headers, domain)
+    if is_virtual_host(_host(headers), domain):
+        return replace(target, virtual_host=True)
+    return target
+
+
+def _classify(
     method: str, raw_path: bytes, query: dict[str, str], headers: dict[str, str], domain: str
 ) -> Target:
     bucket, key = split_path(raw_path, _host(headers), domain)
