@@ -59,6 +59,7 @@ def build_gateway_app(runtime: Runtime) -> GatewayApp:
             region=g.region,
             regions=g.regions,
             trusted_proxies=parse_cidrs(g.trusted_proxies),
+            sigv2=g.sigv2,
         ),
     )
 

@@ -65,3 +65,9 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) 
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent/ferry.toml", env={})
+
+
+def test_sigv2_is_on_by_default_and_can_be_turned_off() -> None:
+    assert Config().gateway.sigv2 is True
+    off = load_config(None, env={"FERRY_GATEWAY_SIGV2": "false"})
+    assert off.gateway.sigv2 is False
