@@ -203,7 +203,9 @@ class GatewayApp:
         self, request: GatewayRequest, reply: Reply, receive: Receive, send: Send, *, head: bool
     ) -> None:
         headers = {**reply.headers, "x-amz-request-id": request.id}
-        if reply.stream is None:
+        if reply.stream is None and reply.status != 304:
+            # A 304 carries no Content-Length: RFC 9110 §15.4.5 allows only the length the
+            # 200 would have had, and S3 sends none.
             headers.setdefault("content-length", str(len(reply.body)))
         raw = [
             (k.encode("latin-1"), v.encode("latin-1", errors="replace")) for k, v in headers.items()
@@ -355,7 +357,7 @@ class GatewayApp:
             raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request")
         try:
             # S3 reads max-keys as a 32-bit integer and caps what it returns at 1000.
-            max_keys = min(parse_decimal(p.get("max-keys", "1000"), maximum=2**31 - 1), 1000)
+            asked = parse_decimal(p.get("max-keys", "1000"), maximum=2**31 - 1)
         except ValueError:
             raise S3Error(
                 "InvalidArgument", "Provided max-keys not an integer or within integer range"
@@ -374,7 +376,7 @@ class GatewayApp:
                 prefix=prefix,
                 delimiter=delimiter,
                 start_after=position,
-                max_keys=max_keys,
+                max_keys=min(asked, 1000),
             )
         except OutOfScope:
             raise S3Error("AccessDenied", "Access Denied") from None
@@ -383,7 +385,7 @@ class GatewayApp:
             bucket=credential.scope.bucket,
             prefix=prefix,
             delimiter=delimiter,
-            max_keys=max_keys,
+            max_keys=asked,  # echoed as asked, as S3 does; at most 1000 are listed
             url=encoding == "url",
             objects=page.objects,
             prefixes=page.common_prefixes,

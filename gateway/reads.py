@@ -54,8 +54,12 @@ class ObjectReads:
                 bucket, backend_key, start=span[0] if span else None, end=span[1] if span else None
             )
         except InvalidRange:
-            size = (await self.storage.head(bucket, backend_key)).size
-            raise unsatisfiable(size) from None
+            # Preconditions come before the range (RFC 9110 §13.2.2): 412 or 304 first.
+            info = await self.storage.head(bucket, backend_key)
+            precondition = _conditional(request, info)
+            if precondition is not None:
+                return precondition
+            raise unsatisfiable(info.size) from None
         return await _streamed(request, stream, span, None)
 
     async def _part(
@@ -69,6 +73,10 @@ class ObjectReads:
         try:
             info, layout = await self.storage.part_span(bucket, key, part)
         except InvalidPartNumber:
+            # As for a range: the preconditions are answered first.
+            precondition = _conditional(request, await self.storage.head(bucket, key))
+            if precondition is not None:
+                return precondition
             raise S3Error(
                 "InvalidPartNumber", "The requested partnumber is not satisfiable"
             ) from None
@@ -132,10 +140,15 @@ def _object_reply(
     stream: ObjectStream | None = None,
 ) -> Reply:
     headers = object_headers(info, request.params, overrides_allowed=True)
-    if layout is not None:
+    if layout is not None and "-" in info.etag:
+        # Only for an object uploaded in parts: S3 sends no count for one put whole.
         headers["x-amz-mp-parts-count"] = str(layout.count)
     if stream is not None:
         first, last = stream.start, stream.end
+        if span is not None and last < first:
+            # An empty object has no byte to satisfy a range with; a backend that served
+            # it whole anyway does not make the answer a 206 of nothing.
+            raise unsatisfiable(info.size)
     elif span is None:
         first, last = 0, info.size - 1
     else:
