@@ -26,7 +26,7 @@ from gateway.listing import OutOfScope, ScopedLister
 from gateway.metrics import REQUEST_ID, report
 from gateway.reads import ObjectReads
 from gateway.request import GatewayRequest, Reply, xml_reply
-from gateway.routing import KNOWN_METHODS, Target, classify
+from gateway.routing import BAD_LIST_TYPE, KNOWN_METHODS, NOT_ALLOWED, Target, classify
 from gateway.throttle import TokenBucket
 from storage.base import ObjectStream, Storage
 from storage.exceptions import (
@@ -310,7 +310,7 @@ class GatewayApp:
         event = request.event
         event.action, event.bucket, event.key = target.operation, target.bucket, target.key
         event.range = request.headers.get("range")
-        if request.method not in KNOWN_METHODS:
+        if request.method not in KNOWN_METHODS or target.operation == NOT_ALLOWED:
             # Before authentication, as S3 answers: the method rules out every resource.
             raise S3Error(
                 "MethodNotAllowed", "The specified method is not allowed against this resource."
@@ -319,11 +319,8 @@ class GatewayApp:
         credential = await self.auth.authenticate(request, bucket_prefix=bucket_prefix)
         if target.write or target.operation.startswith(("Bucket:", "Object:")):
             raise S3Error("AccessDenied", "Access Denied")
-        if target.operation == "Unknown":
-            raise S3Error(
-                "NotImplemented",
-                "A header or query you provided implies functionality that is not implemented.",
-            )
+        if target.operation == BAD_LIST_TYPE:
+            raise S3Error("InvalidArgument", "Invalid List Type specified in Request")
         if target.operation == "ListBuckets":
             body = s3xml.list_buckets(
                 credential.scope.bucket, credential.not_before, str(credential.user_id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from gateway import s3xml
 from gateway.errors import S3Error
-from gateway.objects import check_conditions, object_headers, parse_range
+from gateway.objects import OVERRIDES, check_conditions, object_headers, parse_range
 from gateway.request import GatewayRequest, Reply, xml_reply
 from gateway.routing import Target
 from storage.base import ObjectInfo, ObjectStream, PartSpan, Storage
@@ -13,6 +15,7 @@ from storage.validation import parse_decimal, resolve_range
 from sts.store import LiveCredential
 
 MAX_PART_NUMBER = 10_000
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 class ObjectReads:
@@ -42,6 +45,7 @@ class ObjectReads:
             }
             modified = object_headers(info, {}, overrides_allowed=False)["last-modified"]
             return xml_reply(s3xml.object_attributes(info, wanted), {"last-modified": modified})
+        check_overrides(request.params)
         part = _part_number(request)
         if part is not None:
             return await self._part(request, target, bucket, backend_key, part)
@@ -129,6 +133,14 @@ def _conditional(request: GatewayRequest, info: ObjectInfo) -> Reply | None:
         base = object_headers(info, {}, overrides_allowed=False)
         return Reply(304, {k: base[k] for k in ("etag", "last-modified")})
     return None
+
+
+def check_overrides(params: dict[str, str]) -> None:
+    """response-* values go out as header values: printable ASCII only, as stored headers are."""
+    for name in OVERRIDES:
+        value = params.get(name)
+        if value is not None and not _HEADER_VALUE.fullmatch(value):
+            raise S3Error("InvalidArgument", f"{name} must be printable ASCII")
 
 
 def _object_reply(

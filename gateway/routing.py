@@ -17,6 +17,9 @@ _OBJECT_READS = {"tagging": "GetObjectTagging", "attributes": "GetObjectAttribut
 _WRITE_METHODS = {"PUT", "POST", "DELETE"}
 # S3's methods; any other (OPTIONS, TRACE, PATCH, PROPFIND, …) is 405 MethodNotAllowed.
 KNOWN_METHODS = frozenset({"GET", "HEAD"} | _WRITE_METHODS)
+# Operations that are answered with an error whatever the credential may do.
+NOT_ALLOWED = "MethodNotAllowed"
+BAD_LIST_TYPE = "InvalidListType"
 KNOWN_SUBRESOURCES = {
     "acl",
     "accelerate",
@@ -105,7 +108,8 @@ def _classify(
     bucket, key = split_path(raw_path, _host(headers), domain)
     write = method in _WRITE_METHODS
     if bucket is None:
-        return Target(None, None, "ListBuckets" if method == "GET" else "Unknown", write)
+        # The service answers GET only (ListBuckets); writes to it are refused as writes.
+        return Target(None, None, "ListBuckets" if method == "GET" else NOT_ALLOWED, write)
     if key is None:
         if write:
             op = "PutBucket" if method == "PUT" else f"{method.title()}Bucket"
@@ -115,7 +119,7 @@ def _classify(
         for name, op in _BUCKET_READS.items():
             if name in query:
                 if op == "ListObjectsV2" and query[name] != "2":
-                    return Target(bucket, None, "Unknown", False)
+                    return Target(bucket, None, BAD_LIST_TYPE, False)
                 return Target(bucket, None, op, False)
         other = [q for q in query if q in KNOWN_SUBRESOURCES]
         if other:
