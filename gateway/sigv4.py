@@ -106,7 +106,7 @@ def _parse_credential(value: str, error_code: str) -> tuple[str, str, str, str]:
             f'"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request": {value!r}',
         )
     access_key_id, date, region, service, _ = parts
-    if not re.fullmatch(r"\d{8}", date):
+    if not re.fullmatch(r"[0-9]{8}", date):
         raise SigV4Error(error_code, f"invalid date in the credential scope: {date!r}")
     return access_key_id, date, region, service
 

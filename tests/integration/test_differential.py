@@ -68,8 +68,12 @@ class Tally:
     agree: int = 0
     explained: dict[str, int] = field(default_factory=dict)
     by_group: dict[str, list[int]] = field(default_factory=dict)
+    table: dict[str, str] = field(default_factory=dict)  # issue 17's rows: how each went
 
-    def add(self, group: str, explanation: str | None) -> None:
+    def add(self, group: str, explanation: str | None, case: Case) -> None:
+        if case.name in TABLE_ROWS:
+            server = group.split(",")[0]
+            self.table[f"{server}: {case.name}"] = "agree" if explanation is None else "explained"
         self.cases += 1
         counts = self.by_group.setdefault(group, [0, 0, 0])
         counts[0] += 1
@@ -81,6 +85,21 @@ class Tally:
             self.explained[explanation] = self.explained.get(explanation, 0) + 1
 
 
+# The requests of issue 17's table that a reference server can be asked (HeadBucket of a
+# bucket whose backend bucket is gone is in tests/functional/test_gateway_conformance.py).
+TABLE_ROWS = {
+    "get part 2",
+    "part 1",
+    "get part 4",
+    "single part 2",
+    "If-Modified-Since Fri Jan  1 00:00:00 2100",
+    "If-Modified-Since Fri, 01 Jan 2100 00:00:00 -0000",
+    "date-signed v4",
+    "sigv2 url",
+    "propfind",
+    "trace",
+    "list v1 newline prefix",
+}
 TALLY = Tally()
 
 
@@ -97,7 +116,7 @@ class Pair:
     def direct(self, case: Case) -> Answer:
         url = self.server.endpoint_url + case.path(self.bucket)
         signed = self._sign(case, url, self.server.access_key_id, self.server.secret_access_key)
-        headers = {} if case.signing == "v2-url" else dict(signed.headers.items())
+        headers = _sent_headers(case, signed)
         response = self.http.request(
             case.method, signed.url, headers=headers, allow_redirects=False, timeout=60
         )
@@ -106,7 +125,7 @@ class Pair:
     def ferry(self, case: Case) -> Answer:
         url = FERRY + case.path(self.bucket)
         signed = self._sign(case, url, self.access_key_id, self.secret)
-        headers = {} if case.signing == "v2-url" else dict(signed.headers.items())
+        headers = _sent_headers(case, signed)
         response = self.client.request(case.method, signed.url, headers=headers)
         return answer(case, response.status_code, response.headers, response.content)
 
@@ -139,7 +158,15 @@ class Pair:
                 f"{self.kind} {case}:\n  {'; '.join(found)}\n"
                 f"  direct: {direct.describe()}\n  ferry:  {ferry.describe()}"
             )
-        TALLY.add(f"{self.kind}, {suite}", explanation)
+        TALLY.add(f"{self.kind}, {suite}", explanation, case)
+
+
+def _sent_headers(case: Case, signed: Any) -> dict[str, str]:
+    # A presigned URL travels with the client's own headers (Range, conditionals), not
+    # with what botocore added while signing it.
+    if case.signing == "v2-url":
+        return dict(case.headers)
+    return dict(signed.headers.items())
 
 
 def _seed(server: S3Server) -> str:
@@ -286,6 +313,7 @@ def build_cases() -> list[Case]:
         _get("sigv2 listing", None, signing="v2", query=[("prefix", "list/"), ("delimiter", "/")]),
         _get("sigv2 part", MP, signing="v2-url", query=[("partNumber", "3")]),
         _get("propfind", method="PROPFIND"),
+        _get("trace", method="TRACE"),
         _get("location", None, query=[("location", None)]),
         _get("head bucket", None, method="HEAD"),
     ]
@@ -302,7 +330,7 @@ def build_cases() -> list[Case]:
     cases.append(_get("If-Match range", headers={"If-Match": DOC_ETAG, "Range": "bytes=0-9"}))
     for number in ["1", "2", "3", "4", "0", "abc", "10001"]:
         cases.append(_get(f"part {number}", MP, method="HEAD", query=[("partNumber", number)]))
-    for number in ["3", "4"]:
+    for number in ["2", "3", "4"]:
         cases.append(_get(f"get part {number}", MP, query=[("partNumber", number)]))
     cases.append(_get("get part 1", MP, query=[("partNumber", "1")]))
     for number in ["1", "2"]:
@@ -387,8 +415,12 @@ def object_requests(draw: st.DrawFn) -> Case:
     return Case("hypothesis", method, key, tuple(query), tuple(headers.items()), signing)
 
 
+# Derandomized: the references' quirks are not Ferry's bugs, and a new one found at random
+# would fail an unrelated change's run; the same 150 examples each time also make the tally
+# comparable between runs. tests/functional/test_gateway_fuzz.py stays random.
 @settings(
     max_examples=150,
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
@@ -409,6 +441,7 @@ def test_zz_summary() -> None:
             for k, v in TALLY.by_group.items()
         },
         "departures": TALLY.explained,
+        "issue_17_rows": TALLY.table,
     }
     SUMMARY.parent.mkdir(exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -418,4 +451,10 @@ def test_zz_summary() -> None:
     )
     for group, (cases, agree, explained) in sorted(TALLY.by_group.items()):
         print(f"  {group}: {cases} cases, {agree} agree, {explained} explained")
+    for row, outcome in sorted(TALLY.table.items()):
+        print(f"  issue 17 row, {row}: {outcome}")
     assert TALLY.cases == 0 or TALLY.agree + sum(TALLY.explained.values()) == TALLY.cases
+    if len(TALLY.by_group) == 4:  # both servers ran: each row agrees with one at least
+        for row in TABLE_ROWS:
+            outcomes = [o for name, o in TALLY.table.items() if name.endswith(f": {row}")]
+            assert "agree" in outcomes, (row, outcomes)

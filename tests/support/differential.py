@@ -389,9 +389,10 @@ DEPARTURES += [
         HEAD_RANGE,
     ),
     Departure(
-        "SeaweedFS answers 416 to a Range whose last byte is before its first; RFC 9110 makes"
-        " that Range invalid, to be ignored, and AWS serves the object (200)",
-        frozenset({"seaweedfs"}),
+        "SeaweedFS (and moto, on an empty object) answer 416 to a Range whose last byte is"
+        " before its first; RFC 9110 makes that Range invalid, to be ignored, and AWS serves"
+        " the object (200)",
+        frozenset({"moto", "seaweedfs"}),
         lambda c, d: d.status == 416 and _reversed_range(c.header("range")),
         lambda c: (200, 304, 412),
         "https://www.rfc-editor.org/rfc/rfc9110#section-14.1.1",
