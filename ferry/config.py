@@ -73,6 +73,7 @@ class GatewayConfig:
     tls_key_file: str = ""
     trusted_proxies: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()  # regions a client may sign for; empty: any
+    sigv2: bool = True  # accept Signature Version 2 (boto3's default presigned URLs)
 
     def __post_init__(self) -> None:
         parse_listen("gateway.listen", self.listen)

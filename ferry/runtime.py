@@ -75,6 +75,7 @@ def build_gateway_app(runtime: Runtime, *, shared_dir: str = "") -> GatewayApp:
             regions=g.regions,
             trusted_proxies=parse_cidrs(g.trusted_proxies),
             shared_dir=shared_dir,
+            sigv2=g.sigv2,
         ),
     )
 

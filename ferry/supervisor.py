@@ -9,7 +9,7 @@ waits for every child's graceful stop.
 What the children share: the database (revocation reaches each within its refresh, as it
 reaches any other gateway instance); a private directory with prometheus_client's
 multiprocess files (any child's /metrics sums every child's counters) and the bandwidth
-caps' state (gateway.throttle.SharedTokenBucket). Only child 0 runs the export and transfer
+caps' state (storage.throttle.SharedTokenBucket). Only child 0 runs the export and transfer
 workers: once per machine, not once per process. Each child batches its own audit rows and
 writes them at its graceful stop.
 """

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 
+from gateway.httpdate import parse_http_date
 from storage.base import ObjectInfo
+from storage.validation import parse_decimal
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 # Presigned URLs may ask for these response headers to be set (S3's response-* overrides).
 OVERRIDES = {
@@ -35,21 +36,15 @@ def parse_range(value: str | None) -> tuple[int | None, int | None] | None:
     first, last = match.groups()
     if not first and not last:
         return None
-    if not first:
-        return None, int(last)
-    start, end = int(first), (int(last) if last else None)
+    try:
+        if not first:
+            return None, parse_decimal(last)
+        start, end = parse_decimal(first), (parse_decimal(last) if last else None)
+    except ValueError:
+        return None  # more than 20 digits: no object is that large; served whole
     if end is not None and end < start:
         return None
     return start, end
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -67,7 +62,7 @@ def check_conditions(headers: Mapping[str, str], info: ObjectInfo) -> int | None
         if not _etag_matches(if_match, info.etag):
             return 412
     else:
-        since = _http_date(headers.get("if-unmodified-since"))
+        since = parse_http_date(headers.get("if-unmodified-since"))
         if since is not None and modified > since:
             return 412
     if_none_match = headers.get("if-none-match")
@@ -75,7 +70,7 @@ def check_conditions(headers: Mapping[str, str], info: ObjectInfo) -> int | None
         if _etag_matches(if_none_match, info.etag):
             return 304
     else:
-        since = _http_date(headers.get("if-modified-since"))
+        since = parse_http_date(headers.get("if-modified-since"))
         if since is not None and modified <= since:
             return 304
     return None

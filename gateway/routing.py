@@ -7,14 +7,19 @@ configured. The key is the percent-decoded raw path, byte for byte: no normalisa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 # Sub-resources that turn a bucket or object request into another operation. Any we do not
 # serve is refused before it reaches storage.
 _BUCKET_READS = {"location": "GetBucketLocation", "list-type": "ListObjectsV2"}
 _OBJECT_READS = {"tagging": "GetObjectTagging", "attributes": "GetObjectAttributes"}
-_WRITE_METHODS = {"PUT", "POST", "DELETE", "PATCH"}
+_WRITE_METHODS = {"PUT", "POST", "DELETE"}
+# S3's methods; any other (OPTIONS, TRACE, PATCH, PROPFIND, …) is 405 MethodNotAllowed.
+KNOWN_METHODS = frozenset({"GET", "HEAD"} | _WRITE_METHODS)
+# Operations that are answered with an error whatever the credential may do.
+NOT_ALLOWED = "MethodNotAllowed"
+BAD_LIST_TYPE = "InvalidListType"
 KNOWN_SUBRESOURCES = {
     "acl",
     "accelerate",
@@ -58,6 +63,7 @@ class Target:
     key: str | None
     operation: str
     write: bool  # a mutating operation: refused for every Ferry credential
+    virtual_host: bool = False  # the bucket came from the Host header
 
 
 def _host(headers: dict[str, str]) -> str:
@@ -67,11 +73,15 @@ def _host(headers: dict[str, str]) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
+def is_virtual_host(host: str, domain: str) -> bool:
+    return bool(domain) and host.lower().endswith("." + domain.lower())
+
+
 def split_path(raw_path: bytes, host: str, domain: str) -> tuple[str | None, str | None]:
     """(bucket, key) from the raw path and Host; key None for bucket-level requests."""
     path = unquote(raw_path.decode("utf-8", errors="surrogateescape"), errors="surrogateescape")
     host = host.lower()
-    if domain and host.endswith("." + domain.lower()):
+    if is_virtual_host(host, domain):
         bucket: str | None = host[: -len(domain) - 1]
         key = path[1:] if path.startswith("/") else path
         return bucket, key or None
@@ -86,10 +96,20 @@ def split_path(raw_path: bytes, host: str, domain: str) -> tuple[str | None, str
 def classify(
     method: str, raw_path: bytes, query: dict[str, str], headers: dict[str, str], domain: str
 ) -> Target:
+    target = _classify(method, raw_path, query, headers, domain)
+    if is_virtual_host(_host(headers), domain):
+        return replace(target, virtual_host=True)
+    return target
+
+
+def _classify(
+    method: str, raw_path: bytes, query: dict[str, str], headers: dict[str, str], domain: str
+) -> Target:
     bucket, key = split_path(raw_path, _host(headers), domain)
     write = method in _WRITE_METHODS
     if bucket is None:
-        return Target(None, None, "ListBuckets" if method == "GET" else "Unknown", write)
+        # The service answers GET only (ListBuckets); writes to it are refused as writes.
+        return Target(None, None, "ListBuckets" if method == "GET" else NOT_ALLOWED, write)
     if key is None:
         if write:
             op = "PutBucket" if method == "PUT" else f"{method.title()}Bucket"
@@ -99,7 +119,7 @@ def classify(
         for name, op in _BUCKET_READS.items():
             if name in query:
                 if op == "ListObjectsV2" and query[name] != "2":
-                    return Target(bucket, None, "Unknown", False)
+                    return Target(bucket, None, BAD_LIST_TYPE, False)
                 return Target(bucket, None, op, False)
         other = [q for q in query if q in KNOWN_SUBRESOURCES]
         if other:

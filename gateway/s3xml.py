@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote_plus
 from xml.sax.saxutils import escape
 
 from storage.base import ObjectInfo
@@ -18,9 +18,10 @@ def iso(when: datetime) -> str:
 
 
 def _text(value: str, url: bool) -> str:
-    # encoding-type=url: clients decode with unquote_plus, so '+' must be %2B and ' ' %20.
+    # encoding-type=url is form encoding, as S3 sends it: a space is '+' and '+' is %2B
+    # (botocore and the other SDKs decode with unquote_plus).
     if url:
-        return quote(value, safe="/", errors="surrogateescape")
+        return quote_plus(value, safe="/", errors="surrogateescape")
     return escape(value)
 
 

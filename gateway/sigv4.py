@@ -15,8 +15,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
+
+from gateway.errors import S3Error
+from gateway.httpdate import parse_http_date
+from storage.validation import parse_decimal
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -31,13 +34,11 @@ _NEEDS_DATE = "AWS authentication requires a valid Date or x-amz-date header"
 _AUTH_PART = re.compile(r"\s*(Credential|SignedHeaders|Signature)\s*=\s*([^,\s]*)\s*")
 
 
-class SigV4Error(Exception):
+class SigV4Error(S3Error):
     """A request whose signature cannot be accepted; `code` is the S3 error code."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class Signed:
     service: str
     signed_headers: tuple[str, ...]
     signature: str = field(repr=False)
-    amz_date: str  # as sent: 20261126T225500Z (or an RFC 1123 Date header)
+    amz_date: str  # as sent: 20261126T225500Z (or an HTTP-date from the Date header)
     timestamp: datetime
     presigned: bool
     expires: int | None
@@ -87,8 +88,10 @@ def _uri_encode(value: str, *, keep_slash: bool) -> str:
 def _parse_timestamp(amz_date: str, *, header_date: bool) -> datetime:
     try:
         if header_date:
-            parsed = parsedate_to_datetime(amz_date)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            parsed = parse_http_date(amz_date)
+            if parsed is None:
+                raise ValueError(amz_date)
+            return parsed
         return datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except (ValueError, TypeError):
         raise SigV4Error("AccessDenied", _NEEDS_DATE) from None
@@ -103,7 +106,7 @@ def _parse_credential(value: str, error_code: str) -> tuple[str, str, str, str]:
             f'"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request": {value!r}',
         )
     access_key_id, date, region, service, _ = parts
-    if not re.fullmatch(r"\d{8}", date):
+    if not re.fullmatch(r"[0-9]{8}", date):
         raise SigV4Error(error_code, f"invalid date in the credential scope: {date!r}")
     return access_key_id, date, region, service
 
@@ -123,10 +126,6 @@ def parse(method: str, query: QueryPairs, headers: Headers) -> Signed | None:
 def _parse_header(auth: str, hv: dict[str, list[str]]) -> Signed:
     algorithm, _, rest = auth.strip().partition(" ")
     if algorithm != ALGORITHM:
-        if algorithm == "AWS":
-            raise SigV4Error(
-                "InvalidRequest", "Signature Version 2 is not supported; use AWS4-HMAC-SHA256"
-            )
         raise SigV4Error("AuthorizationHeaderMalformed", f"unsupported algorithm {algorithm!r}")
     fields: dict[str, str] = {}
     for part in rest.split(","):
@@ -187,10 +186,10 @@ def _parse_presigned(qd: dict[str, str], hv: dict[str, list[str]]) -> Signed:
     if qd["X-Amz-Algorithm"] != ALGORITHM:
         raise SigV4Error(error, 'X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"')
     access_key_id, date, region, service = _parse_credential(qd["X-Amz-Credential"], error)
-    expires_text = qd.get("X-Amz-Expires", "")
-    if not expires_text.isdigit():
-        raise SigV4Error(error, "X-Amz-Expires should be a number")
-    expires = int(expires_text)
+    try:
+        expires = parse_decimal(qd.get("X-Amz-Expires", ""))
+    except ValueError:
+        raise SigV4Error(error, "X-Amz-Expires should be a number") from None
     if expires > MAX_EXPIRES:
         raise SigV4Error(
             error,
@@ -259,7 +258,10 @@ def credential_scope(signed: Signed) -> str:
 
 def string_to_sign(signed: Signed, canonical: str) -> str:
     digest = hashlib.sha256(canonical.encode("utf-8", errors="surrogateescape")).hexdigest()
-    return "\n".join([ALGORITHM, signed.amz_date, credential_scope(signed), digest])
+    # Always the ISO 8601 basic form, whichever header carried the time: a request dated by
+    # `Date` alone (botocore does that when a Date header is set) signs that moment so.
+    timestamp = signed.timestamp.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return "\n".join([ALGORITHM, timestamp, credential_scope(signed), digest])
 
 
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
@@ -332,7 +334,10 @@ def verify(
             key, string_to_sign(signed, canonical_request(method, uri, cq, ch, signed))
         )
         # Both candidates are computed and compared: no early exit to time.
-        matched |= hmac.compare_digest(expected, signed.signature)
+        # As bytes: a signature with non-ASCII characters is simply wrong, not an error.
+        matched |= hmac.compare_digest(
+            expected.encode(), signed.signature.encode("utf-8", errors="surrogateescape")
+        )
     if not matched:
         raise SigV4Error(
             "SignatureDoesNotMatch",

@@ -46,6 +46,19 @@ class PartInfo:
     etag: str  # hex MD5 of the part, without quotes
 
 
+@dataclass(frozen=True)
+class PartSpan:
+    """Where one part of a stored object lies: bytes first..last inclusive, of `count` parts.
+
+    An object stored in one piece has one part, the whole object.
+    """
+
+    number: int
+    count: int
+    first: int
+    last: int
+
+
 @dataclass
 class ObjectStream:
     """An open GET: the object's info, the byte range served and the body.
@@ -93,6 +106,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def head(self, bucket: str, key: str) -> ObjectInfo:
         """Raises NoSuchKey."""
+
+    @abc.abstractmethod
+    async def part_span(
+        self, bucket: str, key: str, part_number: int
+    ) -> tuple[ObjectInfo, PartSpan]:
+        """The object's info and where its part `part_number` (from 1) lies.
+
+        Raises NoSuchKey, InvalidPartNumber (no such part, or an empty object), PartsUnknown.
+        """
 
     @abc.abstractmethod
     async def get(
@@ -165,6 +187,24 @@ class Storage(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027
         """Release connections and files."""
+
+
+def parts_in_etag(etag: str) -> int:
+    """How many parts an S3 ETag says its object has: `<hex>-N` is N, a plain one is 1."""
+    _, dash, count = etag.rpartition("-")
+    return int(count) if dash and count.isascii() and count.isdigit() else 1
+
+
+def whole_object_part(info: ObjectInfo, part_number: int) -> PartSpan:
+    """Part `part_number` of an object stored in one piece: part 1 is all of it.
+
+    An empty object has no byte to serve, so no part: S3 answers a ranged read of it 416.
+    """
+    from storage.exceptions import InvalidPartNumber
+
+    if part_number != 1 or info.size == 0:
+        raise InvalidPartNumber(f"{info.key!r} has no part {part_number}")
+    return PartSpan(1, 1, 0, info.size - 1)
 
 
 def check_key(key: str) -> bytes:

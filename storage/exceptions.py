@@ -8,6 +8,9 @@
     ├── NoSuchKey
     ├── NoSuchUpload
     ├── InvalidRange         a range that does not overlap the object
+    ├── InvalidPartNumber    a read of part N of an object with fewer parts
+    ├── PartsUnknown         an object whose part layout was never recorded (local objects
+    │                        completed before the index kept part sizes)
     ├── InvalidPart          a part missing, out of order, too small or with the wrong ETag at
     │                        completion
     ├── IncompleteBody       a body that ended before, or ran past, the size it was announced with
@@ -52,6 +55,14 @@ class InvalidRange(StorageError):
 
 
 class InvalidPart(StorageError):
+    pass
+
+
+class InvalidPartNumber(StorageError):
+    pass
+
+
+class PartsUnknown(StorageError):
     pass
 
 

@@ -31,14 +31,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.base import ListPage, ObjectInfo, ObjectStream, PartInfo, Storage, check_key
+from storage.base import (
+    ListPage,
+    ObjectInfo,
+    ObjectStream,
+    PartInfo,
+    PartSpan,
+    Storage,
+    check_key,
+    parts_in_etag,
+    whole_object_part,
+)
 from storage.exceptions import (
     BackendUnavailable,
     IncompleteBody,
     InvalidPart,
+    InvalidPartNumber,
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
+    PartsUnknown,
     StorageError,
 )
 from storage.files import open_private, private_dir
@@ -152,6 +164,25 @@ class LocalStorage(Storage):
         if stored is None:
             raise NoSuchKey(key)
         return stored.info
+
+    async def part_span(
+        self, bucket: str, key: str, part_number: int
+    ) -> tuple[ObjectInfo, PartSpan]:
+        raw = check_key(key)
+        index = await self._index(bucket)
+        with _translated():
+            stored = await asyncio.to_thread(index.get, raw)
+        if stored is None:
+            raise NoSuchKey(key)
+        info, sizes = stored.info, stored.part_sizes
+        if sizes is None:
+            if parts_in_etag(info.etag) > 1:
+                raise PartsUnknown(f"{key!r} was completed before part sizes were recorded")
+            return info, whole_object_part(info, part_number)
+        if not 1 <= part_number <= len(sizes) or sizes[part_number - 1] == 0:
+            raise InvalidPartNumber(f"{key!r} has {len(sizes)} parts, not {part_number}")
+        first = sum(sizes[: part_number - 1])
+        return info, PartSpan(part_number, len(sizes), first, first + sizes[part_number - 1] - 1)
 
     async def get(
         self, bucket: str, key: str, *, start: int | None = None, end: int | None = None
@@ -294,8 +325,10 @@ class LocalStorage(Storage):
             )
             raw = key.encode()
 
+            sizes = tuple(stored[p.part_number].part.size for p in parts)
+
             def finish() -> str | None:
-                still_open, old = index.finish_upload(upload_id, raw, data_id, info)
+                still_open, old = index.finish_upload(upload_id, raw, data_id, info, sizes)
                 if not still_open:
                     raise NoSuchUpload(upload_id)
                 return old

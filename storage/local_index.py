@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS objects (
     last_modified_ms INTEGER NOT NULL,
     content_type TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    headers TEXT NOT NULL
+    headers TEXT NOT NULL,
+    part_sizes TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY,
@@ -53,12 +54,12 @@ CREATE TABLE IF NOT EXISTS parts (
 
 # Spelled out in full in each statement: no SQL is ever assembled from strings here.
 _GET_OBJECT = (
-    "SELECT key, data_id, size, etag, last_modified_ms, content_type, metadata, headers"
-    " FROM objects WHERE key = ?"
+    "SELECT key, data_id, size, etag, last_modified_ms, content_type, metadata, headers,"
+    " part_sizes FROM objects WHERE key = ?"
 )
 _SELECT_OBJECTS = (
-    "SELECT key, data_id, size, etag, last_modified_ms, content_type, metadata, headers"
-    " FROM objects"
+    "SELECT key, data_id, size, etag, last_modified_ms, content_type, metadata, headers,"
+    " part_sizes FROM objects"
 )
 # One lower bound (inclusive or not) and an optional upper bound, each a plain range term on
 # the primary key, so the scan starts and ends where the index says instead of filtering.
@@ -70,8 +71,8 @@ _SCANS = {
 }
 _REPLACE_OBJECT = (
     "INSERT OR REPLACE INTO objects"
-    " (key, data_id, size, etag, last_modified_ms, content_type, metadata, headers)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " (key, data_id, size, etag, last_modified_ms, content_type, metadata, headers, part_sizes)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -79,6 +80,9 @@ _REPLACE_OBJECT = (
 class StoredObject:
     info: ObjectInfo
     data_id: str
+    # Each part's size for a multipart object, in order; None for one stored in one piece,
+    # and for a multipart object completed before the index kept them.
+    part_sizes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,11 @@ class BucketIndex:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(objects)")}
+            if "part_sizes" not in columns:
+                # An index from before part sizes were kept: its multipart objects answer
+                # partNumber reads with PartsUnknown, everything else is as it was.
+                self._db.execute("ALTER TABLE objects ADD COLUMN part_sizes TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -160,7 +169,7 @@ class BucketIndex:
     def put(self, key: bytes, data_id: str, info: ObjectInfo) -> str | None:
         """Insert or replace the row; returns the data id the key pointed at before, if any."""
         with self._transaction() as db:
-            return _replace(db, key, data_id, info)
+            return _replace(db, key, data_id, info, None)
 
     def delete(self, key: bytes) -> str | None:
         with self._transaction() as db:
@@ -278,17 +287,28 @@ class BucketIndex:
             return cursor.rowcount > 0
 
     def finish_upload(
-        self, upload_id: str, key: bytes, data_id: str, info: ObjectInfo
+        self,
+        upload_id: str,
+        key: bytes,
+        data_id: str,
+        info: ObjectInfo,
+        part_sizes: tuple[int, ...],
     ) -> tuple[bool, str | None]:
         """Atomically turn an upload into an object: (upload was still open, old data id)."""
         with self._transaction() as db:
             cursor = db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
             if cursor.rowcount == 0:
                 return False, None
-            return True, _replace(db, key, data_id, info)
+            return True, _replace(db, key, data_id, info, part_sizes)
 
 
-def _replace(db: sqlite3.Connection, key: bytes, data_id: str, info: ObjectInfo) -> str | None:
+def _replace(
+    db: sqlite3.Connection,
+    key: bytes,
+    data_id: str,
+    info: ObjectInfo,
+    part_sizes: tuple[int, ...] | None,
+) -> str | None:
     old = db.execute("SELECT data_id FROM objects WHERE key = ?", (key,)).fetchone()
     db.execute(
         _REPLACE_OBJECT,
@@ -301,13 +321,14 @@ def _replace(db: sqlite3.Connection, key: bytes, data_id: str, info: ObjectInfo)
             info.content_type,
             _dump(dict(info.metadata)),
             _dump(dict(info.headers)),
+            None if part_sizes is None else json.dumps(list(part_sizes)),
         ),
     )
     return str(old[0]) if old else None
 
 
 def _stored(row: tuple[Any, ...]) -> StoredObject:
-    key, data_id, size, etag, modified_ms, content_type, metadata, headers = row
+    key, data_id, size, etag, modified_ms, content_type, metadata, headers, part_sizes = row
     info = ObjectInfo(
         key=bytes(key).decode(),
         size=size,
@@ -317,7 +338,8 @@ def _stored(row: tuple[Any, ...]) -> StoredObject:
         metadata=json.loads(metadata),
         headers=json.loads(headers),
     )
-    return StoredObject(info, data_id)
+    sizes = None if part_sizes is None else tuple(int(n) for n in json.loads(part_sizes))
+    return StoredObject(info, data_id, sizes)
 
 
 def _dump(value: dict[str, str]) -> str:

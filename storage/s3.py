@@ -22,7 +22,17 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from storage import s3_xml
-from storage.base import ListPage, ObjectInfo, ObjectStream, PartInfo, Storage, check_key
+from storage.base import (
+    ListPage,
+    ObjectInfo,
+    ObjectStream,
+    PartInfo,
+    PartSpan,
+    Storage,
+    check_key,
+    parts_in_etag,
+    whole_object_part,
+)
 from storage.exceptions import (
     BackendError,
     BackendUnavailable,
@@ -31,12 +41,15 @@ from storage.exceptions import (
     InvalidBucketName,
     InvalidKey,
     InvalidPart,
+    InvalidPartNumber,
     InvalidRange,
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
+    PartsUnknown,
     StorageError,
 )
+from storage.s3_bodies import ResponseBody, SizedBody
 from storage.s3_listing import page_from, request_start_after
 from storage.s3_wire import (
     ADDRESSING_STYLES,
@@ -176,6 +189,57 @@ class S3Storage(Storage):
             raise NoSuchKey(key)
         return _object_info(key, response.headers, int(response.headers.get("Content-Length", 0)))
 
+    async def part_span(
+        self, bucket: str, key: str, part_number: int
+    ) -> tuple[ObjectInfo, PartSpan]:
+        # The plain HEAD first: its ETag tells how many parts there are, so a part beyond
+        # them is refused here (moto answers a HEAD for it with 500), and a server that
+        # ignores partNumber cannot pass the whole object off as one part.
+        info = await self.head(bucket, key)
+        count = parts_in_etag(info.etag)
+        if count == 1:
+            return info, whole_object_part(info, part_number)
+        if not 1 <= part_number <= count:
+            raise InvalidPartNumber(f"{key!r} has {count} parts, not {part_number}")
+        first, last, length = await self._head_part(bucket, key, part_number)
+        if first is None:
+            # No Content-Range in the answer (moto): the part starts after the ones before.
+            lengths = await asyncio.gather(
+                *(self._head_part(bucket, key, n) for n in range(1, part_number))
+            )
+            first = sum(n for _, _, n in lengths)
+            last = first + length - 1
+            if length == info.size:
+                raise PartsUnknown(f"{key!r}: the backend ignored partNumber={part_number}")
+        assert last is not None
+        if length == 0 or last >= info.size:
+            raise InvalidPartNumber(f"{key!r} has no bytes in part {part_number}")
+        return info, PartSpan(part_number, count, first, last)
+
+    async def _head_part(
+        self, bucket: str, key: str, part_number: int
+    ) -> tuple[int | None, int | None, int]:
+        """(first, last, length) of a part; first and last None when the answer has no
+        Content-Range."""
+        response = await self._call(
+            "HEAD",
+            bucket,
+            key,
+            query=[("partNumber", str(part_number))],
+            ok=(200, 206, 404, 416),
+        )
+        response.release()
+        if response.status == 416:
+            raise InvalidPartNumber(f"{key!r} has no part {part_number}")
+        if response.status == 404:
+            raise NoSuchKey(key)
+        length = int(response.headers.get("Content-Length", 0))
+        content_range = response.headers.get("Content-Range")
+        if content_range is None:
+            return None, None, length
+        first, last, _ = _content_range(content_range)
+        return first, last, length
+
     async def get(
         self, bucket: str, key: str, *, start: int | None = None, end: int | None = None
     ) -> ObjectStream:
@@ -197,7 +261,7 @@ class S3Storage(Storage):
             # A server may ignore the Range header and send everything; so do we then.
             first_byte, last_byte, size = 0, length - 1, length
         info = _object_info(key, response.headers, size)
-        body = _ResponseBody(response, self._chunk_size)
+        body = ResponseBody(response, self._chunk_size)
         return ObjectStream(info, first_byte, last_byte, body)
 
     # writes
@@ -396,7 +460,7 @@ class S3Storage(Storage):
         what = f"{method} {bucket}/{key}"
         if size < 0:
             raise ValueError("size must not be negative")
-        payload = _SizedBody(body, size)
+        payload = SizedBody(body, size)
         try:
             response = await self._send(method, bucket, key, query, headers, None, payload)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -421,7 +485,7 @@ class S3Storage(Storage):
         query: Sequence[tuple[str, str | None]],
         headers: Mapping[str, str],
         body: bytes | None,
-        stream: _SizedBody | None,
+        stream: SizedBody | None,
     ) -> aiohttp.ClientResponse:
         url, host = build_url(
             self.endpoint, self.addressing_style, bucket, key, encode_query(query)
@@ -432,7 +496,7 @@ class S3Storage(Storage):
         if stream is not None:
             to_sign["Content-Length"] = str(stream.size)
         signed = self._signer.sign(method, url, to_sign, body)
-        data: bytes | _SizedBody | None = stream if stream is not None else (body or None)
+        data: bytes | SizedBody | None = stream if stream is not None else (body or None)
         return await self._client().request(
             method,
             URL(url, encoded=True),
@@ -456,76 +520,6 @@ class S3Storage(Storage):
     async def _pause(self, attempt: int) -> None:
         # Exponential backoff with full jitter, so parallel callers do not retry in step.
         await self._sleep(random.uniform(0, self._backoff * 2**attempt))
-
-
-class _SizedBody:
-    """The caller's body as an aiohttp payload that must yield exactly `size` bytes.
-
-    aiohttp wraps an exception raised while it sends; the original is kept in `error` so the
-    caller sees IncompleteBody (or its own iterator's error), not a connection error.
-    """
-
-    def __init__(self, body: AsyncIterator[bytes], size: int) -> None:
-        self._body = body
-        self.size = size
-        self.error: BaseException | None = None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        # One chunk is held back until the next arrives or the body ends: the server must
-        # never receive the announced last byte of a body that turns out longer, or it would
-        # store a truncated object as complete.
-        received = 0
-        held = b""
-        try:
-            async for chunk in self._body:
-                received += len(chunk)
-                if received > self.size:
-                    raise IncompleteBody(f"body is longer than the announced {self.size} bytes")
-                if not chunk:
-                    continue
-                if held:
-                    yield held
-                held = chunk
-            if received < self.size:
-                raise IncompleteBody(f"body ended after {received} of {self.size} bytes")
-            if held:
-                yield held
-        except Exception as exc:
-            self.error = exc
-            raise
-
-
-class _ResponseBody:
-    """A GET response's body as an async iterator; `aclose()` gives the connection back."""
-
-    def __init__(self, response: aiohttp.ClientResponse, chunk_size: int) -> None:
-        self._response = response
-        self._chunks = response.content.iter_chunked(chunk_size)
-        self._done = False
-
-    def __aiter__(self) -> _ResponseBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._done = True
-            self._response.release()
-            raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._done = True
-            self._response.close()
-            raise BackendUnavailable(f"reading an object body failed: {exc}") from exc
-
-    async def aclose(self) -> None:
-        if not self._done:
-            self._done = True
-            # Unread bytes would have to be drained to reuse the connection; dropping it is
-            # cheaper for a large object abandoned halfway.
-            self._response.close()
 
 
 def _object_headers(

@@ -7,93 +7,18 @@ through a real `ferry serve` are in tests/integration/test_pull_clients.py.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
-from starlette.testclient import TestClient
 
-from db.engine import create_engine, session_factory
-from db.models import AuditLog, Credential
-from gateway.app import GatewayApp, GatewaySettings
-from gateway.audit import AuditWriter
-from portability.accounts import create_user
-from portability.buckets import create_bucket
-from storage.local import LocalStorage
-from sts.issue import IssueRequest, issue, revoke
-from sts.store import CredentialStore
+from db.models import Credential
+from tests.support.gateway_world import BASE, FILES, NS, Key, World, error_code, open_world
 from tests.support.signing import sign
-
-NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-BASE = "http://testserver"
-FILES = {
-    "share/a.txt": b"not in scope",
-    "share/photos/p1.jpg": b"0123456789" * 100,
-    "share/photos/p2.jpg": b"photo two",
-    "share/photos/2024/p3.jpg": b"photo three",
-    "share/photosx/sibling.jpg": b"a sibling that shares the prefix's characters",
-    "secret/s.txt": b"secret",
-    "top.txt": b"top",
-}
-
-
-@dataclass
-class Key:
-    access_key_id: str
-    secret: str
-    token: str | None
-
-
-@dataclass
-class World:
-    client: TestClient
-    keys: dict[str, Key]
-    clock: list[datetime]
-    sessions: Any
-
-    def request(
-        self,
-        path: str,
-        key: str = "photos",
-        *,
-        method: str = "GET",
-        headers: dict[str, str] | None = None,
-        token: str | bool | None = True,
-        when: datetime | None = None,
-        presign: int | None = None,
-    ) -> Any:
-        k = self.keys[key]
-        use_token = k.token if token is True else (None if token is False else token)
-        signed = sign(
-            BASE + path,
-            access_key_id=k.access_key_id,
-            secret=k.secret,
-            token=use_token,
-            method=method,
-            headers=headers,
-            presign=presign,
-            when=when or self.clock[0],
-        )
-        return self.client.request(method, signed.url, headers=dict(signed.headers.items()))
-
-    def audit_rows(self) -> list[AuditLog]:
-        async def rows() -> list[AuditLog]:
-            await asyncio.sleep(0.3)  # the writer flushes every 0.05 s
-            async with self.sessions() as session:
-                return list((await session.scalars(select(AuditLog))).all())
-
-        return self.client.portal.call(rows)  # type: ignore[union-attr]
-
-
-def error_code(response: Any) -> str | None:
-    return ET.fromstring(response.content).findtext("Code")
 
 
 def listing(response: Any) -> tuple[list[str], list[str]]:
@@ -106,52 +31,8 @@ def listing(response: Any) -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def world(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root: Path = tmp_path_factory.mktemp("gateway-storage")
-    storage = LocalStorage(root)
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    master_key = secrets.token_bytes(32)
-    clock = [datetime.now(UTC)]
-    app = GatewayApp(
-        storage=storage,
-        credentials=CredentialStore(sessions, master_key, max_age=0.0),
-        audit=AuditWriter(sessions, interval=0.05),
-        settings=GatewaySettings(),
-        clock=lambda: clock[0],
-    )
-    keys: dict[str, Key] = {}
-
-    async def seed() -> None:
-        async with sessions.begin() as session:
-            user, _ = await create_user(session, f"gw-{secrets.token_hex(4)}@example.com")
-            bucket = await create_bucket(
-                session, storage, "alice-data", owner_email=user.email, backend_bucket="gw-alice"
-            )
-
-            async def body(data: bytes) -> AsyncIterator[bytes]:
-                yield data
-
-            for name, data in FILES.items():
-                await storage.put("gw-alice", name, body(data), size=len(data))
-            now = clock[0]
-            grants = {
-                "photos": IssueRequest(prefixes=("share/photos/",)),
-                "tokenless": IssueRequest(prefixes=("share/",), session_token=False),
-                "expiring": IssueRequest(prefixes=("share/",), ttl_seconds=900),
-                "revoked": IssueRequest(prefixes=("share/",)),
-                "cidr": IssueRequest(prefixes=("share/",), allowed_cidrs=("10.0.0.0/8",)),
-            }
-            for name, grant in grants.items():
-                issued = await issue(session, master_key, user, bucket, grant, now=now)
-                keys[name] = Key(
-                    issued.credential.access_key_id, issued.secret, issued.session_token
-                )
-            await revoke(session, keys["revoked"].access_key_id, now=now)
-
-    with TestClient(app) as client:
-        client.portal.call(seed)  # type: ignore[union-attr]
-        yield World(client, keys, clock, sessions)
-        client.portal.call(engine.dispose)  # type: ignore[union-attr]
+    with open_world(database_url, tmp_path_factory.mktemp("gateway-storage")) as opened:
+        yield opened
 
 
 def test_anonymous_is_access_denied(world: World) -> None:
@@ -349,7 +230,7 @@ def test_every_request_is_audited(world: World) -> None:
     rows = world.audit_rows()
     assert any(r.key is not None and r.key.startswith("share/photos/\ufffd") for r in rows)
     denied = [r for r in rows if r.key == "secret/s.txt" and r.status == 403]
-    assert denied and denied[-1].details == {"error": "AccessDenied"}
+    assert denied and denied[-1].details == {"error": "AccessDenied", "signature_version": 4}
     assert denied[-1].credential_id is not None
     assert any(r.action == "ListObjectsV2" and r.status == 200 for r in rows)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
@@ -313,7 +313,7 @@ def parse_page(g: Grantee, response: Any, *, url: bool, max_keys: int) -> ListPa
     root = ET.fromstring(response.content)
 
     def text(e: ET.Element) -> str:
-        return unquote(e.text or "") if url else e.text or ""
+        return unquote_plus(e.text or "") if url else e.text or ""
 
     keys = [text(e) for c in root.iter(f"{NS}Contents") for e in c.iter(f"{NS}Key")]
     cps = [text(e) for c in root.iter(f"{NS}CommonPrefixes") for e in c.iter(f"{NS}Prefix")]
@@ -328,7 +328,7 @@ def parse_page(g: Grantee, response: Any, *, url: bool, max_keys: int) -> ListPa
         entries,
         root.findtext(f"{NS}IsTruncated") == "true",
         root.findtext(f"{NS}NextContinuationToken"),
-        unquote(next_marker) if url and next_marker is not None else next_marker,
+        unquote_plus(next_marker) if url and next_marker is not None else next_marker,
     )
 
 

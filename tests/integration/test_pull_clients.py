@@ -328,7 +328,8 @@ def test_s5cmd(pull: Pull, tmp_path: Path) -> None:
         pull.check_tree(out, prefix, big=big)
 
 
-def test_s3cmd(pull: Pull, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signature_v2", [False, True], ids=["sigv4", "sigv2"])
+def test_s3cmd(pull: Pull, tmp_path: Path, signature_v2: bool) -> None:
     s3cmd = tool("s3cmd", "/usr/bin/s3cmd")
     host = pull.ferry.gateway_url.removeprefix("http://")
     for cred, prefix, big in [
@@ -343,7 +344,7 @@ def test_s3cmd(pull: Pull, tmp_path: Path) -> None:
             f"host_base = {host}",
             f"host_bucket = {host}",  # path style
             "use_https = False",
-            "signature_v2 = False",
+            f"signature_v2 = {signature_v2}",
             "bucket_location = us-east-1",
         ]
         if cred["session_token"]:
@@ -375,7 +376,8 @@ def _boto3(pull: Pull, cred: dict[str, Any]) -> Any:
         aws_access_key_id=cred["access_key_id"],
         aws_secret_access_key=cred["secret_access_key"],
         aws_session_token=cred["session_token"],
-        # boto3 presigns with SigV2 unless told otherwise; Ferry speaks SigV4 only.
+        # SigV4 throughout, presigned URLs too (test_boto3_default_presigned_urls takes
+        # boto3's default, SigV2 presigned URLs).
         config=BotoConfig(
             signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 2}
         ),
@@ -433,6 +435,45 @@ def test_presigned_url_with_curl(pull: Pull, tmp_path: Path) -> None:
     s3 = _boto3(pull, pull.token_cred)
     whole_range = s3.get_object(Bucket=pull.bucket, Key=BIG, Range="bytes=1000-1999")["Body"].read()
     assert part == whole_range
+
+
+def test_boto3_default_presigned_urls(pull: Pull) -> None:
+    """boto3 with its defaults (us-east-1, no signature_version) presigns with SigV2:
+    AWSAccessKeyId, Signature, Expires, and x-amz-security-token for a session credential."""
+    curl = tool("curl")
+    for cred in (pull.token_cred, pull.tokenless_cred):
+        s3 = boto3.session.Session().client(
+            "s3",
+            endpoint_url=pull.ferry.gateway_url,
+            region_name="us-east-1",
+            aws_access_key_id=cred["access_key_id"],
+            aws_secret_access_key=cred["secret_access_key"],
+            aws_session_token=cred["session_token"],
+        )
+        for key in [*TRICKY, "pull/small/0.txt"]:
+            # Within the credential's life: a URL that would outlive it is refused.
+            url = s3.generate_presigned_url(
+                "get_object", Params={"Bucket": pull.bucket, "Key": key}, ExpiresIn=600
+            )
+            assert "AWSAccessKeyId=" in url and "X-Amz-Signature" not in url
+            assert ("x-amz-security-token=" in url) == bool(cred["session_token"])
+            body = subprocess.run([curl, "-sf", url], capture_output=True, check=True).stdout
+            assert body == pull.files[key], key
+    url = s3.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": pull.bucket,
+            "Key": BIG,
+            "ResponseContentDisposition": 'attachment; filename="big.bin"',
+        },
+        ExpiresIn=600,
+    )
+    big = subprocess.run([curl, "-sfD", "-", "-o", "/dev/null", url], capture_output=True)
+    assert big.returncode == 0 and b'filename="big.bin"' in big.stdout
+    whole = subprocess.run([curl, "-sf", url], capture_output=True, check=True).stdout
+    assert hashlib.sha256(whole).hexdigest() == pull.big_sha256
+    part = subprocess.run([curl, "-sf", "-r", "1000-1999", url], capture_output=True, check=True)
+    assert part.stdout == whole[1000:2000]
 
 
 # SeaweedFS cannot store these keys at all: only the local backend serves them.

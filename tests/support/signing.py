@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from unittest import mock
 from urllib.parse import urlsplit
 
-from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+from botocore.auth import HmacV1Auth, HmacV1QueryAuth, S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -47,3 +47,22 @@ def wire(request: AWSRequest) -> tuple[str, bytes, bytes, list[tuple[bytes, byte
         for k, v in prepared.headers.items()
     ]
     return prepared.method, parts.path.encode(), parts.query.encode(), headers
+
+
+def sign_v2(
+    url: str,
+    *,
+    access_key_id: str,
+    secret: str,
+    token: str | None = None,
+    method: str = "GET",
+    presign: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> AWSRequest:
+    """A request signed with Signature Version 2 as botocore signs it (boto3's default
+    presigned URLs use the query form)."""
+    creds = Credentials(access_key_id, secret, token)
+    request = AWSRequest(method=method, url=url, headers=headers or {})
+    auth = HmacV1Auth(creds) if presign is None else HmacV1QueryAuth(creds, expires=presign)
+    auth.add_auth(request)
+    return request

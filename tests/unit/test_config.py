@@ -116,3 +116,9 @@ def test_oidc_and_personal_data_sections(tmp_path: Path) -> None:
     assert billing.columns == (("invoice_number", "inv_no"),)
     assert config.personal_data_source("usage").kind == "ferry"
     assert "hunter2" not in repr(config) and "pw@" not in repr(config)
+
+
+def test_sigv2_is_on_by_default_and_can_be_turned_off() -> None:
+    assert Config().gateway.sigv2 is True
+    off = load_config(None, env={"FERRY_GATEWAY_SIGV2": "false"})
+    assert off.gateway.sigv2 is False

@@ -47,7 +47,8 @@ INFO = ObjectInfo(
             "s3.example.test",
             ("b", None, "ListObjects", False),
         ),
-        ("GET", b"/b", {"list-type": "1"}, "h", "", ("b", None, "Unknown", False)),
+        ("GET", b"/b", {"list-type": "1"}, "h", "", ("b", None, "InvalidListType", False)),
+        ("HEAD", b"/", {}, "h", "", (None, None, "MethodNotAllowed", False)),
     ],
 )
 def test_classify(

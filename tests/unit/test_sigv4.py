@@ -158,7 +158,7 @@ def test_anonymous_is_none() -> None:
             "AuthorizationHeaderMalformed",
         ),
         ("AWS4-HMAC-SHA256 garbage", "AuthorizationHeaderMalformed"),
-        ("AWS FRYX:c2ln", "InvalidRequest"),
+        ("AWS2 FRYX:c2ln", "AuthorizationHeaderMalformed"),
         (
             "AWS4-HMAC-SHA256 Credential=FRYX/2026/us-east-1/s3/aws4_request, "
             "SignedHeaders=host, Signature=ab",
