@@ -77,6 +77,7 @@ def build_gateway_app(runtime: Runtime, *, shared_dir: str = "") -> GatewayApp:
             shared_dir=shared_dir,
             sigv2=g.sigv2,
         ),
+        sts=(runtime.sessions, runtime.master_key),
     )
 
 

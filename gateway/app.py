@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import s3xml, sigv4
+from gateway import s3xml, sigv4, sts_api
 from gateway.audit import AccessEvent, AuditWriter
 from gateway.auth import Authenticator
 from gateway.errors import S3Error, error_response, new_request_id
@@ -28,6 +29,7 @@ from gateway.metrics import REQUEST_ID, report
 from gateway.reads import ObjectReads
 from gateway.request import GatewayRequest, Reply, xml_reply
 from gateway.routing import BAD_LIST_TYPE, KNOWN_METHODS, NOT_ALLOWED, Target, classify
+from gateway.sts_api import StsService
 from storage.base import ObjectStream, Storage
 from storage.exceptions import (
     BackendUnavailable,
@@ -71,7 +73,10 @@ class GatewayApp:
         audit: AuditWriter,
         settings: GatewaySettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sts: tuple[async_sessionmaker[AsyncSession], bytes] | None = None,
     ) -> None:
+        """`sts`: the sessions and master key that mint STS session credentials; without it
+        the STS actions are not served."""
         self.storage = storage
         self.credentials = credentials
         self.audit = audit
@@ -85,6 +90,7 @@ class GatewayApp:
             sigv2_enabled=self.settings.sigv2,
         )
         self.reads = ObjectReads(storage)
+        self.sts = StsService(sts[0], sts[1], self.auth, clock=clock) if sts else None
 
     def _new_throttle(self, access_key_id: str, rate: int) -> TokenBucket | SharedTokenBucket:
         if not self.settings.shared_dir:
@@ -163,7 +169,10 @@ class GatewayApp:
         event.user_agent = headers.get("user-agent")
         head = request.method == "HEAD"
         try:
-            reply = await self._serve(request)
+            if self.sts is not None and sts_api.is_sts_request(request.method, raw_path, headers):
+                reply = await self.sts.serve(request, receive)
+            else:
+                reply = await self._serve(request)
         except S3Error as exc:
             reply = None
             response = error_response(

@@ -49,16 +49,22 @@ class Authenticator:
         self.regions = regions
         self.sigv2_enabled = sigv2_enabled
 
-    async def authenticate(self, request: GatewayRequest, *, bucket_prefix: str) -> LiveCredential:
+    async def authenticate(
+        self, request: GatewayRequest, *, bucket_prefix: str, service: str = "s3"
+    ) -> LiveCredential:
         """The credential that signed `request`, verified and in force, or an S3Error.
 
-        `bucket_prefix` is `/bucket` for a virtual-host style request (SigV2 signs it).
+        `bucket_prefix` is `/bucket` for a virtual-host style request (SigV2 signs it);
+        `service` is what the SigV4 scope must name (`sts` for the STS actions, which take
+        no SigV2).
         """
         version = signature_version(request)
         if version is None:
             raise S3Error("AccessDenied", "Anonymous access is not allowed.")
         request.event.details["signature_version"] = version
         now = self.clock()
+        if version == 2 and service != "s3":
+            raise S3Error("InvalidRequest", "STS takes Signature Version 4 only")
         if version == 2:
             if not self.sigv2_enabled:
                 raise S3Error("InvalidRequest", _V2_OFF)
@@ -82,7 +88,7 @@ class Authenticator:
             v4 = sigv4.parse(request.method, request.query, request.header_list)
             assert v4 is not None
             credential = await self._credential(request, v4.access_key_id)
-            sigv4.check_time(v4, now, regions=self.regions)
+            sigv4.check_time(v4, now, regions=self.regions, service=service)
             credential = await self._signed_by(
                 credential,
                 lambda secret: sigv4.verify(

@@ -277,14 +277,16 @@ def signature(key: bytes, to_sign: str) -> str:
     ).hexdigest()
 
 
-def check_time(signed: Signed, now: datetime, *, regions: Sequence[str] = ()) -> None:
+def check_time(
+    signed: Signed, now: datetime, *, regions: Sequence[str] = (), service: str = "s3"
+) -> None:
     """Scope, skew and expiry checks that need no secret."""
-    if signed.service != "s3":
+    if signed.service != service:
         raise SigV4Error(
             "AuthorizationHeaderMalformed"
             if not signed.presigned
             else "AuthorizationQueryParametersError",
-            f"the credential scope names service {signed.service!r}; expecting 's3'",
+            f"the credential scope names service {signed.service!r}; expecting {service!r}",
         )
     if regions and signed.region not in regions:
         raise SigV4Error(

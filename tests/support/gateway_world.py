@@ -110,6 +110,7 @@ def open_world(database_url: str, root: Path) -> Iterator[World]:
         audit=AuditWriter(sessions, interval=0.05),
         settings=GatewaySettings(),
         clock=lambda: clock[0],
+        sts=(sessions, master_key),
     )
     keys: dict[str, Key] = {}
     owner: list[str] = []
