@@ -85,6 +85,19 @@ def _uri_encode(value: str, *, keep_slash: bool) -> str:
     return quote(value, safe="/~" if keep_slash else "~", errors="surrogateescape")
 
 
+_ISO_BASIC = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
+
+
+def _iso_basic(text: str) -> datetime:
+    """`YYYYMMDDTHHMMSSZ` as an aware datetime; strptime, a tenth of a small GET's
+    authentication, is not needed for one fixed ASCII form."""
+    match = _ISO_BASIC.fullmatch(text)
+    if match is None:
+        raise ValueError(text)
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
 def _parse_timestamp(amz_date: str, *, header_date: bool) -> datetime:
     try:
         if header_date:
@@ -92,7 +105,7 @@ def _parse_timestamp(amz_date: str, *, header_date: bool) -> datetime:
             if parsed is None:
                 raise ValueError(amz_date)
             return parsed
-        return datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return _iso_basic(amz_date)
     except (ValueError, TypeError):
         raise SigV4Error("AccessDenied", _NEEDS_DATE) from None
 

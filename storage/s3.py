@@ -408,6 +408,8 @@ class S3Storage(Storage):
                 timeout=self._timeout,
                 auto_decompress=False,
                 connector=aiohttp.TCPConnector(limit=64),
+                # S3 sets no cookies: the jar's parsing of every answer's headers is waste.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
