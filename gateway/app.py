@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from storage.exceptions import (
 )
 from storage.throttle import SharedTokenBucket, TokenBucket
 from storage.validation import parse_decimal
-from sts.scope import Network
+from sts.scope import Network, client_address
 from sts.store import CredentialStore, LiveCredential
 
 log = logging.getLogger("ferry.gateway")
@@ -117,27 +116,11 @@ class GatewayApp:
 
     def _client_address(self, scope: Scope, headers: dict[str, str]) -> str | None:
         peer = scope.get("client")
-        address = str(peer[0]) if peer else None
-        forwarded = headers.get("x-forwarded-for")
-        if address is None or not forwarded or not self._trusted(address):
-            return address
-        # Walk from the right: the first hop not among our proxies is the client.
-        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
-            if not self._trusted(hop):
-                # Only an address is believed, without an IPv6 zone: junk names no client,
-                # and a long value overflowed the audit column, losing the whole batch.
-                try:
-                    return str(ipaddress.ip_address(hop.split("%", 1)[0]))
-                except ValueError:
-                    return None
-        return address
-
-    def _trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.settings.trusted_proxies)
+        return client_address(
+            str(peer[0]) if peer else None,
+            headers.get("x-forwarded-for"),
+            self.settings.trusted_proxies,
+        )
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         header_list = list(scope["headers"])

@@ -14,7 +14,6 @@ gets one budget per process), which bounds the rate as well for keys of this siz
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -23,8 +22,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from portability.oidc.provider import OidcClient
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from sts.scope import Network, client_address, within
 
 
 class FailureLimiter:
@@ -73,27 +71,6 @@ class FailureLimiter:
                 del self._buckets[key]
 
 
-def client_address(request: Request, trusted_proxies: tuple[IPNetwork, ...]) -> str:
-    """The client's address: the peer's, or the last untrusted hop of X-Forwarded-For when
-    the peer is a trusted proxy (nobody else may claim an address)."""
-    peer = request.client.host if request.client else ""
-    if not trusted_proxies or not _within(peer, trusted_proxies):
-        return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
-    for hop in reversed([h for h in hops if h]):
-        if not _within(hop, trusted_proxies):
-            return hop
-    return peer
-
-
-def _within(address: str, networks: tuple[IPNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip.version == net.version and ip in net for net in networks)
-
-
 @dataclass(frozen=True)
 class DoorPolicy:
     """The API listener's door: who is a trusted proxy, whether cookies must be Secure, the
@@ -101,12 +78,14 @@ class DoorPolicy:
     provider whose tokens are let in beside API keys (None: API keys only)."""
 
     public_url_is_https: bool = False
-    trusted_proxies: tuple[IPNetwork, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
     limiter: FailureLimiter = field(default_factory=FailureLimiter, compare=False)
     oidc: OidcClient | None = field(default=None, compare=False)
 
     def client(self, request: Request) -> str:
-        return client_address(request, self.trusted_proxies)
+        peer = request.client.host if request.client else None
+        forwarded = request.headers.get("x-forwarded-for")
+        return client_address(peer, forwarded, self.trusted_proxies) or ""
 
     def secure_cookies(self, request: Request) -> bool:
         """True when the browser reached us over TLS: directly, by the configured public URL,
@@ -115,7 +94,7 @@ class DoorPolicy:
             return True
         peer = request.client.host if request.client else ""
         forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-        return forwarded == "https" and _within(peer, self.trusted_proxies)
+        return forwarded == "https" and within(peer, self.trusted_proxies)
 
     def limit_keys(self, request: Request, key: str) -> list[str]:
         """What a failed attempt counts against: the client's address, and the key's prefix

@@ -78,6 +78,21 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
+def endpoint_host(url: str) -> tuple[str, int]:
+    """(host, port) of a well-formed http(s) endpoint URL without credentials in it;
+    EgressRefused saying what is wrong with its form (the address is not looked at)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise EgressRefused("the endpoint URL is malformed") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EgressRefused("the endpoint must be an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise EgressRefused("the endpoint URL must not carry a user name or password")
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
 def ip_literal(host: str) -> IPAddress | None:
     """`host` as an IP address if it is one (brackets and an IPv6 zone dropped), else None."""
     try:
@@ -91,7 +106,7 @@ def parse_cidrs(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
     networks = []
     for cidr in cidrs:
         try:
-            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+            networks.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError as exc:
             raise ValueError(f"{cidr!r} is not an IP network: {exc}") from None
     return tuple(networks)
@@ -136,20 +151,11 @@ class EgressPolicy:
         Only the URL's form and an IP-literal host are checked here: a name is checked when
         it is resolved (`resolve`, or the session's resolver at connection time).
         """
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            raise EgressRefused("the endpoint URL is malformed") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise EgressRefused("the endpoint must be an http:// or https:// URL")
-        if parts.username is not None or parts.password is not None:
-            raise EgressRefused("the endpoint URL must not carry a user name or password")
-        host = parts.hostname
+        host, port = endpoint_host(url)
         literal = ip_literal(host)
         if literal is not None:
             self.check_address(literal)
-        return host, port or (443 if parts.scheme == "https" else 80)
+        return host, port
 
     async def resolve(self, host: str, port: int = 0) -> list[ResolveResult]:
         """Every address `host` resolves to, all of them allowed; else EgressRefused."""

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from storage import egress
 from sts.exceptions import InvalidRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -29,13 +30,11 @@ def normalise_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
 
 
 def parse_cidrs(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    networks = []
-    for cidr in cidrs:
-        try:
-            networks.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            raise InvalidRequest(f"not a CIDR: {cidr!r}") from None
-    return tuple(networks)
+    """storage.egress.parse_cidrs, refusing with the request's error."""
+    try:
+        return egress.parse_cidrs(cidrs)
+    except ValueError as exc:
+        raise InvalidRequest(f"not a CIDR: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -61,3 +60,30 @@ class Scope:
         except ValueError:
             return False
         return any(ip in net for net in self.networks)
+
+
+def within(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
+) -> str | None:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the last
+    hop of X-Forwarded-For that is not one (nobody else may claim an address)."""
+    if peer is None or not forwarded_for or not within(peer, trusted):
+        return peer
+    # Walk from the right: the first hop not among our proxies is the client.
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        if not within(hop, trusted):
+            # Only an address is believed, without an IPv6 zone: junk names no client, and
+            # a long value overflowed the audit column, losing the whole batch.
+            try:
+                return str(ipaddress.ip_address(hop.split("%", 1)[0]))
+            except ValueError:
+                return None
+    return peer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from portability.guard import DoorPolicy, FailureLimiter, client_address
+from portability.guard import DoorPolicy, FailureLimiter
 from sts.scope import parse_cidrs
 
 
@@ -56,12 +56,12 @@ def test_the_limiter_forgets_the_oldest_keys_under_a_flood() -> None:
 
 
 def test_client_address_believes_only_trusted_proxies() -> None:
-    trusted = parse_cidrs(["10.0.0.0/8"])
+    door = DoorPolicy(trusted_proxies=parse_cidrs(["10.0.0.0/8"]))
     spoofed = {"x-forwarded-for": "1.2.3.4"}
-    assert client_address(request("203.0.113.9", spoofed), trusted) == "203.0.113.9"
+    assert door.client(request("203.0.113.9", spoofed)) == "203.0.113.9"
     chain = {"x-forwarded-for": "1.2.3.4, 198.51.100.7, 10.0.0.2"}
-    assert client_address(request("10.0.0.1", chain), trusted) == "198.51.100.7"
-    assert client_address(request("10.0.0.1"), trusted) == "10.0.0.1"
+    assert door.client(request("10.0.0.1", chain)) == "198.51.100.7"
+    assert door.client(request("10.0.0.1")) == "10.0.0.1"
 
 
 def test_cookies_are_secure_behind_tls() -> None:
