@@ -397,9 +397,11 @@ def creds_rotate(config_path: str | None, access_key_id: str, grace: int, as_jso
 def _register() -> None:
     # Command groups that live in their own modules, added here so `ferry --help` lists them.
     from ferry.cli_export import export
+    from ferry.cli_import import import_
     from ferry.cli_transfer import transfer
 
     main.add_command(export)
+    main.add_command(import_)
     main.add_command(transfer)
 
 

@@ -70,6 +70,7 @@ def start(
             endpoint=GatewayAddress(config.gateway.public_url, config.gateway.region),
             now=now(),
             actor="admin",
+            storage=runtime.storage,
         )
         answer = service.resource(request)
         if credentials is not None:

@@ -28,6 +28,10 @@ def title_of(resource: dict[str, Any]) -> str:
         dest = resource.get("transfer_destination") or {}
         host = urlsplit(str(dest.get("endpoint_url") or "")).netloc
         return f"Transfer to {dest.get('bucket', '?')} on {host or '?'}"
+    if resource["request_type"] == "import":
+        source = (meta.get("options") or {}).get("source") or {}
+        host = urlsplit(str(source.get("endpoint_url") or "")).netloc
+        return f"Import from {source.get('bucket', '?')} on {host or '?'}"
     fmt = resource.get("format")
     if fmt == "archive":
         options = meta.get("options") or {}
@@ -86,6 +90,10 @@ def view(resource: dict[str, Any], now: datetime) -> dict[str, Any]:
         "error": meta.get("error"),
         "report": meta.get("report") or None,
         "destination": resource.get("transfer_destination"),
+        "source": (meta.get("options") or {}).get("source")
+        if resource["request_type"] == "import"
+        else None,
+        "target": (meta.get("options") or {}).get("target") or {},
         "credentials": meta.get("credentials") or [],
     }
 
@@ -203,6 +211,7 @@ def routes(dash: Dashboard) -> list[Route]:
             settings=dash.settings,
             endpoint=dash.endpoint,
             now=ctx.now,
+            storage=dash.storage,
         )
         if answers is not None:
             return dash.render(

@@ -40,6 +40,7 @@ from portability.dashboard import (
     admin_pages,
     audit_pages,
     credential_pages,
+    import_pages,
     oidc_pages,
     request_pages,
     webhook_pages,
@@ -228,6 +229,7 @@ def dashboard_routes(
     ]
     routes += oidc_pages.routes(dash, session_max_age=session_max_age)
     routes += request_pages.routes(dash)
+    routes += import_pages.routes(dash)
     routes += credential_pages.routes(dash)
     routes += webhook_pages.routes(dash)
     routes += admin_pages.routes(dash)

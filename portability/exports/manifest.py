@@ -60,8 +60,14 @@ async def read_entries(
     storage: Storage, bucket: str, key: str, *, chunk_size: int = 1024 * 1024
 ) -> AsyncIterator[dict[str, Any]]:
     """The manifest's object entries, one at a time."""
+    async for entry in parse_entries(read_object(storage, bucket, key, chunk_size=chunk_size)):
+        yield entry
+
+
+async def parse_entries(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """The object entries of a manifest arriving as `chunks` (one entry per line)."""
     rest = b""
-    async for chunk in read_object(storage, bucket, key, chunk_size=chunk_size):
+    async for chunk in chunks:
         lines = (rest + chunk).split(b"\n")
         rest = lines.pop()
         for line in lines:

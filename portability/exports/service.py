@@ -23,8 +23,15 @@ from db.wakeup import announce_work
 from portability import events
 from portability.credentials import GatewayAddress, issue_for_user
 from portability.exports.exceptions import ExportConflict, InvalidExport
-from portability.exports.links import is_export_bucket
+from portability.exports.links import (
+    LinkSigner,
+    export_bucket,
+    is_export_bucket,
+    issue_link_credential,
+    object_key,
+)
 from portability.exports.settings import ExportSettings
+from portability.imports.handoff import build_handoff
 from portability.requests import (
     ACTIVE,
     CANCELLED,
@@ -38,6 +45,7 @@ from portability.requests import (
     update_meta,
 )
 from portability.transfers import public_destination
+from storage.base import Storage
 from sts.issue import TTL_MAX, TTL_MIN, IssueRequest
 
 FORMATS = ("json", "archive", "s3")
@@ -120,8 +128,15 @@ async def create_export(
     endpoint: GatewayAddress,
     now: datetime,
     actor: str = "user",
+    storage: Storage | None = None,
 ) -> tuple[PortabilityRequest, list[dict[str, Any]] | None]:
-    """A pending export request; for "s3", also the issued credentials (with secrets)."""
+    """A pending export request; for "s3", also the issued credentials (with secrets).
+
+    Each s3 credential's answer carries its hand-off document. With `storage` (the backend,
+    to create the export bucket on first use), the documents also link the manifest: its
+    link credential is issued now, so the link can be signed while the secret is at hand,
+    and it answers 404 until the manifest is written.
+    """
     # Lock the user's row: two simultaneous requests must not both pass the check below.
     await session.execute(select(User.id).where(User.id == user.id).with_for_update())
     if settings.max_active_per_user:
@@ -166,11 +181,18 @@ async def create_export(
                 )
             )
         request.expires_at = now + timedelta(seconds=ttl)
+        manifest_url = None
+        if storage is not None:
+            manifest_url = await _manifest_link(
+                session, storage, master_key, user, request, settings, ttl=ttl, now=now
+            )
+        for answer in answers:
+            answer["handoff"] = build_handoff(answer, manifest_url=manifest_url)
         public = [
             {
                 k: v
                 for k, v in a.items()
-                if k not in ("secret_access_key", "session_token", "snippets")
+                if k not in ("secret_access_key", "session_token", "snippets", "handoff")
             }
             for a in answers
         ]
@@ -183,6 +205,29 @@ async def create_export(
         details={"request_id": str(request.id), **options.as_meta()},
     )
     return request, answers
+
+
+async def _manifest_link(
+    session: AsyncSession,
+    storage: Storage,
+    master_key: bytes,
+    user: User,
+    request: PortabilityRequest,
+    settings: ExportSettings,
+    *,
+    ttl: int,
+    now: datetime,
+) -> str:
+    """A link to the manifest this s3 export will write, signed by its link credential."""
+    target = await export_bucket(session, storage, user, backend_bucket=settings.exports_bucket)
+    credential, secret = await issue_link_credential(
+        session, master_key, user, target, request.id, ttl_seconds=ttl, now=now
+    )
+    update_meta(request, link_credential=credential.access_key_id)
+    signer = LinkSigner(
+        settings.gateway_url, settings.region, target.name, credential.access_key_id, secret
+    )
+    return signer.url(object_key(request.id, "manifest.json"), expires_in=ttl)
 
 
 def resource(request: PortabilityRequest) -> dict[str, Any]:

@@ -423,9 +423,12 @@ class ExportWorker:
                 ttl = max(1, min(ttl, int((request.expires_at - now).total_seconds())))
             # The secret stays sealed in the credentials table: links are signed when the
             # owner asks (downloads.py), so no working link is written anywhere.
-            credential, _ = await issue_link_credential(
-                session, self.master_key, user, target, request_id, ttl_seconds=ttl, now=now
-            )
+            # An s3 export whose hand-off links the manifest has its credential already.
+            credential = await _issued_link_credential(session, request)
+            if credential is None:
+                credential, _ = await issue_link_credential(
+                    session, self.master_key, user, target, request_id, ttl_seconds=ttl, now=now
+                )
             parts = [
                 {"name": p.name, "key": p.key, "size": p.size, "sha256": p.sha256}
                 for p in result.parts
@@ -583,3 +586,15 @@ def _since(started: str | None, now: datetime) -> float | None:
         return None
     begun = datetime.fromisoformat(started.replace("Z", "+00:00"))
     return round((now - begun).total_seconds(), 3)
+
+
+async def _issued_link_credential(
+    session: AsyncSession, request: PortabilityRequest
+) -> Credential | None:
+    key = (request.meta or {}).get("link_credential")
+    if not key:
+        return None
+    found: Credential | None = await session.scalar(
+        select(Credential).where(Credential.access_key_id == key)
+    )
+    return found

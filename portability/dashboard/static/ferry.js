@@ -62,6 +62,19 @@
     });
   }
 
+  // A hand-off file goes into the hand-off field (which also takes a pasted document).
+  var handoffFile = document.querySelector("[data-handoff-file]");
+  if (handoffFile && window.FileReader) {
+    handoffFile.hidden = false;
+    handoffFile.addEventListener("change", function () {
+      var file = handoffFile.files[0];
+      if (!file) return;
+      var reader = new FileReader();
+      reader.onload = function () { document.getElementById("handoff").value = reader.result; };
+      reader.readAsText(file);
+    });
+  }
+
   // Expiry countdowns tick once a minute.
   function remaining(iso) {
     var left = Math.floor((Date.parse(iso) - Date.now()) / 1000);
