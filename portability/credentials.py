@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import Bucket, Credential, User
 from portability import events
 from portability.http import ApiError
+from portability.imports.handoff import build_handoff
 from sts.exceptions import InvalidRequest, NotFound
 from sts.issue import GRACE_DEFAULT, TTL_MAX, IssueRequest, issue, rotate, status_of
 from sts.snippets import build_snippets
@@ -99,6 +100,7 @@ async def issue_for_user(
         secret=result.secret,
         session_token=result.session_token,
     )
+    answer["handoff"] = build_handoff(answer)
     return answer
 
 

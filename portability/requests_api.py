@@ -51,8 +51,8 @@ def request_routes(
     door: DoorPolicy,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[Route]:
-    """The routes; `storage` is kept for symmetry with the worker (requests only read rows)."""
-    del storage
+    """The routes; `storage` creates the export bucket when an s3 export's hand-off links
+    its manifest."""
 
     def guarded(handler: Handler, *, admin: bool = False) -> RouteEndpoint:
         return authed(sessions, handler, admin=admin, door=door)
@@ -76,7 +76,14 @@ def request_routes(
             raise InvalidExport("request_type must be 'export' or 'transfer'")
         options = service.parse_export(body)
         created, credentials = await service.create_export(
-            session, master_key, user, options, settings=settings, endpoint=endpoint, now=now
+            session,
+            master_key,
+            user,
+            options,
+            settings=settings,
+            endpoint=endpoint,
+            now=now,
+            storage=storage,
         )
         answer = service.resource(created)
         if credentials is not None:
