@@ -95,6 +95,10 @@ links are made for you when you open the page signed in.</p>
     "transfer_finished": """{% extends "base" %}{% block body %}
 <p>Your transfer to {{ destination }} has finished with status <b>{{ status }}</b>.</p>
 <p>{{ summary }}</p><p><a href="{{ page_url }}">See the report</a></p>{% endblock %}""",
+    "import_finished": """{% extends "base" %}{% block body %}
+<p>Your import from {{ source }} has finished with status <b>{{ status }}</b>.</p>
+<p>{{ summary }}</p>{% if error_line %}<p>{{ error_line }}</p>{% endif %}
+<p><a href="{{ page_url }}">See the report</a></p>{% endblock %}""",
 }
 
 _TEXT = {
@@ -122,6 +126,11 @@ Fetch what you still need from your export's page:
 {{ summary }}
 {{ page_url }}
 """,
+    "import_finished": """Your import from {{ source }} has finished: {{ status }}.
+{{ summary }}{% if error_line %}
+{{ error_line }}{% endif %}
+{{ page_url }}
+""",
 }
 
 SUBJECTS = {
@@ -129,6 +138,7 @@ SUBJECTS = {
     "export_failed": "Your Ferry export failed",
     "export_expiring": "Your Ferry export links expire within 24 hours",
     "transfer_finished": "Your Ferry transfer has finished",
+    "import_finished": "Your Ferry import has finished",
 }
 
 _FOOTER = "\n--\nFerry. Request {{ request_id }}. You asked for your data under GDPR Article 20.\n"

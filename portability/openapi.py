@@ -208,10 +208,11 @@ SCHEMAS: Json = {
             _ref("Credential"),
             {
                 "type": "object",
-                "required": ["secret_access_key", "session_token", "snippets"],
+                "required": ["secret_access_key", "session_token", "snippets", "handoff"],
                 "properties": {
                     "secret_access_key": {"type": "string"},
                     "session_token": _nullable({"type": "string"}),
+                    "handoff": _ref("HandoffDocument"),
                     "snippets": {
                         "type": "object",
                         "description": "Ready-to-paste shell for each client.",
@@ -316,9 +317,103 @@ SCHEMAS: Json = {
             }
         ],
     },
+    "HandoffDocument": {
+        "type": "object",
+        "description": "Everything another provider needs to pull one bucket: shown once, "
+        "with the secret, when credentials (or an `s3` export) are issued. An import accepts "
+        "it in place of `source`. `manifest_url`, when set, is a presigned link to the "
+        "`ferry-manifest` (key, size, sha256) the import verifies every object against.",
+        "required": [
+            "format",
+            "version",
+            "endpoint_url",
+            "region",
+            "bucket",
+            "prefixes",
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "expires_at",
+            "manifest_url",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "format": {"type": "string", "enum": ["ferry-handoff"]},
+            "version": {"type": "integer", "enum": [1]},
+            "endpoint_url": {"type": "string", "format": "uri"},
+            "region": {"type": "string"},
+            "addressing_style": {"type": "string", "enum": ["path", "virtual"]},
+            "bucket": {"type": "string"},
+            "prefixes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "access_key_id": {"type": "string"},
+            "secret_access_key": {"type": "string"},
+            "session_token": _nullable({"type": "string"}),
+            "expires_at": {"type": "string", "format": "date-time"},
+            "manifest_url": _nullable({"type": "string", "format": "uri"}),
+        },
+    },
+    "ImportRequest": {
+        "type": "object",
+        "description": "Bring objects from another provider's S3 endpoint into one of the "
+        "caller's buckets, through the copy engine (multipart, parallel, checksummed, "
+        "resumable). Give `source`, or `handoff` (with `source_prefix` when the document "
+        "covers several prefixes). `on_conflict` rules an object already in the bucket: "
+        "`skip_identical` leaves identical ones and replaces the rest, `overwrite` writes "
+        "every one, `fail` keeps a different one and fails its item; the report lists "
+        "every existing object that differed. With a manifest (`manifest_url`, or the "
+        "hand-off's), every object's sha256 is computed while it is read and compared; "
+        "any mismatch fails the request. Secrets and the manifest link are sealed at rest "
+        "and never returned; the source and the manifest link go through the egress policy.",
+        "required": ["target"],
+        "additionalProperties": False,
+        "properties": {
+            "request_type": {"type": "string", "enum": ["import"]},
+            "source": {
+                "type": "object",
+                "required": ["endpoint_url", "bucket", "access_key_id", "secret_access_key"],
+                "additionalProperties": False,
+                "properties": {
+                    "endpoint_url": {"type": "string", "format": "uri"},
+                    "region": {"type": "string", "default": "us-east-1"},
+                    "bucket": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "prefix": {"type": "string", "default": ""},
+                    "access_key_id": {"type": "string", "minLength": 1},
+                    "secret_access_key": {"type": "string", "minLength": 1},
+                    "session_token": _nullable({"type": "string"}),
+                    "addressing_style": {"type": "string", "enum": ["path", "virtual"]},
+                },
+            },
+            "handoff": _ref("HandoffDocument"),
+            "source_prefix": {"type": "string"},
+            "target": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "`bucket` may be left out when the caller has one bucket.",
+                "properties": {"bucket": {"type": "string"}, "prefix": {"type": "string"}},
+            },
+            "manifest_url": {"type": "string", "format": "uri"},
+            "on_conflict": {
+                "type": "string",
+                "enum": ["skip_identical", "overwrite", "fail"],
+                "default": "skip_identical",
+            },
+        },
+        "examples": [
+            {
+                "source": {
+                    "endpoint_url": "https://s3.old-provider.example",
+                    "bucket": "alice-photos",
+                    "access_key_id": "AKIA…",
+                    "secret_access_key": "…",
+                },
+                "target": {"bucket": "alice-data", "prefix": "imported/"},
+            }
+        ],
+    },
     "PortabilityRequest": {
         "type": "object",
-        "description": "An export or a transfer and where it stands.",
+        "description": "An export, a transfer or an import and where it stands. An import's "
+        "source (without its secrets) and target are in `metadata.options`.",
         "required": [
             "id",
             "user_id",
@@ -335,7 +430,7 @@ SCHEMAS: Json = {
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "user_id": {"type": "string", "format": "uuid"},
-            "request_type": {"type": "string", "enum": ["export", "transfer"]},
+            "request_type": {"type": "string", "enum": ["export", "transfer", "import"]},
             "status": {
                 "type": "string",
                 "enum": [
@@ -679,6 +774,25 @@ PATHS: Json = {
             "Conflict",
             "Invalid",
             body={"oneOf": [_ref("ExportRequest"), _ref("TransferRequest")]},
+        )
+    },
+    "/api/portability/import": {
+        "post": _operation(
+            "createImport",
+            "requests",
+            "Import objects from another provider into one of the caller's buckets",
+            {
+                "202": _links(
+                    _json(_ref("PortabilityRequest"), "Accepted; a worker takes it from here."),
+                    show=("getRequest", "request_id", "/id"),
+                    cancel=("cancelRequest", "request_id", "/id"),
+                )
+            },
+            "BadJson",
+            "TooLarge",
+            *_USER,
+            "Invalid",
+            body=_ref("ImportRequest"),
         )
     },
     "/api/portability/requests": {

@@ -32,6 +32,7 @@ from portability.exports.exceptions import InvalidExport
 from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
 from portability.http import ApiError, Handler, RouteEndpoint, authed, body_json
+from portability.imports.service import create_import_request
 from portability.requests import ACTIVE, FAILED, get_for_user, iso, list_for_user
 from portability.transfers import create_transfer_request
 from storage.base import Storage
@@ -90,6 +91,15 @@ def request_routes(
             answer["credentials"] = credentials  # secrets: in this answer only
         return JSONResponse(answer, status_code=202, headers=_NO_STORE)
 
+    async def create_import(request: Request, session: AsyncSession, user: User) -> Response:
+        body = await body_json(request)
+        if isinstance(body, dict) and body.get("request_type", "import") != "import":
+            raise InvalidExport("request_type must be 'import' here")
+        created = await create_import_request(
+            session, master_key, user, body, now=clock(), egress=egress
+        )
+        return JSONResponse(service.resource(created), status_code=202, headers=_NO_STORE)
+
     async def list_own(request: Request, session: AsyncSession, user: User) -> Response:
         rows = await list_for_user(session, user.id)
         answers = await downloads.owner_resources(session, master_key, settings, rows, now=clock())
@@ -141,6 +151,7 @@ def request_routes(
 
     return [
         Route("/api/portability/export", guarded(create), methods=["POST"]),
+        Route("/api/portability/import", guarded(create_import), methods=["POST"]),
         Route("/api/portability/requests", guarded(list_own), methods=["GET"]),
         Route("/api/portability/requests/{request_id}", guarded(show), methods=["GET"]),
         Route("/api/portability/requests/{request_id}/cancel", guarded(cancel), methods=["POST"]),

@@ -46,6 +46,7 @@ def _context(request: PortabilityRequest, kind: str, dashboard_url: str) -> dict
     ]
     report = meta.get("report") or {}
     destination = report.get("destination") or "the destination"
+    source = ((meta.get("options") or {}).get("source") or {}).get("bucket")
     return {
         "request_id": str(request.id),
         "page_url": f"{dashboard_url.rstrip('/')}/requests/{request.id}",
@@ -56,6 +57,8 @@ def _context(request: PortabilityRequest, kind: str, dashboard_url: str) -> dict
         "error": meta.get("error") or "an unexpected error",
         "status": request.status,
         "destination": destination,
+        "source": f"bucket {source}" if source else "the source",
+        "error_line": meta.get("error") if request.status == "failed" else "",
         "summary": report.get("summary")
         or ", ".join(f"{k}: {v}" for k, v in report.items() if isinstance(v, int | str)),
     }
@@ -96,8 +99,10 @@ class Notifier:
         return error is None
 
     async def notify_transfer_finished(self, request: PortabilityRequest) -> bool:
-        """For the transfer worker: mail the user that a transfer ended (any final state)."""
-        return await self.send(request.id, "transfer_finished")
+        """For the transfer worker: mail the user that a transfer or an import ended (any
+        final state)."""
+        kind = "import_finished" if request.request_type == "import" else "transfer_finished"
+        return await self.send(request.id, kind)
 
 
 def _record(request: PortabilityRequest, kind: str, now: datetime, error: str | None) -> None:

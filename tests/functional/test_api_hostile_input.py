@@ -195,6 +195,20 @@ DESTINATION_FIELDS = (
     "checksum",
 )
 EXPORT_FIELDS = ("request_type", "format", "archive_format", "include")
+IMPORT_FIELDS = ("request_type", "source_prefix", "target", "manifest_url", "on_conflict")
+HANDOFF_FIELDS = (
+    "format",
+    "version",
+    "endpoint_url",
+    "region",
+    "bucket",
+    "prefixes",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "expires_at",
+    "manifest_url",
+)
 
 FUZZ = settings(
     max_examples=EXAMPLES,
@@ -237,6 +251,47 @@ def test_transfer_fields(api: Api, destination: dict[str, Any], source: dict[str
 
 
 @FUZZ
+@given(
+    st.dictionaries(st.sampled_from(DESTINATION_FIELDS[:-1]), ANY_FIELD, max_size=4),
+    st.dictionaries(st.sampled_from(HANDOFF_FIELDS), ANY_FIELD, max_size=4),
+    st.dictionaries(st.sampled_from(IMPORT_FIELDS), ANY_FIELD, max_size=3),
+    st.booleans(),
+)
+def test_import_fields(
+    api: Api,
+    source: dict[str, Any],
+    handoff: dict[str, Any],
+    fields: dict[str, Any],
+    as_handoff: bool,
+) -> None:
+    body: dict[str, Any] = {"target": {"bucket": api.bucket}, **fields}
+    if as_handoff:
+        body["handoff"] = {
+            "format": "ferry-handoff",
+            "version": 1,
+            "endpoint_url": "https://s3.example.net",
+            "region": "us-east-1",
+            "bucket": "photos",
+            "prefixes": [""],
+            "access_key_id": "AKID",
+            "secret_access_key": "secret",
+            "session_token": None,
+            "expires_at": "2030-01-01T00:00:00Z",
+            "manifest_url": None,
+            **handoff,
+        }
+    else:
+        body["source"] = {
+            "endpoint_url": "https://s3.example.net",
+            "bucket": "photos",
+            "access_key_id": "AKID",
+            "secret_access_key": "secret",
+            **source,
+        }
+    _assert_no_5xx(api.call("POST", "/api/portability/import", body), body)
+
+
+@FUZZ
 @given(st.dictionaries(st.sampled_from(EXPORT_FIELDS), ANY_FIELD, max_size=3), JSON)
 def test_export_fields_and_whole_bodies(api: Api, fields: dict[str, Any], whole: Any) -> None:
     body = {"request_type": "export", "format": "json", **fields}
@@ -244,7 +299,11 @@ def test_export_fields_and_whole_bodies(api: Api, fields: dict[str, Any], whole:
     _assert_no_5xx(answer, body)
     if answer.status_code == 202:  # one active export per user: make room for the next
         api.call("POST", f"/api/portability/requests/{answer.json()['id']}/cancel")
-    for path in ("/api/portability/credentials", "/api/portability/export"):
+    for path in (
+        "/api/portability/credentials",
+        "/api/portability/export",
+        "/api/portability/import",
+    ):
         _assert_no_5xx(api.call("POST", path, whole), whole)
 
 
