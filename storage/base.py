@@ -15,6 +15,11 @@ from datetime import datetime
 
 MAX_KEY_BYTES = 1024
 
+# An object body: streamed, or in memory (which a backend may send again on a retry).
+Body = AsyncIterator[bytes] | bytes | bytearray
+# A flexible checksum sent with a body: (algorithm, base64 digest), see storage.checksums.
+Checksum = tuple[str, str]
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -28,6 +33,9 @@ class ObjectInfo:
     headers: Mapping[str, str] = field(default_factory=dict)
     # False when a plain-hex ETag is still not the body's MD5 (S3's SSE-KMS and SSE-C).
     etag_is_md5: bool = True
+    # Flexible checksums the backend answered (algorithm -> base64, "-N" for a composite):
+    # from a write that sent one, or a head(checksums=True).
+    checksums: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class PartInfo:
     part_number: int
     size: int
     etag: str  # hex MD5 of the part, without quotes
+    checksum: str | None = None  # base64 flexible checksum, for uploads created with one
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,13 @@ class ObjectStream:
 
 
 class Storage(abc.ABC):
-    """A storage backend. Buckets are the backend's own; `db.buckets` maps Ferry buckets to them."""
+    """A storage backend. Buckets are the backend's own; `db.buckets` maps Ferry buckets to them.
+
+    `location` names where the backend keeps its data (an endpoint URL, a directory): with a
+    bucket it identifies a copy target in the transfer ledger, so it must be stable.
+    """
+
+    location: str = ""
 
     @abc.abstractmethod
     async def create_bucket(self, bucket: str) -> None:
@@ -104,8 +119,8 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def head(self, bucket: str, key: str) -> ObjectInfo:
-        """Raises NoSuchKey."""
+    async def head(self, bucket: str, key: str, *, checksums: bool = False) -> ObjectInfo:
+        """Raises NoSuchKey. `checksums`: also answer the object's flexible checksums."""
 
     @abc.abstractmethod
     async def part_span(
@@ -130,14 +145,20 @@ class Storage(abc.ABC):
         self,
         bucket: str,
         key: str,
-        body: AsyncIterator[bytes],
+        body: Body,
         *,
         size: int,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        content_md5: str | None = None,
+        checksum: Checksum | None = None,
     ) -> ObjectInfo:
-        """Store exactly `size` bytes from `body` as one object."""
+        """Store exactly `size` bytes from `body` as one object.
+
+        `content_md5` (base64) and `checksum` are checked against the bytes received
+        (BadDigest when they differ); the checksum is answered in `ObjectInfo.checksums`.
+        """
 
     @abc.abstractmethod
     async def create_multipart(
@@ -148,8 +169,13 @@ class Storage(abc.ABC):
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        checksum_algorithm: str | None = None,
     ) -> str:
-        """Start a multipart upload; returns its upload id."""
+        """Start a multipart upload; returns its upload id.
+
+        With `checksum_algorithm`, every part is sent with that checksum and the completed
+        object answers the composite one.
+        """
 
     @abc.abstractmethod
     async def upload_part(
@@ -158,16 +184,57 @@ class Storage(abc.ABC):
         key: str,
         upload_id: str,
         part_number: int,
-        body: AsyncIterator[bytes],
+        body: Body,
         *,
         size: int,
-    ) -> PartInfo: ...
+        content_md5: str | None = None,
+        checksum: Checksum | None = None,
+    ) -> PartInfo:
+        """Store one part; `content_md5` and `checksum` are checked as in `put`."""
 
     @abc.abstractmethod
     async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: builtins.list[PartInfo]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: builtins.list[PartInfo],
+        *,
+        checksum_algorithm: str | None = None,
     ) -> ObjectInfo:
-        """Assemble the parts (in part-number order); ETag is md5(part md5s)-N."""
+        """Assemble the parts (in part-number order); ETag is md5(part md5s)-N.
+
+        With `checksum_algorithm`, each part's `checksum` is checked and the object's
+        composite checksum is answered in `ObjectInfo.checksums`.
+        """
+
+    @abc.abstractmethod
+    async def copy_object(
+        self, bucket: str, key: str, *, source_bucket: str, source_key: str, if_match: str
+    ) -> ObjectInfo:
+        """Copy an object of this backend, metadata included, if its ETag is still
+        `if_match` (else PreconditionFailed)."""
+
+    @abc.abstractmethod
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        source_bucket: str,
+        source_key: str,
+        start: int,
+        end: int,
+        if_match: str,
+    ) -> PartInfo:
+        """Bytes start..end (inclusive) of an object of this backend as a part, if the
+        object's ETag is still `if_match` (else PreconditionFailed)."""
+
+    def can_copy_from(self, other: Storage) -> bool:
+        """Whether copy_object/upload_part_copy can read `other`'s objects server-side."""
+        return other is self
 
     @abc.abstractmethod
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...

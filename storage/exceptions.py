@@ -14,6 +14,9 @@
     ├── InvalidPart          a part missing, out of order, too small or with the wrong ETag at
     │                        completion
     ├── IncompleteBody       a body that ended before, or ran past, the size it was announced with
+    ├── BadDigest            a body that does not match the Content-MD5 or checksum sent with it
+    ├── ChecksumUnsupported  the backend refuses x-amz-checksum-* headers (B2, R2, older Ceph)
+    ├── PreconditionFailed   a copy's source no longer matches x-amz-copy-source-if-match
     ├── ConfigError          an unknown backend or a malformed setting
     ├── BackendUnavailable   the backend could not be reached or answered 5xx after retries
     └── BackendError         the backend refused the request for another reason (AccessDenied,
@@ -67,6 +70,18 @@ class PartsUnknown(StorageError):
 
 
 class IncompleteBody(StorageError):
+    pass
+
+
+class BadDigest(StorageError):
+    pass
+
+
+class ChecksumUnsupported(StorageError):
+    pass
+
+
+class PreconditionFailed(StorageError):
     pass
 
 

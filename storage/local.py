@@ -27,11 +27,14 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from storage.base import (
+    Body,
+    Checksum,
     ListPage,
     ObjectInfo,
     ObjectStream,
@@ -42,8 +45,10 @@ from storage.base import (
     parts_in_etag,
     whole_object_part,
 )
+from storage.checksums import b64, composite_checksum, new_checksum
 from storage.exceptions import (
     BackendUnavailable,
+    BadDigest,
     IncompleteBody,
     InvalidPart,
     InvalidPartNumber,
@@ -51,9 +56,22 @@ from storage.exceptions import (
     NoSuchKey,
     NoSuchUpload,
     PartsUnknown,
+    PreconditionFailed,
     StorageError,
 )
-from storage.files import open_private, private_dir
+from storage.files import private_dir
+from storage.local_files import (
+    WRITE_BATCH,
+    FileBody,
+    Missing,
+    copy_into,
+    new_file,
+    open_if_present,
+    part_checksums,
+    sync_close,
+    sync_dir,
+    write_hashed,
+)
 from storage.local_index import BucketIndex, StoredPart, Upload, from_ms, to_ms
 from storage.validation import (
     check_bucket_name,
@@ -66,7 +84,6 @@ from storage.validation import (
 MIB = 1024 * 1024
 MAX_LIST_KEYS = 1000  # what an S3 server caps max-keys at; the local backend matches it
 MAX_PART_NUMBER = 10_000
-_WRITE_BATCH = 1 * MIB  # gather small chunks so each thread hop writes a useful amount
 _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
@@ -82,6 +99,7 @@ class LocalStorage(Storage):
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.location = self.root.absolute().as_uri()
         self.min_part_size = min_part_size
         self.chunk_size = chunk_size
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -156,7 +174,8 @@ class LocalStorage(Storage):
         next_start_after = entries[-1][0].decode() if truncated and entries else None
         return ListPage(objects, prefixes, truncated, next_start_after)
 
-    async def head(self, bucket: str, key: str) -> ObjectInfo:
+    async def head(self, bucket: str, key: str, *, checksums: bool = False) -> ObjectInfo:
+        # Checksums are checked when a body arrives but not kept: `checksums` adds nothing.
         raw = check_key(key)
         index = await self._index(bucket)
         with _translated():
@@ -200,10 +219,10 @@ class LocalStorage(Storage):
             path = self._data_path(bucket, stored.data_id)
             try:
                 with _translated():
-                    handle = await asyncio.to_thread(_open_if_present, path)
-            except _Missing:
+                    handle = await asyncio.to_thread(open_if_present, path)
+            except Missing:
                 continue
-            body = _FileBody(handle, first, last - first + 1, self.chunk_size)
+            body = FileBody(handle, first, last - first + 1, self.chunk_size)
             return ObjectStream(stored.info, first, last, body)
         raise BackendUnavailable(f"{key!r} kept changing while being opened")
 
@@ -213,23 +232,56 @@ class LocalStorage(Storage):
         self,
         bucket: str,
         key: str,
-        body: AsyncIterator[bytes],
+        body: Body,
         *,
         size: int,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        content_md5: str | None = None,
+        checksum: Checksum | None = None,
     ) -> ObjectInfo:
         raw = check_key(key)
         content_type = clean_content_type(content_type)
         clean_meta, clean_head = clean_metadata(metadata), clean_headers(headers)
         index = await self._index(bucket)
         with _translated():
-            tmp, md5 = await self._receive(bucket, body, size)
+            tmp, md5, answered = await self._receive(bucket, body, size, content_md5, checksum)
             data_id = await asyncio.to_thread(self._commit_data, bucket, tmp)
             info = ObjectInfo(key, size, md5, self._now(), content_type, clean_meta, clean_head)
             await self._index_object(bucket, data_id, lambda: index.put(raw, data_id, info))
+        if checksum is not None and answered is not None:
+            # Checked on the way in, not kept: a later head() does not answer it.
+            info = replace(info, checksums={checksum[0]: answered})
         return info
+
+    async def copy_object(
+        self, bucket: str, key: str, *, source_bucket: str, source_key: str, if_match: str
+    ) -> ObjectInfo:
+        stream = await self._pinned(source_bucket, source_key, if_match, None, None)
+        info = stream.info
+        try:
+            return await self.put(
+                bucket,
+                key,
+                stream.body,
+                size=info.size,
+                content_type=info.content_type,
+                metadata=info.metadata,
+                headers=info.headers,
+            )
+        finally:
+            await stream.aclose()
+
+    async def _pinned(
+        self, bucket: str, key: str, if_match: str, start: int | None, end: int | None
+    ) -> ObjectStream:
+        """A read of an object that still has ETag `if_match` (else PreconditionFailed)."""
+        stream = await self.get(bucket, key, start=start, end=end)
+        if not _etags_equal(stream.info.etag, if_match):
+            await stream.aclose()
+            raise PreconditionFailed(f"{key!r} has ETag {stream.info.etag}, not {if_match}")
+        return stream
 
     async def delete(self, bucket: str, key: str) -> None:
         raw = check_key(key)
@@ -249,7 +301,11 @@ class LocalStorage(Storage):
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        checksum_algorithm: str | None = None,
     ) -> str:
+        # The algorithm is not kept: every part brings its checksum, and completion is told.
+        if checksum_algorithm is not None:
+            new_checksum(checksum_algorithm)  # refuses an unknown one
         raw = check_key(key)
         upload = Upload(
             uuid.uuid4().hex,
@@ -270,17 +326,19 @@ class LocalStorage(Storage):
         key: str,
         upload_id: str,
         part_number: int,
-        body: AsyncIterator[bytes],
+        body: Body,
         *,
         size: int,
+        content_md5: str | None = None,
+        checksum: Checksum | None = None,
     ) -> PartInfo:
         if not 1 <= part_number <= MAX_PART_NUMBER:
             raise InvalidPart(f"part number {part_number} is outside 1..{MAX_PART_NUMBER}")
         index = await self._index(bucket)
         await self._open_upload(index, key, upload_id)
         with _translated():
-            tmp, md5 = await self._receive(bucket, body, size)
-            part = PartInfo(part_number, size, md5)
+            tmp, md5, answered = await self._receive(bucket, body, size, content_md5, checksum)
+            part = PartInfo(part_number, size, md5, answered)
             file_name = f"{part_number}.{uuid.uuid4().hex}"
             target = self._upload_dir(bucket, upload_id) / file_name
             try:
@@ -296,8 +354,35 @@ class LocalStorage(Storage):
                 await asyncio.to_thread((target.parent / old).unlink, missing_ok=True)
         return part
 
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        source_bucket: str,
+        source_key: str,
+        start: int,
+        end: int,
+        if_match: str,
+    ) -> PartInfo:
+        stream = await self._pinned(source_bucket, source_key, if_match, start, end)
+        try:
+            return await self.upload_part(
+                bucket, key, upload_id, part_number, stream.body, size=stream.end - start + 1
+            )
+        finally:
+            await stream.aclose()
+
     async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: builtins.list[PartInfo]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: builtins.list[PartInfo],
+        *,
+        checksum_algorithm: str | None = None,
     ) -> ObjectInfo:
         index = await self._index(bucket)
         upload = await self._open_upload(index, key, upload_id)
@@ -307,10 +392,17 @@ class LocalStorage(Storage):
             }
         files = self._check_parts(parts, stored)
         upload_dir = self._upload_dir(bucket, upload_id)
+        paths = [upload_dir / name for name in files]
+        checksums = {}
+        if checksum_algorithm is not None:
+            with _translated():
+                summed = await asyncio.to_thread(part_checksums, checksum_algorithm, paths)
+            for part, digest in zip(parts, summed, strict=True):
+                if part.checksum is not None and part.checksum != b64(digest):
+                    raise InvalidPart(f"part {part.part_number} has another {checksum_algorithm}")
+            checksums[checksum_algorithm] = composite_checksum(checksum_algorithm, summed)
         with _translated():
-            tmp = await asyncio.to_thread(
-                self._concatenate, bucket, [upload_dir / name for name in files]
-            )
+            tmp = await asyncio.to_thread(self._concatenate, bucket, paths)
             data_id = await asyncio.to_thread(self._commit_data, bucket, tmp)
             digests = b"".join(bytes.fromhex(stored[p.part_number].part.etag) for p in parts)
             etag = f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"
@@ -335,7 +427,7 @@ class LocalStorage(Storage):
 
             await self._index_object(bucket, data_id, finish)
             await asyncio.to_thread(shutil.rmtree, upload_dir, ignore_errors=True)
-        return info
+        return replace(info, checksums=checksums)
 
     def _check_parts(
         self, parts: builtins.list[PartInfo], stored: Mapping[int, StoredPart]
@@ -416,38 +508,48 @@ class LocalStorage(Storage):
         return self.root / bucket / "uploads" / upload_id
 
     async def _receive(
-        self, bucket: str, body: AsyncIterator[bytes], size: int
-    ) -> tuple[Path, str]:
-        """Stream exactly `size` bytes into a synced temp file; returns it and its hex MD5."""
+        self,
+        bucket: str,
+        body: Body,
+        size: int,
+        content_md5: str | None = None,
+        checksum: Checksum | None = None,
+    ) -> tuple[Path, str, str | None]:
+        """Stream exactly `size` bytes into a synced temp file; returns it, its hex MD5 and,
+        when one was sent, its checksum, checked (as is `content_md5`) before it is kept."""
         if size < 0:
             raise ValueError("size must not be negative")
         tmp = self.root / bucket / "tmp" / uuid.uuid4().hex
-        handle = await asyncio.to_thread(_new_file, tmp)
+        handle = await _new_file_uncancelled(tmp)
         md5 = hashlib.md5(usedforsecurity=False)
+        summed = None if checksum is None else new_checksum(checksum[0])
+        hashes = (md5,) if summed is None else (md5, summed)
         try:
             received = 0
             pending = bytearray()
-            async for chunk in body:
+            async for chunk in _chunks(body):
                 received += len(chunk)
                 if received > size:
                     raise IncompleteBody(f"body is longer than the announced {size} bytes")
-                if not pending and len(chunk) >= _WRITE_BATCH:
+                if not pending and len(chunk) >= WRITE_BATCH:
                     # Already a useful size (a whole upload part, say): no copy into the batch.
-                    await asyncio.to_thread(_write, handle, md5, chunk)
+                    await asyncio.to_thread(write_hashed, handle, hashes, chunk)
                     continue
                 pending += chunk
-                if len(pending) >= _WRITE_BATCH:
+                if len(pending) >= WRITE_BATCH:
                     batch, pending = pending, bytearray()
-                    await asyncio.to_thread(_write, handle, md5, batch)
+                    await asyncio.to_thread(write_hashed, handle, hashes, batch)
             if received < size:
                 raise IncompleteBody(f"body ended after {received} of {size} bytes")
-            await asyncio.to_thread(_write, handle, md5, pending)
-            await asyncio.to_thread(_sync_close, handle)
+            await asyncio.to_thread(write_hashed, handle, hashes, pending)
+            await asyncio.to_thread(sync_close, handle)
+            answered = None if summed is None else b64(summed.digest())
+            _check_digests(md5.digest(), content_md5, answered, checksum)
         except BaseException:
             handle.close()
             await asyncio.to_thread(tmp.unlink, missing_ok=True)
             raise
-        return tmp, md5.hexdigest()
+        return tmp, md5.hexdigest(), answered
 
     def _commit_data(self, bucket: str, tmp: Path) -> str:
         """Move a synced temp file to its final place under a fresh id."""
@@ -455,7 +557,7 @@ class LocalStorage(Storage):
         target = self._data_path(bucket, data_id)
         private_dir(target.parent)
         tmp.replace(target)
-        _sync_dir(target.parent)
+        sync_dir(target.parent)
         return data_id
 
     async def _index_object(
@@ -473,10 +575,10 @@ class LocalStorage(Storage):
     def _concatenate(self, bucket: str, sources: builtins.list[Path]) -> Path:
         tmp = self.root / bucket / "tmp" / uuid.uuid4().hex
         try:
-            with _new_file(tmp) as out:
+            with new_file(tmp) as out:
                 for source in sources:
                     with source.open("rb") as part:
-                        _copy_into(part, out)
+                        copy_into(part, out)
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
@@ -485,84 +587,35 @@ class LocalStorage(Storage):
         return tmp
 
 
-class _FileBody:
-    """An object body read from an open file in chunks, in a worker thread.
-
-    A class rather than an async generator so that `aclose()` closes the file even when the
-    body was never iterated (an unstarted generator would skip its `finally`).
-    """
-
-    def __init__(self, handle: BinaryIO, start: int, length: int, chunk_size: int) -> None:
-        self._handle = handle
-        self._position = start
-        self._remaining = length
-        self._chunk_size = chunk_size
-
-    def __aiter__(self) -> _FileBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._remaining <= 0 or self._handle.closed:
-            self._handle.close()
-            raise StopAsyncIteration
-        want = min(self._chunk_size, self._remaining)
-        try:
-            chunk = await asyncio.to_thread(os.pread, self._handle.fileno(), want, self._position)
-        except OSError as exc:
-            self._handle.close()
-            raise BackendUnavailable(f"reading object data failed: {exc}") from exc
-        if not chunk:
-            self._handle.close()
-            raise BackendUnavailable("object data file is shorter than its index entry")
-        self._position += len(chunk)
-        self._remaining -= len(chunk)
-        return chunk
-
-    async def aclose(self) -> None:
-        self._handle.close()
-
-
-def _new_file(path: Path) -> BinaryIO:
-    """A new file (never an existing one), 0600: object bodies are the users' data."""
-    return os.fdopen(open_private(path, os.O_WRONLY | os.O_EXCL), "wb")
-
-
-def _write(handle: BinaryIO, md5: hashlib._Hash, data: bytes | bytearray) -> None:
-    md5.update(data)
-    handle.write(data)
-
-
-def _copy_into(source: BinaryIO, out: BinaryIO) -> None:
-    """Append all of `source` to `out`, in the kernel where it can (no trip through Python)."""
-    size = os.fstat(source.fileno()).st_size
-    copied = 0
-    with contextlib.suppress(OSError):
-        while copied < size:
-            done = os.copy_file_range(source.fileno(), out.fileno(), size - copied)
-            if not done:
-                break
-            copied += done
-    if copied < size:
-        # Not supported across these files (EXDEV, ENOSYS, EINVAL): finish through userspace.
-        source.seek(copied)
-        out.seek(0, os.SEEK_END)
-        shutil.copyfileobj(source, out, _WRITE_BATCH)
-        out.flush()  # before the next source's kernel copy writes at the descriptor's offset
-
-
-def _sync_close(handle: BinaryIO) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
-
-
-def _sync_dir(path: Path) -> None:
-    # The rename is durable only once the directory entry is.
-    fd = os.open(path, os.O_RDONLY)
+async def _new_file_uncancelled(path: Path) -> BinaryIO:
+    """new_file on a worker thread; a cancel while it opens closes and removes the file
+    (the thread finishes anyway, and its handle would otherwise leak)."""
+    opening = asyncio.ensure_future(asyncio.to_thread(new_file, path))
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            (await opening).close()
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
+
+
+async def _chunks(body: Body) -> AsyncIterator[bytes | bytearray]:
+    if isinstance(body, bytes | bytearray):
+        yield body
+        return
+    async for chunk in body:
+        yield chunk
+
+
+def _check_digests(
+    md5: bytes, content_md5: str | None, answered: str | None, checksum: Checksum | None
+) -> None:
+    """BadDigest unless the body has the Content-MD5 and checksum it was sent with."""
+    if content_md5 is not None and b64(md5) != content_md5:
+        raise BadDigest(f"the body's MD5 {b64(md5)} is not the Content-MD5 {content_md5}")
+    if checksum is not None and answered != checksum[1]:
+        raise BadDigest(f"the body's {checksum[0]} {answered} is not the {checksum[1]} sent")
 
 
 def _etags_equal(a: str, b: str) -> bool:
@@ -578,14 +631,3 @@ def _translated() -> Iterator[None]:
         raise
     except (OSError, sqlite3.Error) as exc:
         raise BackendUnavailable(f"local storage failed: {exc}") from exc
-
-
-class _Missing(Exception):
-    """The data file vanished between lookup and open (a concurrent overwrite)."""
-
-
-def _open_if_present(path: Path) -> BinaryIO:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise _Missing(str(path)) from None

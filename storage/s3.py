@@ -1,28 +1,29 @@
 """The `s3` backend: any S3-compatible endpoint, through one pooled aiohttp session.
 
-Every request is signed by botocore's SigV4 signer (s3_wire.py). Bodies stream both ways:
-uploads are sent from the caller's async iterator with a fixed Content-Length, downloads are
-handed back as an iterator over the response. Calls without a streamed body are retried with
-backoff on connection errors, 5xx, 429 and SlowDown; S3 error codes become storage.exceptions.
+This is Ferry's one S3 client: the gateway's backend, the export writer and both ends of the
+copy engine use it. Every request is signed by the in-house SigV4 signer (s3_wire.py, checked
+against botocore's). Bodies stream both ways: uploads are sent from the caller's async
+iterator with a fixed Content-Length (or from memory, which may be sent again), downloads are
+handed back as an iterator over the response. Calls whose body can be sent again are retried
+by one RetryPolicy on connection errors, 5xx, 429 and SlowDown; every answer is read into
+storage.exceptions by s3_answers.py. Writes may carry Content-MD5 and x-amz-checksum-* and
+answer the checksums the endpoint echoed; copies are pinned with x-amz-copy-source-if-match.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import random
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Final, TypeVar
+from dataclasses import replace
 
 import aiohttp
-from multidict import CIMultiDictProxy
 from yarl import URL
 
 from storage import s3_xml
 from storage.base import (
+    Body,
+    Checksum,
     ListPage,
     ObjectInfo,
     ObjectStream,
@@ -33,65 +34,59 @@ from storage.base import (
     parts_in_etag,
     whole_object_part,
 )
+from storage.checksums import ALGORITHM_NAME, HEADER
 from storage.exceptions import (
     BackendError,
     BackendUnavailable,
-    ConfigError,
-    IncompleteBody,
-    InvalidBucketName,
-    InvalidKey,
     InvalidPart,
     InvalidPartNumber,
     InvalidRange,
     NoSuchBucket,
     NoSuchKey,
-    NoSuchUpload,
     PartsUnknown,
     StorageError,
 )
-from storage.s3_bodies import ResponseBody, SizedBody
+from storage.retry import RetryPolicy
+from storage.s3_answers import (
+    checksum_refused,
+    content_range,
+    document_answer,
+    echoed_checksums,
+    etag,
+    http_date,
+    object_info,
+    parsed,
+    refused_checksum,
+    transient,
+    translate,
+)
+from storage.s3_bodies import ResponseBody, SizedBody, in_memory_payload
 from storage.s3_listing import page_from, request_start_after
 from storage.s3_wire import (
-    ADDRESSING_STYLES,
     AnswerTooLarge,
     Endpoint,
     Signer,
     build_url,
+    check_addressing_style,
     encode_query,
+    quote_key,
     read_answer,
 )
 from storage.validation import (
-    DEFAULT_CONTENT_TYPE,
     META_PREFIX,
-    STANDARD_HEADERS,
     clean_content_type,
     clean_headers,
     clean_metadata,
 )
-
-_ERRORS: Final[dict[str, type[StorageError]]] = {
-    "NoSuchKey": NoSuchKey,
-    "NoSuchBucket": NoSuchBucket,
-    "NoSuchUpload": NoSuchUpload,
-    "InvalidRange": InvalidRange,
-    "InvalidPart": InvalidPart,
-    "InvalidPartOrder": InvalidPart,
-    "EntityTooSmall": InvalidPart,
-    "KeyTooLongError": InvalidKey,
-    "InvalidBucketName": InvalidBucketName,
-    "IncompleteBody": IncompleteBody,
-}
-_RETRY_CODES: Final = frozenset(
-    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
-)
-_T = TypeVar("_T")
 
 
 class S3Storage(Storage):
     """An S3-compatible endpoint as a storage backend.
 
     `session`: an aiohttp session to use (its owner closes it); without one, a pooled session
-    is made on first use and closed by `close()`.
+    is made on first use and closed by `close()`. `retry`: the policy for requests that can be
+    sent again (default: `retries` more tries after the first, `backoff` seconds doubling);
+    the copy engine passes one try, as it retries whole steps itself.
     """
 
     def __init__(
@@ -106,31 +101,33 @@ class S3Storage(Storage):
         *,
         retries: int = 2,
         backoff: float = 0.2,
+        retry: RetryPolicy | None = None,
         chunk_size: int = 256 * 1024,
         timeout: aiohttp.ClientTimeout | None = None,
         read_timeout: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if addressing_style not in ADDRESSING_STYLES:
-            raise ConfigError(
-                f"storage addressing_style {addressing_style!r} is not one of "
-                f"{', '.join(ADDRESSING_STYLES)}"
-            )
+        self.addressing_style = check_addressing_style(addressing_style)
         self.endpoint = Endpoint.parse(endpoint_url)
+        self.location = endpoint_url.rstrip("/")
         self.region = region or "us-east-1"
-        self.addressing_style = addressing_style
         self._signer = Signer(access_key_id, secret_access_key, session_token, self.region)
         self._session = session
         self._owns_session = session is None
-        self._retries = retries
-        self._backoff = backoff
+        self._retry = retry or RetryPolicy(
+            attempts=retries + 1, base=backoff, retryable=_again, sleep=sleep
+        )
         self._chunk_size = chunk_size
         # No total limit: a large body may legitimately take long; a silent peer may not
         # (read_timeout: the longest wait for an answer's first byte, or the next one).
         self._timeout = timeout or aiohttp.ClientTimeout(
             total=None, sock_connect=10, sock_read=read_timeout
         )
-        self._sleep = sleep
+
+    def can_copy_from(self, other: Storage) -> bool:
+        # Server-side copies need the same endpoint; whether these credentials may read the
+        # other's bucket is only known by trying.
+        return isinstance(other, S3Storage) and other.endpoint == self.endpoint
 
     # buckets
 
@@ -175,19 +172,20 @@ class S3Storage(Storage):
             if value:
                 query.append((name, value))
         body = await self._read(await self._call("GET", bucket, query=query))
-        listed = _parsed(s3_xml.parse_list_v2, body, f"listing {bucket}")
+        listed = parsed(s3_xml.parse_list_v2, body, f"listing {bucket}")
         return page_from(listed, prefix, delimiter, start_after)
 
-    async def head(self, bucket: str, key: str) -> ObjectInfo:
+    async def head(self, bucket: str, key: str, *, checksums: bool = False) -> ObjectInfo:
         check_key(key)
-        response = await self._call("HEAD", bucket, key, ok=(200, 404))
+        headers = {"x-amz-checksum-mode": "ENABLED"} if checksums else None
+        response = await self._call("HEAD", bucket, key, headers=headers, ok=(200, 404))
         response.release()
         if response.status == 404:
             # A HEAD answer has no body to say which of the two is missing.
             if not await self.bucket_exists(bucket):
                 raise NoSuchBucket(bucket)
             raise NoSuchKey(key)
-        return _object_info(key, response.headers, int(response.headers.get("Content-Length", 0)))
+        return object_info(key, response.headers, int(response.headers.get("Content-Length", 0)))
 
     async def part_span(
         self, bucket: str, key: str, part_number: int
@@ -234,10 +232,10 @@ class S3Storage(Storage):
         if response.status == 404:
             raise NoSuchKey(key)
         length = int(response.headers.get("Content-Length", 0))
-        content_range = response.headers.get("Content-Range")
-        if content_range is None:
+        answered_range = response.headers.get("Content-Range")
+        if answered_range is None:
             return None, None, length
-        first, last, _ = _content_range(content_range)
+        first, last, _ = content_range(answered_range)
         return first, last, length
 
     async def get(
@@ -256,11 +254,11 @@ class S3Storage(Storage):
         response = await self._call("GET", bucket, key, headers=headers, ok=(200, 206))
         length = int(response.headers.get("Content-Length", 0))
         if response.status == 206:
-            first_byte, last_byte, size = _content_range(response.headers.get("Content-Range", ""))
+            first_byte, last_byte, size = content_range(response.headers.get("Content-Range", ""))
         else:
             # A server may ignore the Range header and send everything; so do we then.
             first_byte, last_byte, size = 0, length - 1, length
-        info = _object_info(key, response.headers, size)
+        info = object_info(key, response.headers, size)
         body = ResponseBody(response, self._chunk_size)
         return ObjectStream(info, first_byte, last_byte, body)
 
@@ -270,26 +268,43 @@ class S3Storage(Storage):
         self,
         bucket: str,
         key: str,
-        body: AsyncIterator[bytes],
+        body: Body,
         *,
         size: int,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        content_md5: str | None = None,
+        checksum: Checksum | None = None,
     ) -> ObjectInfo:
         check_key(key)
-        request_headers = _object_headers(content_type, metadata, headers)
-        response = await self._upload("PUT", bucket, key, [], request_headers, body, size)
-        response.release()
+        request = _object_headers(content_type, metadata, headers)
+        request.update(_integrity_headers(content_md5, checksum))
+        response = await self._write(bucket, key, [], request, body, size, checksum is not None)
         return ObjectInfo(
             key=key,
             size=size,
-            etag=response.headers.get("ETag", "").strip('"'),
-            last_modified=_http_date(response.headers.get("Date")),
-            content_type=request_headers["Content-Type"],
+            etag=etag(response.headers),
+            last_modified=http_date(response.headers.get("Date")),
+            content_type=request["Content-Type"],
             metadata=clean_metadata(metadata),
             headers=clean_headers(headers),
+            checksums=echoed_checksums(response.headers),
         )
+
+    async def copy_object(
+        self, bucket: str, key: str, *, source_bucket: str, source_key: str, if_match: str
+    ) -> ObjectInfo:
+        check_key(key)
+        request = {
+            "x-amz-copy-source": f"/{source_bucket}/{quote_key(source_key)}",
+            "x-amz-copy-source-if-match": f'"{if_match}"',
+            "x-amz-metadata-directive": "COPY",
+        }
+        what = f"copying {source_bucket}/{source_key} to {key!r}"
+        response = await self._call("PUT", bucket, key, headers=request)
+        copied_etag, checksums = self._copy_answer(await self._read(response), response, what)
+        return await self._answered(bucket, key, copied_etag, checksums)
 
     async def delete(self, bucket: str, key: str) -> None:
         check_key(key)
@@ -309,13 +324,22 @@ class S3Storage(Storage):
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        checksum_algorithm: str | None = None,
     ) -> str:
         check_key(key)
-        request_headers = _object_headers(content_type, metadata, headers)
+        request = _object_headers(content_type, metadata, headers)
+        if checksum_algorithm is not None:
+            request["x-amz-checksum-algorithm"] = ALGORITHM_NAME[checksum_algorithm]
         response = await self._call(
-            "POST", bucket, key, query=[("uploads", None)], headers=request_headers, body=b""
+            "POST",
+            bucket,
+            key,
+            query=[("uploads", None)],
+            headers=request,
+            body=b"",
+            checksum_sent=checksum_algorithm is not None,
         )
-        return _parsed(s3_xml.parse_upload_id, await self._read(response), f"uploading {key!r}")
+        return parsed(s3_xml.parse_upload_id, await self._read(response), f"uploading {key!r}")
 
     async def upload_part(
         self,
@@ -323,18 +347,57 @@ class S3Storage(Storage):
         key: str,
         upload_id: str,
         part_number: int,
-        body: AsyncIterator[bytes],
+        body: Body,
         *,
         size: int,
+        content_md5: str | None = None,
+        checksum: Checksum | None = None,
     ) -> PartInfo:
         check_key(key)
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
-        response = await self._upload("PUT", bucket, key, query, {}, body, size)
-        response.release()
-        return PartInfo(part_number, size, response.headers.get("ETag", "").strip('"'))
+        request = _integrity_headers(content_md5, checksum)
+        response = await self._write(bucket, key, query, request, body, size, checksum is not None)
+        answered = echoed_checksums(response.headers)
+        return PartInfo(
+            part_number,
+            size,
+            etag(response.headers),
+            answered.get(checksum[0]) if checksum is not None else None,
+        )
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        source_bucket: str,
+        source_key: str,
+        start: int,
+        end: int,
+        if_match: str,
+    ) -> PartInfo:
+        check_key(key)
+        query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        request = {
+            "x-amz-copy-source": f"/{source_bucket}/{quote_key(source_key)}",
+            "x-amz-copy-source-range": f"bytes={start}-{end}",
+            "x-amz-copy-source-if-match": f'"{if_match}"',
+        }
+        what = f"copying part {part_number} of {key!r}"
+        response = await self._call("PUT", bucket, key, query=query, headers=request)
+        copied_etag, _ = self._copy_answer(await self._read(response), response, what)
+        return PartInfo(part_number, end - start + 1, copied_etag)
 
     async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: builtins.list[PartInfo]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: builtins.list[PartInfo],
+        *,
+        checksum_algorithm: str | None = None,
     ) -> ObjectInfo:
         check_key(key)
         if not parts:
@@ -345,13 +408,14 @@ class S3Storage(Storage):
             key,
             query=[("uploadId", upload_id)],
             headers={"Content-Type": "application/xml"},
-            body=s3_xml.build_complete(parts),
+            body=s3_xml.build_complete(parts, checksum_algorithm),
         )
         body = await self._read(response)
         # S3 may answer 200 and still fail: the error then arrives in the body.
         if s3_xml.is_error(body):
-            raise _translate(200, body, f"completing {key!r}")
-        return await self.head(bucket, key)
+            raise translate(200, body, f"completing {key!r}")
+        completed_etag, checksums = document_answer(body, response.headers, f"completing {key!r}")
+        return await self._answered(bucket, key, completed_etag, checksums)
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         check_key(key)
@@ -368,7 +432,7 @@ class S3Storage(Storage):
             query: builtins.list[tuple[str, str | None]] = [("uploadId", upload_id)]
             if marker:
                 query.append(("part-number-marker", str(marker)))
-            result = _parsed(
+            result = parsed(
                 s3_xml.parse_list_parts,
                 await self._read(await self._call("GET", bucket, key, query=query)),
                 f"listing the parts of {key!r}",
@@ -377,6 +441,25 @@ class S3Storage(Storage):
             if not result.is_truncated or result.next_marker <= marker:
                 return parts
             marker = result.next_marker
+
+    async def _answered(
+        self, bucket: str, key: str, answered_etag: str, checksums: Mapping[str, str]
+    ) -> ObjectInfo:
+        """The written object's info, with the ETag and checksums its write answered (a
+        HEAD may not show a composite checksum)."""
+        info = await self.head(bucket, key, checksums=bool(checksums))
+        return replace(
+            info, etag=answered_etag or info.etag, checksums={**info.checksums, **checksums}
+        )
+
+    @staticmethod
+    def _copy_answer(
+        body: bytes, response: aiohttp.ClientResponse, what: str
+    ) -> tuple[str, dict[str, str]]:
+        # CopyObject and UploadPartCopy may answer 200 with an error in the body.
+        if s3_xml.is_error(body):
+            raise translate(200, body, what)
+        return document_answer(body, response.headers, what)
 
     # health and lifecycle
 
@@ -421,50 +504,81 @@ class S3Storage(Storage):
         *,
         query: Sequence[tuple[str, str | None]] = (),
         headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
+        body: bytes | bytearray = b"",
         ok: tuple[int, ...] = (200,),
+        sign_body: bool = True,
+        checksum_sent: bool = False,
     ) -> aiohttp.ClientResponse:
-        """A request with an in-memory body, retried on transient failures."""
+        """A request with an in-memory body, retried by the policy on transient failures.
+
+        `sign_body=False` sends the body as UNSIGNED-PAYLOAD: hashing an object part with
+        SHA-256 only to sign it would read it twice; its Content-MD5 or checksum protects it.
+        """
         what = f"{method} {bucket or ''}/{key}"
-        for attempt in range(self._retries + 1):
-            last_try = attempt == self._retries
+
+        async def attempt() -> aiohttp.ClientResponse:
             try:
-                response = await self._send(method, bucket, key, query, headers or {}, body, None)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                response = await self._send(
+                    method, bucket, key, query, headers or {}, body, sign_body=sign_body
+                )
+            except TimeoutError as exc:
                 # A backend silent for the whole read timeout would likely be silent again:
                 # the caller hears at once (503 at the gateway) rather than after retries.
-                if last_try or isinstance(exc, TimeoutError):
-                    raise BackendUnavailable(f"{what}: {exc or type(exc).__name__}") from exc
-                await self._pause(attempt)
-                continue
+                raise BackendUnavailable(f"{what}: {exc or type(exc).__name__}") from exc
+            except aiohttp.ClientError as exc:
+                raise _Again(f"{what}: {exc or type(exc).__name__}") from exc
             if response.status in ok:
                 return response
             error_body = await self._read(response)
-            if _transient(response.status, error_body):
-                if last_try:
-                    raise BackendUnavailable(f"{what}: HTTP {response.status} after retries")
-                await self._pause(attempt)
-                continue
-            raise _translate(response.status, error_body, what, bucket_only=not key)
-        raise AssertionError("unreachable")
+            raise _refusal(response.status, error_body, what, not key, checksum_sent)
+
+        return await self._retry.call(what, attempt)
+
+    async def _write(
+        self,
+        bucket: str,
+        key: str,
+        query: Sequence[tuple[str, str | None]],
+        headers: Mapping[str, str],
+        body: Body,
+        size: int,
+        checksum_sent: bool,
+    ) -> aiohttp.ClientResponse:
+        """An object or part body: from memory through `_call` (so retried), or streamed."""
+        if size < 0:
+            raise ValueError("size must not be negative")
+        if isinstance(body, bytes | bytearray):
+            if len(body) != size:
+                raise ValueError(f"a body of {len(body)} bytes announced as {size}")
+            response = await self._call(
+                "PUT",
+                bucket,
+                key,
+                query=query,
+                headers=headers,
+                body=body,
+                sign_body=False,
+                checksum_sent=checksum_sent,
+            )
+            response.release()
+            return response
+        return await self._upload(bucket, key, query, headers, body, size, checksum_sent)
 
     async def _upload(
         self,
-        method: str,
         bucket: str,
         key: str,
         query: Sequence[tuple[str, str | None]],
         headers: Mapping[str, str],
         body: AsyncIterator[bytes],
         size: int,
+        checksum_sent: bool,
     ) -> aiohttp.ClientResponse:
         """A request with a streamed body: not retried, the body can be read only once."""
-        what = f"{method} {bucket}/{key}"
-        if size < 0:
-            raise ValueError("size must not be negative")
+        what = f"PUT {bucket}/{key}"
         payload = SizedBody(body, size)
         try:
-            response = await self._send(method, bucket, key, query, headers, None, payload)
+            response = await self._send("PUT", bucket, key, query, headers, payload)
         except (aiohttp.ClientError, TimeoutError) as exc:
             if payload.error is not None:
                 raise payload.error from None
@@ -473,11 +587,13 @@ class S3Storage(Storage):
             response.close()
             raise payload.error
         if response.status == 200:
+            response.release()
             return response
         error_body = await self._read(response)
-        if _transient(response.status, error_body):
-            raise BackendUnavailable(f"{what}: HTTP {response.status}")
-        raise _translate(response.status, error_body, what)
+        refusal = _refusal(response.status, error_body, what, False, checksum_sent)
+        if isinstance(refusal, _Again):
+            raise BackendUnavailable(str(refusal))
+        raise refusal
 
     async def _send(
         self,
@@ -486,8 +602,9 @@ class S3Storage(Storage):
         key: str,
         query: Sequence[tuple[str, str | None]],
         headers: Mapping[str, str],
-        body: bytes | None,
-        stream: SizedBody | None,
+        body: bytes | bytearray | SizedBody,
+        *,
+        sign_body: bool = True,
     ) -> aiohttp.ClientResponse:
         url, host = build_url(
             self.endpoint, self.addressing_style, bucket, key, encode_query(query)
@@ -495,10 +612,16 @@ class S3Storage(Storage):
         # Host is set (and signed) here rather than left to aiohttp, so the two cannot differ;
         # identity encoding because bodies are passed on byte for byte.
         to_sign = {"Host": host, "Accept-Encoding": "identity", **headers}
-        if stream is not None:
-            to_sign["Content-Length"] = str(stream.size)
-        signed = self._signer.sign(method, url, to_sign, body)
-        data: bytes | SizedBody | None = stream if stream is not None else (body or None)
+        data: bytes | bytearray | SizedBody | AsyncIterator[memoryview] | None
+        if isinstance(body, SizedBody):
+            to_sign["Content-Length"] = str(body.size)
+            signed = self._signer.sign(method, url, to_sign, None)
+            data = body
+        else:
+            if not sign_body:
+                to_sign["Content-Length"] = str(len(body))
+            signed = self._signer.sign(method, url, to_sign, bytes(body) if sign_body else None)
+            data = in_memory_payload(body)
         return await self._client().request(
             method,
             URL(url, encoded=True),
@@ -519,10 +642,6 @@ class S3Storage(Storage):
         finally:
             response.release()
 
-    async def _pause(self, attempt: int) -> None:
-        # Exponential backoff with full jitter, so parallel callers do not retry in step.
-        await self._sleep(random.uniform(0, self._backoff * 2**attempt))
-
 
 def _object_headers(
     content_type: str | None,
@@ -536,78 +655,31 @@ def _object_headers(
     return result
 
 
-def _object_info(key: str, headers: CIMultiDictProxy[str], size: int) -> ObjectInfo:
-    metadata = {
-        name.lower()[len(META_PREFIX) :]: value
-        for name, value in headers.items()
-        if name.lower().startswith(META_PREFIX)
-    }
-    standard = {name: headers[name] for name in STANDARD_HEADERS if name in headers}
-    return ObjectInfo(
-        key=key,
-        size=size,
-        etag=headers.get("ETag", "").strip('"'),
-        last_modified=_http_date(headers.get("Last-Modified")),
-        content_type=headers.get("Content-Type", DEFAULT_CONTENT_TYPE),
-        metadata=metadata,
-        headers=standard,
-        etag_is_md5=_etag_is_md5(headers),
-    )
+def _integrity_headers(content_md5: str | None, checksum: Checksum | None) -> dict[str, str]:
+    headers = {}
+    if content_md5 is not None:
+        headers["Content-MD5"] = content_md5
+    if checksum is not None:
+        algorithm, value = checksum
+        headers[HEADER[algorithm]] = value
+        headers["x-amz-sdk-checksum-algorithm"] = ALGORITHM_NAME[algorithm]
+    return headers
 
 
-def _etag_is_md5(headers: CIMultiDictProxy[str]) -> bool:
-    # S3 documents that objects encrypted with SSE-KMS or SSE-C have ETags that are not an
-    # MD5 of their data; SSE-S3 (AES256) ones are.
-    encryption = headers.get("x-amz-server-side-encryption", "").lower()
-    customer_key = "x-amz-server-side-encryption-customer-algorithm" in headers
-    return not (encryption.startswith("aws:kms") or customer_key)
+class _Again(BackendUnavailable):
+    """A failure worth another try (connection error, 5xx, 429, SlowDown)."""
 
 
-def _content_range(value: str) -> tuple[int, int, int]:
-    """(first, last, size) from `bytes first-last/size`."""
-    try:
-        unit, _, rest = value.partition(" ")
-        span, _, total = rest.partition("/")
-        first, _, last = span.partition("-")
-        if unit != "bytes":
-            raise ValueError(unit)
-        return int(first), int(last), int(total)
-    except ValueError:
-        raise BackendError(f"unreadable Content-Range {value!r} in a 206 answer") from None
+def _again(exc: Exception) -> bool:
+    return isinstance(exc, _Again)
 
 
-def _http_date(value: str | None) -> datetime:
-    if value:
-        try:
-            return parsedate_to_datetime(value).astimezone(UTC)
-        except (TypeError, ValueError):
-            pass
-    return datetime.now(UTC)
-
-
-def _transient(status: int, body: bytes) -> bool:
-    if status >= 500 or status == 429:
-        return True
-    code, _ = s3_xml.parse_error(body)
-    return code in _RETRY_CODES
-
-
-def _translate(status: int, body: bytes, what: str, *, bucket_only: bool = False) -> StorageError:
-    code, message = s3_xml.parse_error(body)
-    error = _ERRORS.get(code)
-    detail = f"{what}: {code or f'HTTP {status}'}{f': {message}' if message else ''}"
-    if error is not None:
-        return error(detail)
-    if status == 416:
-        return InvalidRange(detail)
-    if status == 404 and not code:
-        return NoSuchBucket(detail) if bucket_only else NoSuchKey(detail)
-    return BackendError(detail, status=status, code=code)
-
-
-def _parsed(parse: Callable[[bytes], _T], body: bytes, what: str) -> _T:
-    """An answer parsed by `parse`; one that is not S3 XML is the endpoint's failure."""
-    try:
-        return parse(body)
-    except (ET.ParseError, ValueError) as exc:
-        raise BackendUnavailable(f"{what}: the answer is not S3 XML") from exc
+def _refusal(
+    status: int, body: bytes, what: str, bucket_only: bool, checksum_sent: bool
+) -> StorageError:
+    """The error an answer that is not OK stands for."""
+    if checksum_sent and checksum_refused(status, body):
+        return refused_checksum(what, status, body)
+    if transient(status, body):
+        return _Again(f"{what}: HTTP {status}")
+    return translate(status, body, what, bucket_only=bucket_only)

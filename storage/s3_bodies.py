@@ -47,6 +47,27 @@ class SizedBody:
             raise
 
 
+# In-memory bodies up to this size go to aiohttp as they are (its cheapest path); larger ones
+# as slices of themselves, which aiohttp sends without a copy or a warning.
+SEND_CHUNK = 1024 * 1024
+
+
+def in_memory_payload(
+    body: bytes | bytearray,
+) -> bytes | bytearray | AsyncIterator[memoryview] | None:
+    """What aiohttp sends for an in-memory body (a fresh iterator per call, so a retry
+    sends the same bytes again)."""
+    if not body:
+        return None
+    return body if len(body) <= SEND_CHUNK else _slices(body)
+
+
+async def _slices(body: bytes | bytearray) -> AsyncIterator[memoryview]:
+    with memoryview(body) as view:
+        for start in range(0, len(view), SEND_CHUNK):
+            yield view[start : start + SEND_CHUNK]
+
+
 class ResponseBody:
     """A GET response's body as an async iterator; `aclose()` gives the connection back."""
 

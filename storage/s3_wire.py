@@ -21,6 +21,15 @@ import aiohttp
 from storage.exceptions import ConfigError
 
 ADDRESSING_STYLES = ("path", "virtual")
+
+
+def check_addressing_style(style: str, what: str = "storage addressing_style") -> str:
+    """`style` if it is one of ADDRESSING_STYLES; ConfigError otherwise."""
+    if style not in ADDRESSING_STYLES:
+        raise ConfigError(f"{what} {style!r} is not one of {', '.join(ADDRESSING_STYLES)}")
+    return style
+
+
 # The most of an XML answer (listing, error, upload id) read into memory: a listing of 1,000
 # keys of 1,024 bytes, URL-encoded, stays well below it; an endpoint that sends more is cut off.
 ANSWER_LIMIT = 16 * 1024 * 1024

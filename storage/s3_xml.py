@@ -17,6 +17,7 @@ from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
 from storage.base import PartInfo
+from storage.checksums import XML_ELEMENT
 
 MESSAGE_LIMIT = 200  # characters of an endpoint's error message passed on
 
@@ -111,10 +112,14 @@ def parse_list_parts(body: bytes) -> PartsResult:
     return PartsResult(parts, truncated, int(marker) if marker else 0)
 
 
-def build_complete(parts: list[PartInfo]) -> bytes:
+def build_complete(parts: list[PartInfo], checksum_algorithm: str | None = None) -> bytes:
+    """The CompleteMultipartUpload body; with an algorithm, each part's checksum is listed."""
+    element = None if checksum_algorithm is None else XML_ELEMENT[checksum_algorithm]
     items = "".join(
         f"<Part><PartNumber>{part.part_number}</PartNumber>"
-        f"<ETag>&quot;{escape(part.etag.strip(chr(34)))}&quot;</ETag></Part>"
+        f"<ETag>&quot;{escape(part.etag.strip(chr(34)))}&quot;</ETag>"
+        + (f"<{element}>{escape(part.checksum)}</{element}>" if element and part.checksum else "")
+        + "</Part>"
         for part in parts
     )
     return (

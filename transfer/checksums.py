@@ -1,5 +1,7 @@
 """Hashes computed while bytes are read, and the values a target should answer with.
 
+The flexible checksums themselves are defined once, in storage.checksums.
+
 S3's ETag of a single-part upload is the hex MD5 of the body; of a multipart upload it is
 `md5(concat(part md5 digests))-N`. Flexible checksums (x-amz-checksum-*) are base64 digests;
 for a multipart upload the composite form is `b64(hash(concat(part digests)))-N`.
@@ -7,53 +9,40 @@ for a multipart upload the composite form is `b64(hash(concat(part digests)))-N`
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
-import google_crc32c
+from storage.checksums import (
+    ALGORITHM_NAME,
+    ALGORITHMS,
+    HEADER,
+    XML_ELEMENT,
+    ChecksumHash,
+    b64,
+    composite_checksum,
+    new_checksum,
+)
 
-ALGORITHMS = ("crc32c", "sha256")
-HEADER = {"crc32c": "x-amz-checksum-crc32c", "sha256": "x-amz-checksum-sha256"}
-XML_ELEMENT = {"crc32c": "ChecksumCRC32C", "sha256": "ChecksumSHA256"}
-ALGORITHM_NAME = {"crc32c": "CRC32C", "sha256": "SHA256"}
+__all__ = [
+    "ALGORITHMS",
+    "ALGORITHM_NAME",
+    "HEADER",
+    "XML_ELEMENT",
+    "Digest",
+    "Hasher",
+    "b64",
+    "composite_checksum",
+    "is_md5_etag",
+    "is_plain_md5",
+    "multipart_etag",
+    "new_checksum",
+    "same_checksum",
+]
 
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 _MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-[0-9]+")
-
-
-def b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
-
-
-class _Hash(Protocol):
-    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
-
-    def digest(self) -> bytes: ...
-
-
-class _Crc32c:
-    """google_crc32c behind hashlib's update()/digest() shape."""
-
-    def __init__(self) -> None:
-        self._value = 0
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._value = google_crc32c.extend(self._value, data)
-
-    def digest(self) -> bytes:
-        return self._value.to_bytes(4, "big")
-
-
-def new_checksum(algorithm: str) -> _Hash:
-    if algorithm == "crc32c":
-        return _Crc32c()
-    if algorithm == "sha256":
-        return hashlib.sha256()
-    raise ValueError(f"unknown checksum algorithm {algorithm!r}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +79,7 @@ class Hasher:
             raise ValueError("without an MD5 a flexible checksum is needed")
         self._source_md5 = source_md5
         self._md5 = hashlib.md5(usedforsecurity=False) if md5 and source_md5 is None else None
-        self._checksum: _Hash | None = None if algorithm is None else new_checksum(algorithm)
+        self._checksum: ChecksumHash | None = None if algorithm is None else new_checksum(algorithm)
         self._size = 0
 
     def update(self, data: bytes) -> None:
@@ -119,13 +108,6 @@ def multipart_etag(part_md5s: Iterable[bytes]) -> str:
     md5s = list(part_md5s)
     combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
     return f"{combined}-{len(md5s)}"
-
-
-def composite_checksum(algorithm: str, part_checksums: Iterable[bytes]) -> str:
-    parts = list(part_checksums)
-    outer = new_checksum(algorithm)
-    outer.update(b"".join(parts))
-    return f"{b64(outer.digest())}-{len(parts)}"
 
 
 def is_md5_etag(etag: str) -> bool:

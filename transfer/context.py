@@ -1,4 +1,4 @@
-"""What one job's copies share in one worker, and the headers that carry an object's metadata."""
+"""What one job's copies share in one worker."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from storage.base import ObjectInfo, Storage
+from storage.base import ObjectInfo
+from storage.retry import RetryPolicy
 from storage.throttle import TokenBucket
-from storage.validation import META_PREFIX
 from transfer.config import TransferConfig
 from transfer.finished import FinishedBatch
-from transfer.retry import RetryPolicy
-from transfer.spec import Destination, Source
+from transfer.observe import SourceObserver
+from transfer.spec import Source, Target
 from transfer.store import JobStore
-from transfer.target import TargetClient
 from transfer.throttle import MemoryBudget
 
 
@@ -23,16 +22,14 @@ class CopyContext:
     """Everything one job's copies share in one worker."""
 
     source: Source
-    destination: Destination
-    target: TargetClient
-    target_storage: Storage  # reads, ListParts, aborts on the destination
+    target: Target
     store: JobStore
     config: TransferConfig
     budget: MemoryBudget
     throttle: TokenBucket | None
     retry: RetryPolicy
     algorithm: str | None  # flexible checksum in use; None: Content-MD5 alone
-    server_side: bool  # source and destination are the same endpoint
+    server_side: bool  # the target's storage can copy from the source's itself
     on_checksum_fallback: Callable[[], Awaitable[None]]
     # Whether an object may be on the target already (False: the target was empty at
     # planning, so the per-object HEAD is skipped).
@@ -40,21 +37,14 @@ class CopyContext:
     # Where items finished without an upload are queued to be recorded in batches;
     # None: each is recorded at once.
     finished: FinishedBatch | None = None
+    # Sees every object's bytes as they are read (transfer/observe.py).
+    observer: SourceObserver | None = None
     # Whether a source's plain-hex ETag may stand in for the MD5 of a single PUT's body;
     # cleared for the job the first time one does not match the bytes.
     source_md5: bool = True
     # Whether the target refuses a part whose flexible checksum does not match its bytes;
     # None until ObjectCopier._probe has asked it. True: parts are not hashed with MD5.
     checksum_checked: bool | None = None
-
-
-def object_headers(info: ObjectInfo) -> dict[str, str]:
-    """The headers that recreate a source object's metadata on the target."""
-    headers = {"Content-Type": info.content_type}
-    headers.update(info.headers)
-    for name, value in info.metadata.items():
-        headers[META_PREFIX + name] = value
-    return headers
 
 
 def attributes(info: ObjectInfo) -> dict[str, Any]:

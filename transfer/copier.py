@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from storage.base import PartInfo
 from transfer import states
 from transfer.checksums import (
     Digest,
@@ -28,7 +29,7 @@ from transfer.checksums import (
     same_checksum,
 )
 from transfer.config import MAX_PARTS
-from transfer.context import CopyContext, attributes, object_headers
+from transfer.context import CopyContext, attributes
 from transfer.exceptions import (
     AccessDenied,
     Cancelled,
@@ -44,8 +45,7 @@ from transfer.exceptions import (
 from transfer.reads import hash_md5
 from transfer.retry import translate
 from transfer.store import Item, StoredPart
-from transfer.target import Ack, TargetPart
-from transfer.verify import Verification
+from transfer.verify import Ack, Verification
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class ObjectCopier(Verification):
     async def copy(self, item: Item) -> None:
         if item.upload_id is None and self.c.check_target and await self._already_there(item):
             return
-        if self.c.server_side:
+        if self.c.server_side and self.c.observer is None:
             try:
                 await self._copy_server_side(item)
                 self._server_side_proven = True
@@ -79,10 +79,10 @@ class ObjectCopier(Verification):
         try:
             await self._copy_streamed(item)
         except ChecksumRefused as exc:
-            if self.c.destination.checksum != "auto":
+            if self.c.target.checksum != "auto":
                 raise TargetRefused(
                     f"{exc} (the destination's checksum setting is "
-                    f"{self.c.destination.checksum!r}; 'md5' or 'auto' would work)"
+                    f"{self.c.target.checksum!r}; 'md5' or 'auto' would work)"
                 ) from exc
             if self.c.algorithm is not None:
                 log.info("target refused %s checksums; using Content-MD5 alone", self.c.algorithm)
@@ -94,10 +94,9 @@ class ObjectCopier(Verification):
     # skip
 
     async def _already_there(self, item: Item) -> bool:
-        head = await self._head_target(item)
-        if head is None:
+        ack = await self._head_target(item)
+        if ack is None:
             return False
-        ack, _ = head
         if ack.size != item.size:
             return False
         if ack.etag and ack.etag.lower() == item.etag.strip('"').lower():
@@ -153,19 +152,28 @@ class ObjectCopier(Verification):
             lambda: self._read(item, 0, item.size, algorithm, whole_object=True),
         )
         checksum = (algorithm, digest.checksum_b64 or "") if algorithm else None
-        headers = object_headers(info)
         what = f"PUT {item.target_key!r}"
+        target = self.c.target
+        if self.c.observer is not None:
+            await self.c.observer.finished(item.key, item.size)
 
         async def send() -> Ack:
             nonlocal digest
             try:
-                ack = await self.c.target.put_object(
-                    item.target_key,
-                    buffer,
-                    md5_b64=digest.md5_b64,
-                    headers=headers,
-                    checksum=checksum,
+                written = await self._target_call(
+                    target.storage.put(
+                        target.bucket,
+                        item.target_key,
+                        buffer,
+                        size=item.size,
+                        content_type=info.content_type,
+                        metadata=info.metadata,
+                        headers=info.headers,
+                        content_md5=digest.md5_b64,
+                        checksum=checksum,
+                    )
                 )
+                ack = Ack.of_object(written)
                 if digest.md5_from_source and not ack.checksums.get(algorithm or ""):
                     # The target did not answer the checksum: only an MD5 of our own can
                     # prove what it stored.
@@ -199,15 +207,21 @@ class ObjectCopier(Verification):
 
     async def _copy_server_side(self, item: Item) -> None:
         if item.upload_id is None and not self.c.config.multipart(item.size):
-            ack = await self.c.retry.call(
-                f"CopyObject {item.target_key!r}",
-                lambda: self.c.target.copy_object(
-                    item.target_key,
-                    source_bucket=self.c.source.bucket,
-                    source_key=item.key,
-                    if_match=item.etag.strip('"'),
-                ),
-            )
+            target = self.c.target
+
+            async def copy_object() -> Ack:
+                copied = await self._target_call(
+                    target.storage.copy_object(
+                        target.bucket,
+                        item.target_key,
+                        source_bucket=self.c.source.bucket,
+                        source_key=item.key,
+                        if_match=item.etag.strip('"'),
+                    )
+                )
+                return Ack.of_object(copied)
+
+            ack = await self.c.retry.call(f"CopyObject {item.target_key!r}", copy_object)
             method = await self._verify_server_copy(item, ack)
             await self._record(item, states.DONE, method, ack.etag)
             return
@@ -238,6 +252,8 @@ class ObjectCopier(Verification):
             p.size for p in parts
         ) != item.size:
             raise Transient(f"parts of {item.key!r} are incomplete after upload; retrying")
+        if self.c.observer is not None and not server:
+            await self.c.observer.finished(item.key, item.size)
         ack = await self._complete(item, parts)
         if server:
             method = await self._verify_server_copy(item, ack)
@@ -250,11 +266,20 @@ class ObjectCopier(Verification):
         algorithm = None if server else self.c.algorithm
         part_size = self.c.config.choose_part_size(item.size)
 
+        target = self.c.target
+
         async def create_and_record() -> Item:
             upload_id = await self.c.retry.call(
                 f"CreateMultipartUpload {item.target_key!r}",
-                lambda: self.c.target.create_multipart(
-                    item.target_key, headers=object_headers(info), algorithm=algorithm
+                lambda: self._target_call(
+                    target.storage.create_multipart(
+                        target.bucket,
+                        item.target_key,
+                        content_type=info.content_type,
+                        metadata=info.metadata,
+                        headers=info.headers,
+                        checksum_algorithm=algorithm,
+                    )
                 ),
             )
             return await self.c.store.record_upload(
@@ -301,14 +326,18 @@ class ObjectCopier(Verification):
                 return
             other = new_checksum(algorithm)
             other.update(b"\x01")
+            target = self.c.target
             try:
-                await self.c.target.upload_part(
-                    item.target_key,
-                    item.upload_id,
-                    PROBE_PART,
-                    b"\x00",
-                    md5_b64=None,
-                    checksum=(algorithm, b64(other.digest())),
+                await self._target_call(
+                    target.storage.upload_part(
+                        target.bucket,
+                        item.target_key,
+                        item.upload_id,
+                        PROBE_PART,
+                        b"\x00",
+                        size=1,
+                        checksum=(algorithm, b64(other.digest())),
+                    )
                 )
             except Corrupted:
                 self.c.checksum_checked = True
@@ -335,8 +364,8 @@ class ObjectCopier(Verification):
             listed = await self.c.retry.call(
                 f"ListParts {item.target_key!r}",
                 lambda: self._target_call(
-                    self.c.target_storage.list_parts(
-                        self.c.destination.bucket, item.target_key, upload_id
+                    self.c.target.storage.list_parts(
+                        self.c.target.bucket, item.target_key, upload_id
                     )
                 ),
             )
@@ -362,19 +391,19 @@ class ObjectCopier(Verification):
         if server or not stored or not (hashed or summed):
             return False
         head = await self._head_target(item)
-        if head is None or head[0].size != item.size:
+        if head is None or head.size != item.size:
             return False
         if hashed:
-            if head[0].etag.lower() != multipart_etag(bytes.fromhex(p.md5 or "") for p in stored):
+            if head.etag.lower() != multipart_etag(bytes.fromhex(p.md5 or "") for p in stored):
                 return False
             verified = "etag"
         else:
             assert algorithm is not None
             wanted = self._parts_checksum(algorithm, stored)
-            if not same_checksum(head[0].checksums.get(algorithm), wanted):
+            if not same_checksum(head.checksums.get(algorithm), wanted):
                 return False
             verified = f"checksum-{algorithm}"
-        await self.c.store.record_done(item, verified=verified, target_etag=head[0].etag)
+        await self.c.store.record_done(item, verified=verified, target_etag=head.etag)
         return True
 
     async def _run_parts(self, item: Item, numbers: Iterator[int], *, server: bool) -> None:
@@ -433,15 +462,22 @@ class ObjectCopier(Verification):
         checksum = (algorithm, digest.checksum_b64 or "") if algorithm else None
         what = f"UploadPart {item.target_key!r} part {number}"
 
+        target = self.c.target
+
         async def send() -> Ack:
-            ack = await self.c.target.upload_part(
-                item.target_key,
-                upload_id,
-                number,
-                buffer,
-                md5_b64=digest.md5_b64,
-                checksum=checksum,
+            part = await self._target_call(
+                target.storage.upload_part(
+                    target.bucket,
+                    item.target_key,
+                    upload_id,
+                    number,
+                    buffer,
+                    size=length,
+                    content_md5=digest.md5_b64,
+                    checksum=checksum,
+                )
             )
+            ack = Ack.of_part(part, algorithm)
             self._check_ack(ack, digest, algorithm, what)
             return ack
 
@@ -454,17 +490,21 @@ class ObjectCopier(Verification):
         assert item.upload_id is not None
         upload_id = item.upload_id
         start, length = self._span(item, number)
+        target = self.c.target
         ack = await self.c.retry.call(
             f"UploadPartCopy {item.target_key!r} part {number}",
-            lambda: self.c.target.upload_part_copy(
-                item.target_key,
-                upload_id,
-                number,
-                source_bucket=self.c.source.bucket,
-                source_key=item.key,
-                start=start,
-                end=start + length - 1,
-                if_match=item.etag.strip('"'),
+            lambda: self._target_call(
+                target.storage.upload_part_copy(
+                    target.bucket,
+                    item.target_key,
+                    upload_id,
+                    number,
+                    source_bucket=self.c.source.bucket,
+                    source_key=item.key,
+                    start=start,
+                    end=start + length - 1,
+                    if_match=item.etag.strip('"'),
+                )
             ),
         )
         await self.c.store.record_part(item, StoredPart(number, length, None, None, ack.etag))
@@ -472,19 +512,30 @@ class ObjectCopier(Verification):
     async def _complete(self, item: Item, parts: list[StoredPart]) -> Ack:
         assert item.upload_id is not None
         upload_id = item.upload_id
-        targets = [TargetPart(p.part_number, p.etag, p.checksum) for p in parts]
-        try:
-            return await self.c.retry.call(
-                f"CompleteMultipartUpload {item.target_key!r}",
-                lambda: self.c.target.complete(item.target_key, upload_id, targets, item.checksum),
+        listed = [PartInfo(p.part_number, p.size, p.etag, p.checksum) for p in parts]
+        target = self.c.target
+
+        async def complete() -> Ack:
+            completed = await self._target_call(
+                target.storage.complete_multipart(
+                    target.bucket,
+                    item.target_key,
+                    upload_id,
+                    listed,
+                    checksum_algorithm=item.checksum,
+                )
             )
+            return Ack.of_object(completed)
+
+        try:
+            return await self.c.retry.call(f"CompleteMultipartUpload {item.target_key!r}", complete)
         except UploadGone:
             # A retried Complete whose first answer was lost on the way finds no upload: the
             # object may be complete. Verification below decides whether it is ours.
             head = await self._head_target(item)
             if head is None:
                 raise Transient(f"upload of {item.key!r} vanished before completion") from None
-            return head[0]
+            return head
 
     # verification
 
@@ -500,8 +551,8 @@ class ObjectCopier(Verification):
             await self.c.retry.call(
                 f"AbortMultipartUpload {target_key!r}",
                 lambda: self._target_call(
-                    self.c.target_storage.abort_multipart(
-                        self.c.destination.bucket, target_key, upload_id
+                    self.c.target.storage.abort_multipart(
+                        self.c.target.bucket, target_key, upload_id
                     )
                 ),
             )

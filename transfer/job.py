@@ -18,7 +18,7 @@ import aiohttp
 
 from db.models import PortabilityRequest
 from storage.egress import EgressPolicy
-from storage.s3 import S3Storage
+from storage.retry import RetryPolicy
 from storage.throttle import TokenBucket
 from transfer import states
 from transfer.config import TransferConfig
@@ -34,12 +34,12 @@ from transfer.exceptions import (
     VerificationFailed,
 )
 from transfer.finished import FinishedBatch
+from transfer.observe import SourceObserver
 from transfer.planner import plan
 from transfer.report import RateMeter, ReportBuilder, progress
-from transfer.retry import RetryPolicy
-from transfer.spec import Destination, Source
+from transfer.retry import engine_policy
+from transfer.spec import Destination, Source, Target
 from transfer.store import Item, JobStore
-from transfer.target import TargetClient
 from transfer.throttle import MemoryBudget
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,19 @@ PLANNING_POLL = 0.1  # seconds between claims that find nothing while the source
 
 
 class JobRunner:
-    """Runs one transfer job in this worker until it has nothing left to do here."""
+    """Runs one transfer job in this worker until it has nothing left to do here.
+
+    `destination`: a Target (a bucket and prefix of any Storage: Ferry's own for an import),
+    or a Destination, opened on a session of the egress policy for the run. `observer` sees
+    every object's bytes as they are read (transfer/observe.py).
+    """
 
     def __init__(
         self,
         *,
         request_id: uuid.UUID,
         source: Source,
-        destination: Destination,
+        destination: Destination | Target,
         store: JobStore,
         config: TransferConfig,
         budget: MemoryBudget,
@@ -65,8 +70,10 @@ class JobRunner:
         bandwidth_limit: int | None = None,
         verify: str | None = None,
         egress: EgressPolicy | None = None,
+        observer: SourceObserver | None = None,
     ) -> None:
         self.request_id = request_id
+        self.observer = observer
         self.source = source
         self.destination = destination
         self.store = store
@@ -102,7 +109,9 @@ class JobRunner:
             timeout=timeout,
             auto_decompress=False,
         ) as http:
-            copier = self._copier(http, job.checksum, job.target_empty)
+            d = self.destination
+            target = d.open(http) if isinstance(d, Destination) else d
+            copier = self._copier(target, job.checksum, job.target_empty)
             if job.checksum is None:
                 await self.store.set_checksum(self.request_id, copier.c.algorithm or "md5")
             heartbeat = asyncio.create_task(self._heartbeat(copier))
@@ -127,7 +136,7 @@ class JobRunner:
                     objects_limit=self.config.report_objects_limit,
                     destination={
                         "destination": {
-                            "endpoint_url": self.destination.endpoint_url,
+                            "endpoint_url": _where(self.destination),
                             "bucket": self.destination.bucket,
                             "prefix": self.destination.prefix,
                         },
@@ -136,28 +145,13 @@ class JobRunner:
                 ),
             )
 
-    def _copier(
-        self, http: aiohttp.ClientSession, settled: str | None, target_empty: bool
-    ) -> ObjectCopier:
-        d = self.destination
-        if d.checksum == "auto":
+    def _copier(self, target: Target, settled: str | None, target_empty: bool) -> ObjectCopier:
+        if target.checksum == "auto":
             algorithm: str | None = None if settled == "md5" else "crc32c"
         else:
-            algorithm = None if d.checksum == "md5" else d.checksum
-        target_storage = S3Storage(
-            d.endpoint_url,
-            d.region,
-            d.access_key_id,
-            d.secret_access_key,
-            d.session_token,
-            d.addressing_style,
-            session=http,
-            retries=0,  # the copy engine's own policy decides; no retries inside retries
-        )
-        source = self.source.storage
-        server_side = isinstance(source, S3Storage) and source.endpoint == d.endpoint
+            algorithm = None if target.checksum == "md5" else target.checksum
         throttle = TokenBucket(self._bandwidth) if self._bandwidth else None
-        retry = RetryPolicy(
+        retry = engine_policy(
             attempts=self.config.request_attempts,
             base=self.config.backoff_base,
             cap=self.config.backoff_cap,
@@ -172,19 +166,18 @@ class JobRunner:
 
         context = CopyContext(
             source=self.source,
-            destination=d,
-            target=TargetClient(d, http),
-            target_storage=target_storage,
+            target=target,
             store=self.store,
             config=config,
             budget=self.budget,
             throttle=throttle,
             retry=retry,
             algorithm=algorithm,
-            server_side=server_side,
+            server_side=target.storage.can_copy_from(self.source.storage),
             on_checksum_fallback=fall_back,
             check_target=not target_empty,
             finished=self._finished,
+            observer=self.observer,
         )
         return ObjectCopier(context)
 
@@ -212,7 +205,7 @@ class JobRunner:
             await plan(
                 request_id=self.request_id,
                 source=self.source,
-                destination=self.destination,
+                target=copier.c.target,
                 store=self.store,
                 retry=copier.c.retry,
                 page_size=self.config.list_page_size,
@@ -223,9 +216,9 @@ class JobRunner:
             self._planning = False
 
     async def _target_is_empty(self, copier: ObjectCopier) -> bool:
-        d = self.destination
+        d = copier.c.target
         try:
-            page = await copier.c.target_storage.list(d.bucket, prefix=d.prefix, max_keys=1)
+            page = await d.storage.list(d.bucket, prefix=d.prefix, max_keys=1)
         except Exception as exc:
             # Not allowed to list (or not now): look for each object with a HEAD instead.
             log.info("cannot list the target (%s); checking objects one by one", exc)
@@ -441,3 +434,9 @@ class JobRunner:
                 objects_limit=self.config.report_objects_limit,
             ),
         )
+
+
+def _where(destination: Destination | Target) -> str:
+    if isinstance(destination, Destination):
+        return destination.endpoint_url
+    return destination.storage.location

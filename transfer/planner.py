@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from storage.base import ListPage
-from transfer.retry import RetryPolicy, translate
-from transfer.spec import Destination, Source
+from storage.retry import RetryPolicy
+from transfer.retry import translate
+from transfer.spec import Source, Target
 from transfer.store import JobStore
 
 
@@ -21,7 +22,7 @@ async def plan(
     *,
     request_id: uuid.UUID,
     source: Source,
-    destination: Destination,
+    target: Target,
     store: JobStore,
     retry: RetryPolicy,
     page_size: int,
@@ -35,7 +36,7 @@ async def plan(
         await store.set_target_empty(request_id, await target_is_empty())
     cursor = stored or ""
     pages = 0
-    target = destination.identity
+    identity = target.identity
     while not stopping():
 
         async def listing(after: str = cursor) -> ListPage:
@@ -50,8 +51,8 @@ async def plan(
         rows: list[dict[str, Any]] = [
             {
                 "key": obj.key,
-                "target_key": destination.target_key(source.relative(obj.key)),
-                "target": target,
+                "target_key": target.target_key(source.relative(obj.key)),
+                "target": identity,
                 "size": obj.size,
                 "etag": obj.etag.strip('"'),
             }

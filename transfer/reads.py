@@ -34,11 +34,11 @@ class SourceReads:
         storage: Storage,
         bucket: str,
         key: str,
+        side: str,
         *,
         start: int = 0,
         length: int | None = None,
     ) -> str:
-        side = "target" if storage is self.c.target_storage else "source"
 
         async def read() -> str:
             ranged = length is not None and length > 0
@@ -163,6 +163,9 @@ class SourceReads:
             raise Transient(f"source: {item.key!r} ended after {position} of {length} bytes")
         if on_thread:
             await hash_md5(hasher, buffer)
+        if self.c.observer is not None:
+            with memoryview(buffer) as view:
+                self.c.observer.read(item.key, start, view[:length])
         return buffer, hasher.result(), info
 
     # cleanup

@@ -1,4 +1,4 @@
-"""Retries with exponential backoff and full jitter, and the translation of foreign errors.
+"""The engine's use of the one retry policy (storage.retry), and the translation of foreign errors.
 
 What is retried: Transient (5xx, SlowDown, 429, timeouts, resets) and Corrupted (the target
 stored other bytes than were sent). Everything else is final for the item at once: an
@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import aiohttp
 
 from storage import exceptions as storage_errors
 from storage.egress import EgressRefused
+from storage.retry import RetryPolicy
 from transfer.exceptions import (
     AccessDenied,
     AddressRefused,
+    ChecksumRefused,
     Corrupted,
     ItemFailed,
     SourceChanged,
@@ -28,8 +29,6 @@ from transfer.exceptions import (
     UploadGone,
     VerificationFailed,
 )
-
-T = TypeVar("T")
 
 _AUTH_CODES = frozenset(
     {
@@ -45,42 +44,35 @@ _AUTH_CODES = frozenset(
 )
 
 
-class RetryPolicy:
-    """`attempts` tries in all; waits base·2^n, capped, times a uniform random factor."""
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, Transient)
 
-    def __init__(
-        self,
-        *,
-        attempts: int,
-        base: float,
-        cap: float,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.attempts = attempts
-        self.base = base
-        self.cap = cap
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self.retries = 0  # how many times any call waited and tried again (for the report)
 
-    def delay(self, attempt: int) -> float:
-        return self._rng.uniform(0, min(self.cap, self.base * 2**attempt))
+def _exhausted(exc: Exception, what: str, attempts: int) -> Exception:
+    if isinstance(exc, Corrupted):
+        return VerificationFailed(f"{what}: {exc} ({attempts} attempts)")
+    return exc
 
-    async def call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run `operation` until it succeeds, fails for good, or the attempts run out."""
-        for attempt in range(self.attempts):
-            try:
-                return await operation()
-            except Corrupted as exc:
-                if attempt + 1 == self.attempts:
-                    raise VerificationFailed(f"{what}: {exc} ({self.attempts} attempts)") from exc
-            except Transient:
-                if attempt + 1 == self.attempts:
-                    raise
-            self.retries += 1
-            await self._sleep(self.delay(attempt))
-        raise AssertionError("unreachable")
+
+def engine_policy(
+    *,
+    attempts: int,
+    base: float,
+    cap: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rng: random.Random | None = None,
+) -> RetryPolicy:
+    """The engine's policy: Transient (and Corrupted) retried; Corrupted that outlasts the
+    attempts becomes VerificationFailed."""
+    return RetryPolicy(
+        attempts=attempts,
+        base=base,
+        cap=cap,
+        retryable=_retryable,
+        exhausted=_exhausted,
+        sleep=sleep,
+        rng=rng,
+    )
 
 
 def translate(exc: BaseException, side: str) -> TransferError:
@@ -96,6 +88,12 @@ def translate(exc: BaseException, side: str) -> TransferError:
         return Transient(text)
     if isinstance(exc, storage_errors.NoSuchUpload):
         return UploadGone(text)
+    if isinstance(exc, storage_errors.BadDigest):
+        return Corrupted(text)
+    if isinstance(exc, storage_errors.ChecksumUnsupported):
+        return ChecksumRefused(text)
+    if isinstance(exc, storage_errors.PreconditionFailed):
+        return SourceChanged(text)
     if isinstance(exc, storage_errors.IncompleteBody):
         return Transient(text)
     if isinstance(exc, storage_errors.NoSuchKey) and side == "source":

@@ -1,7 +1,9 @@
-"""What a transfer copies: a source in Ferry's storage and a destination S3 endpoint.
+"""What a transfer copies: from a Source to a Target, both a bucket and prefix of a `Storage`.
 
-The composition root (ferry/) builds both from a request row (`resolve`); this package never
-reads configuration or unseals anything itself.
+A push names its target as a Destination (the user's S3 endpoint and credentials), opened
+into a Target on the worker's egress-checked session; an import passes a Target on Ferry's
+own storage directly. The composition root (ferry/) builds them from a request row
+(`resolve`); this package never reads configuration or unseals anything itself.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from storage.base import Storage
 from storage.exceptions import ConfigError
-from storage.s3_wire import ADDRESSING_STYLES, Endpoint
+from storage.s3 import S3Storage
+from storage.s3_wire import Endpoint, check_addressing_style
 from transfer.exceptions import InvalidDestination
 
 CHECKSUMS = ("auto", "md5", "crc32c", "sha256")
@@ -69,14 +74,10 @@ class Destination:
             raise InvalidDestination(
                 f"checksum {self.checksum!r} is not one of {', '.join(CHECKSUMS)}"
             )
-        if self.addressing_style not in ADDRESSING_STYLES:
-            raise InvalidDestination(
-                f"addressing_style {self.addressing_style!r} is not one of "
-                f"{', '.join(ADDRESSING_STYLES)}"
-            )
         if not self.bucket:
             raise InvalidDestination("the destination names no bucket")
         try:
+            check_addressing_style(self.addressing_style, "addressing_style")
             Endpoint.parse(self.endpoint_url)
         except ConfigError as exc:
             raise InvalidDestination(str(exc)) from None
@@ -85,10 +86,51 @@ class Destination:
     def endpoint(self) -> Endpoint:
         return Endpoint.parse(self.endpoint_url)
 
+    def target_key(self, relative_key: str) -> str:
+        return self.prefix + relative_key
+
+    def open(self, session: aiohttp.ClientSession) -> Target:
+        """The destination as a Target, on `session` (the worker's egress-checked pool).
+
+        One try per request: the copy engine retries whole steps with its own policy.
+        """
+        storage = S3Storage(
+            self.endpoint_url,
+            self.region,
+            self.access_key_id,
+            self.secret_access_key,
+            self.session_token,
+            self.addressing_style,
+            session=session,
+            retries=0,
+        )
+        return Target(storage, self.bucket, self.prefix, checksum=self.checksum)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a job writes: keys under `prefix` in a bucket of `storage`.
+
+    `checksum`: as Destination's. The engine never closes `storage`: its caller does.
+    """
+
+    storage: Storage
+    bucket: str
+    prefix: str = ""
+    checksum: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.checksum not in CHECKSUMS:
+            raise InvalidDestination(
+                f"checksum {self.checksum!r} is not one of {', '.join(CHECKSUMS)}"
+            )
+        if not self.bucket:
+            raise InvalidDestination("the target names no bucket")
+
     @property
     def identity(self) -> str:
-        """A short stable name for "this bucket at this endpoint" (no credentials in it)."""
-        raw = f"{self.endpoint_url.rstrip('/')}\n{self.bucket}".encode()
+        """A short stable name for "this bucket at this location" (no credentials in it)."""
+        raw = f"{self.storage.location}\n{self.bucket}".encode()
         return hashlib.sha256(raw).hexdigest()[:32]
 
     def target_key(self, relative_key: str) -> str:

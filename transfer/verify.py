@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from storage.base import ObjectInfo, PartInfo
+from storage.exceptions import NoSuchKey
 from transfer.checksums import (
     Digest,
     composite_checksum,
@@ -20,8 +23,26 @@ from transfer.checksums import (
 )
 from transfer.exceptions import Corrupted, VerificationFailed
 from transfer.reads import SourceReads
+from transfer.retry import translate
 from transfer.store import Item, StoredPart
-from transfer.target import Ack
+
+
+@dataclass(frozen=True)
+class Ack:
+    """What the target answered to a write: its ETag and any checksums it echoed."""
+
+    etag: str
+    checksums: Mapping[str, str] = field(default_factory=dict)  # algorithm -> base64
+    size: int | None = None
+
+    @classmethod
+    def of_object(cls, info: ObjectInfo) -> Ack:
+        return cls(info.etag, info.checksums, info.size)
+
+    @classmethod
+    def of_part(cls, part: PartInfo, algorithm: str | None) -> Ack:
+        answered = {algorithm: part.checksum} if algorithm and part.checksum else {}
+        return cls(part.etag, answered, part.size)
 
 
 class Verification(SourceReads):
@@ -29,7 +50,7 @@ class Verification(SourceReads):
 
     def _check_ack(self, ack: Ack, digest: Digest, algorithm: str | None, what: str) -> None:
         """Refuse an acknowledgement that does not match the bytes sent (retried as Corrupted)."""
-        trust_checksum = self.c.destination.checksum in ("crc32c", "sha256")
+        trust_checksum = self.c.target.checksum in ("crc32c", "sha256")
         answered = ack.checksums.get(algorithm) if algorithm else None
         if answered is not None and answered != digest.checksum_b64:
             raise Corrupted(
@@ -63,7 +84,7 @@ class Verification(SourceReads):
         hashed = all(p.md5 for p in parts)
         expected = multipart_etag(bytes.fromhex(p.md5 or "") for p in parts)
         etag_ok = False
-        trust_checksum = self.c.destination.checksum in ("crc32c", "sha256")
+        trust_checksum = self.c.target.checksum in ("crc32c", "sha256")
         if hashed and is_md5_etag(ack.etag):
             etag_ok = ack.etag.lower() == expected
             if not etag_ok and not trust_checksum:
@@ -76,7 +97,7 @@ class Verification(SourceReads):
             answered = ack.checksums.get(algorithm)
             if not answered and not hashed:
                 head = await self._head_target(item)
-                answered = head[0].checksums.get(algorithm) if head else None
+                answered = head.checksums.get(algorithm) if head else None
             if answered:
                 wanted = self._parts_checksum(algorithm, parts)
                 checksum_ok = same_checksum(answered, wanted)
@@ -115,15 +136,27 @@ class Verification(SourceReads):
             await self._reread(item, [(0, item.size, source_md5)])
             return "server-copy+md5"
         if self.c.config.verify == "full":
-            source = await self._hash_object(self.c.source.storage, self.c.source.bucket, item.key)
+            source = await self._hash_object(
+                self.c.source.storage, self.c.source.bucket, item.key, "source"
+            )
             await self._reread(item, [(0, item.size, source)])
             return "server-copy+full"
         return "server-copy+size"
 
-    async def _head_target(self, item: Item) -> tuple[Ack, Mapping[str, str]] | None:
-        return await self.c.retry.call(
-            f"HEAD target {item.target_key!r}", lambda: self.c.target.head(item.target_key)
-        )
+    async def _head_target(self, item: Item) -> Ack | None:
+        """The target object's ETag, checksums and size; None if it is not there."""
+        target = self.c.target
+
+        async def head() -> Ack | None:
+            try:
+                info = await target.storage.head(target.bucket, item.target_key, checksums=True)
+            except NoSuchKey:
+                return None
+            except Exception as exc:
+                raise translate(exc, "target") from exc
+            return Ack.of_object(info)
+
+        return await self.c.retry.call(f"HEAD target {item.target_key!r}", head)
 
     @staticmethod
     def _parts_checksum(algorithm: str, parts: list[StoredPart]) -> str:
@@ -132,17 +165,18 @@ class Verification(SourceReads):
 
     async def _check_size(self, item: Item) -> None:
         head = await self._head_target(item)
-        if head is None or head[0].size != item.size:
-            found = "nothing" if head is None else f"{head[0].size} bytes"
+        if head is None or head.size != item.size:
+            found = "nothing" if head is None else f"{head.size} bytes"
             raise VerificationFailed(f"the target holds {found}; {item.size} bytes were sent")
 
     async def _reread(self, item: Item, spans: list[tuple[int, int, str]]) -> None:
         """Read the target back (verify="full") and compare each span's MD5."""
         for start, length, md5 in spans:
             found = await self._hash_object(
-                self.c.target_storage,
-                self.c.destination.bucket,
+                self.c.target.storage,
+                self.c.target.bucket,
                 item.target_key,
+                "target",
                 start=start,
                 length=length,
             )

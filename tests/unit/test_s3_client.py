@@ -27,7 +27,8 @@ from storage.exceptions import (
 )
 from storage.factory import open_storage
 from storage.local import LocalStorage
-from storage.s3 import S3Storage, _object_info
+from storage.s3 import S3Storage
+from storage.s3_answers import object_info
 from storage.s3_listing import beyond, page_from, request_start_after
 from storage.s3_wire import Endpoint, build_url
 from storage.s3_xml import ListedObject, ListResult
@@ -369,4 +370,4 @@ def test_etags_of_sse_kms_and_sse_c_objects_are_not_taken_for_md5s(
     headers: dict[str, str], is_md5: bool
 ) -> None:
     answer = CIMultiDictProxy(CIMultiDict({"ETag": '"' + "a" * 32 + '"', **headers}))
-    assert _object_info("k", answer, 1).etag_is_md5 is is_md5
+    assert object_info("k", answer, 1).etag_is_md5 is is_md5

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from storage import exceptions as storage_errors
+from storage.retry import RetryPolicy
 from storage.throttle import TokenBucket
 from transfer.exceptions import (
     AccessDenied,
@@ -18,7 +19,7 @@ from transfer.exceptions import (
     UploadGone,
     VerificationFailed,
 )
-from transfer.retry import RetryPolicy, translate
+from transfer.retry import engine_policy, translate
 from transfer.throttle import MemoryBudget
 
 
@@ -94,7 +95,9 @@ async def test_part_buffers_are_kept_for_reuse_within_the_budget() -> None:
 
 
 def policy(time: FakeTime, attempts: int = 4) -> RetryPolicy:
-    return RetryPolicy(attempts=attempts, base=0.5, cap=3.0, sleep=time.sleep, rng=random.Random(1))
+    return engine_policy(
+        attempts=attempts, base=0.5, cap=3.0, sleep=time.sleep, rng=random.Random(1)
+    )
 
 
 async def test_transient_failures_are_retried_with_growing_jittered_waits() -> None:
