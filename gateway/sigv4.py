@@ -19,9 +19,12 @@ from urllib.parse import quote, unquote
 
 from gateway.errors import S3Error
 from gateway.httpdate import parse_http_date
+from storage import sigv4
+from storage.sigv4 import ALGORITHM, signature, signing_key
 from storage.validation import parse_decimal
 
-ALGORITHM = "AWS4-HMAC-SHA256"
+__all__ = ["ALGORITHM", "signature", "signing_key"]  # shared with the signer (storage.sigv4)
+
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_SKEW = timedelta(minutes=15)
@@ -253,15 +256,8 @@ def canonical_headers(signed: Signed, headers: Headers) -> str:
 def canonical_request(
     method: str, canonical_uri: str, query: str, headers: str, signed: Signed
 ) -> str:
-    return "\n".join(
-        [
-            method,
-            canonical_uri,
-            query,
-            headers,
-            ";".join(signed.signed_headers),
-            signed.payload_hash,
-        ]
+    return sigv4.canonical_request(
+        method, canonical_uri, query, headers, ";".join(signed.signed_headers), signed.payload_hash
     )
 
 
@@ -270,24 +266,12 @@ def credential_scope(signed: Signed) -> str:
 
 
 def string_to_sign(signed: Signed, canonical: str) -> str:
-    digest = hashlib.sha256(canonical.encode("utf-8", errors="surrogateescape")).hexdigest()
     # Always the ISO 8601 basic form, whichever header carried the time: a request dated by
     # `Date` alone (botocore does that when a Date header is set) signs that moment so.
     timestamp = signed.timestamp.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return "\n".join([ALGORITHM, timestamp, credential_scope(signed), digest])
-
-
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
-    for part in (region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
-
-
-def signature(key: bytes, to_sign: str) -> str:
-    return hmac.new(
-        key, to_sign.encode("utf-8", errors="surrogateescape"), hashlib.sha256
-    ).hexdigest()
+    return sigv4.string_to_sign(
+        timestamp, f"{signed.date}/{signed.region}/{signed.service}", canonical
+    )
 
 
 def check_time(

@@ -72,7 +72,7 @@ from storage.local_files import (
     sync_dir,
     write_hashed,
 )
-from storage.local_index import BucketIndex, StoredPart, Upload, from_ms, to_ms
+from storage.local_index import BucketIndex, PartFile, Upload, from_ms, to_ms
 from storage.validation import (
     check_bucket_name,
     clean_content_type,
@@ -430,7 +430,7 @@ class LocalStorage(Storage):
         return replace(info, checksums=checksums)
 
     def _check_parts(
-        self, parts: builtins.list[PartInfo], stored: Mapping[int, StoredPart]
+        self, parts: builtins.list[PartInfo], stored: Mapping[int, PartFile]
     ) -> builtins.list[str]:
         """The part files to concatenate, after S3's checks on the completion list."""
         if not parts:

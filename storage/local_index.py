@@ -95,7 +95,7 @@ class Upload:
 
 
 @dataclass(frozen=True)
-class StoredPart:
+class PartFile:
     part: PartInfo
     file_name: str
 
@@ -273,13 +273,13 @@ class BucketIndex:
                 return True, (str(old[0]) if old else None)
             return False, None
 
-    def list_parts(self, upload_id: str) -> list[StoredPart]:
+    def list_parts(self, upload_id: str) -> list[PartFile]:
         rows = self._query(
             "SELECT part_number, size, etag, file_name FROM parts WHERE upload_id = ?"
             " ORDER BY part_number",
             (upload_id,),
         )
-        return [StoredPart(PartInfo(row[0], row[1], row[2]), row[3]) for row in rows]
+        return [PartFile(PartInfo(row[0], row[1], row[2]), row[3]) for row in rows]
 
     def delete_upload(self, upload_id: str) -> bool:
         with self._transaction() as db:

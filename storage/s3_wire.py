@@ -8,7 +8,6 @@ exactly as stored and the signature covers exactly what was sent.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 
+from storage import sigv4
 from storage.exceptions import ConfigError
 
 ADDRESSING_STYLES = ("path", "virtual")
@@ -182,34 +182,28 @@ class Signer:
             if name.lower() not in _NOT_SIGNED
         )
         signed_headers = ";".join(name for name, _ in canonical)
-        request = "\n".join(
-            (
-                method,
-                slash + path or "/",
-                _canonical_query(query),
-                "".join(f"{name}:{value}\n" for name, value in canonical),
-                signed_headers,
-                sent["X-Amz-Content-SHA256"],
-            )
+        request = sigv4.canonical_request(
+            method,
+            slash + path or "/",
+            _canonical_query(query),
+            "".join(f"{name}:{value}\n" for name, value in canonical),
+            signed_headers,
+            sent["X-Amz-Content-SHA256"],
         )
         scope = f"{date}/{self._region}/s3/aws4_request"
-        to_sign = (
-            f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
-        )
-        signature = hmac.new(self._signing_key(date), to_sign.encode(), hashlib.sha256)
+        to_sign = sigv4.string_to_sign(amz_date, f"{date}/{self._region}/s3", request)
+        signature = sigv4.signature(self._signing_key(date), to_sign)
         sent["Authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={self._access_key_id}/{scope}, "
-            f"SignedHeaders={signed_headers}, Signature={signature.hexdigest()}"
+            f"SignedHeaders={signed_headers}, Signature={signature}"
         )
         return sent
 
     def _signing_key(self, date: str) -> bytes:
         # Derived once a day rather than with four HMACs per request.
         if date != self._key_date:
-            key = f"AWS4{self._secret}".encode()
-            for part in (date, self._region, "s3", "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._key, self._key_date = key, date
+            self._key = sigv4.signing_key(self._secret, date, self._region, "s3")
+            self._key_date = date
         return self._key
 
 

@@ -22,6 +22,11 @@ from transfer.exceptions import InvalidDestination
 CHECKSUMS = ("auto", "md5", "crc32c", "sha256")
 
 
+def _check_checksum(setting: str) -> None:
+    if setting not in CHECKSUMS:
+        raise InvalidDestination(f"checksum {setting!r} is not one of {', '.join(CHECKSUMS)}")
+
+
 class Secret(str):
     """A string that does not print itself (in reprs, logs, tracebacks)."""
 
@@ -70,10 +75,7 @@ class Destination:
         object.__setattr__(self, "secret_access_key", Secret(self.secret_access_key))
         if self.session_token is not None:
             object.__setattr__(self, "session_token", Secret(self.session_token))
-        if self.checksum not in CHECKSUMS:
-            raise InvalidDestination(
-                f"checksum {self.checksum!r} is not one of {', '.join(CHECKSUMS)}"
-            )
+        _check_checksum(self.checksum)
         if not self.bucket:
             raise InvalidDestination("the destination names no bucket")
         try:
@@ -120,10 +122,7 @@ class Target:
     checksum: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.checksum not in CHECKSUMS:
-            raise InvalidDestination(
-                f"checksum {self.checksum!r} is not one of {', '.join(CHECKSUMS)}"
-            )
+        _check_checksum(self.checksum)
         if not self.bucket:
             raise InvalidDestination("the target names no bucket")
 
