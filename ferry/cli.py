@@ -210,6 +210,9 @@ def creds() -> None:
     """Issue, list and revoke pull credentials."""
 
 
+VIA_CLI = {"via": "cli"}  # in the audit event's details
+
+
 def _endpoint(config: Config) -> GatewayAddress:
     from portability.credentials import GatewayAddress
 
@@ -315,35 +318,20 @@ def creds_list(config_path: str | None, email: str | None, active: bool, as_json
 @click.option("--user", "email", default=None, help="Revoke every credential of this user.")
 def creds_revoke(config_path: str | None, access_key_id: str | None, email: str | None) -> None:
     """Revoke one credential, or all of a user's; effective everywhere within a second."""
-    from portability import events
-    from sts.issue import revoke, revoke_all
+    from portability.credentials import revoke_credential, revoke_user_credentials
 
     if bool(access_key_id) == bool(email):
         raise click.UsageError("give an ACCESS_KEY_ID or --user EMAIL")
     config = load(config_path)
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
+        # The services the API calls: the same checks, the same audit events.
         if email:
             user = await find_user(session, email)
-            count = await revoke_all(session, user.id, now=now())
-            events.record(
-                session,
-                actor="admin",
-                action="credentials.revoke_all",
-                user_id=user.id,
-                details={"revoked": count, "via": "cli"},
-            )
+            count = await revoke_user_credentials(session, user, now=now(), details=VIA_CLI)
             return f"revoked {count} credential(s) of {user.email}"
         assert access_key_id is not None
-        credential = await revoke(session, access_key_id, now=now())
-        events.record(
-            session,
-            actor="admin",
-            action="credentials.revoke",
-            user_id=credential.user_id,
-            credential_id=credential.id,
-            details={"access_key_id": access_key_id, "via": "cli"},
-        )
+        await revoke_credential(session, access_key_id, now=now(), actor="admin", details=VIA_CLI)
         return f"revoked {access_key_id}"
 
     click.echo(run(in_session(config, work)))
@@ -362,28 +350,25 @@ def creds_revoke(config_path: str | None, access_key_id: str | None, email: str 
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def creds_rotate(config_path: str | None, access_key_id: str, grace: int, as_json: bool) -> None:
     """A new secret for the same key id and scope; the new secret is shown once."""
-    from portability import events
-    from sts.issue import rotate
+    from portability.credentials import rotate_for_user
 
     config = load(config_path)
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
-        credential, _, secret = await rotate(
-            session, runtime.master_key, access_key_id, now=now(), grace_seconds=grace
-        )
-        events.record(
+        answer = await rotate_for_user(
             session,
+            runtime.master_key,
+            None,
+            access_key_id,
+            grace_seconds=grace,
+            endpoint=_endpoint(config),
+            now=now(),
             actor="admin",
-            action="credentials.rotate",
-            user_id=credential.user_id,
-            credential_id=credential.id,
-            details={"access_key_id": access_key_id, "grace_seconds": grace, "via": "cli"},
+            details=VIA_CLI,
         )
-        until = credential.previous_until
         return {
-            "access_key_id": access_key_id,
-            "secret_access_key": secret,
-            "previous_secret_valid_until": until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None,
+            key: answer[key]
+            for key in ("access_key_id", "secret_access_key", "previous_secret_valid_until")
         }
 
     answer = run(in_session(config, work))

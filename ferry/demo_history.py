@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import User
+from portability.contract.transfers import Destination
 from portability.credentials import GatewayAddress
 from portability.exports.service import create_export, parse_export
 from portability.exports.settings import ExportSettings
@@ -22,7 +24,7 @@ from portability.requests import COMPLETED, iso, new_request
 from portability.transfers import seal_destination
 from storage.base import Storage
 
-BACKUP = {
+BACKUP: dict[str, Any] = {  # a demo row: no secret to seal
     "endpoint_url": "https://s3.eu-central-1.example.net",
     "region": "eu-central-1",
     "bucket": "alice-backup",
@@ -79,7 +81,9 @@ def finished_transfer(
         options={"source": {"bucket": bucket, "prefix": "photos/"}},
         now=started,
     )
-    request.transfer_destination = seal_destination(master_key, request.id, BACKUP)
+    request.transfer_destination = seal_destination(
+        master_key, request.id, Destination.model_construct(**BACKUP)
+    )
     request.status = COMPLETED
     request.completed_at = finished
     total = sum(photos)

@@ -81,18 +81,7 @@ def transfer_resolver(
             bucket.backend_bucket,
             bucket.backend_prefix + str(options.get("prefix") or ""),
         )
-        d = open_destination(runtime.master_key, request)
-        destination = Destination(
-            endpoint_url=d["endpoint_url"],
-            region=d["region"] or "us-east-1",
-            bucket=d["bucket"],
-            prefix=d["prefix"] or "",
-            access_key_id=d["access_key_id"],
-            secret_access_key=d["secret_access_key"],
-            session_token=d["session_token"],
-            addressing_style=d["addressing_style"] or "path",
-            checksum=d["checksum"] or "auto",
-        )
+        destination = open_destination(runtime.master_key, request).for_copy()
         return source, destination
 
     return resolve

@@ -11,10 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, Credential, User
 from portability import events
-from portability.http import ApiError
 from portability.imports.handoff import build_handoff
-from sts.exceptions import InvalidRequest, NotFound
-from sts.issue import GRACE_DEFAULT, TTL_MAX, IssueRequest, issue, rotate, status_of
+from sts.exceptions import NotFound
+from sts.issue import IssueRequest, Revoked, issue, revoke, revoke_all, rotate, status_of
 from sts.snippets import build_snippets
 
 
@@ -79,14 +78,14 @@ async def issue_for_user(
         raise NotFound(f"no bucket {bucket_name!r} owned by {user.email}")
     result = await issue(session, master_key, user, bucket, request, now=now)
     credential = result.credential
-    events.record(
+    _audit(
         session,
+        "credentials.issue",
+        credential.access_key_id,
+        credential,
         actor=actor,
-        action="credentials.issue",
-        user_id=user.id,
-        credential_id=credential.id,
         bucket=bucket.name,
-        details={"access_key_id": credential.access_key_id, "prefixes": credential.prefixes},
+        details={"prefixes": credential.prefixes},
     )
     answer = describe(credential, bucket, endpoint, now)
     answer["secret_access_key"] = result.secret
@@ -107,26 +106,33 @@ async def issue_for_user(
 async def rotate_for_user(
     session: AsyncSession,
     master_key: bytes,
-    user: User,
+    user: User | None,
     access_key_id: str,
     *,
     grace_seconds: int,
     endpoint: GatewayAddress,
     now: datetime,
     actor: str = "user",
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A new secret for one of `user`'s credentials; the answer carries it (once)."""
+    """A new secret for one of `user`'s credentials (None: anyone's, for an admin); the
+    answer carries it (once)."""
     credential, bucket, secret = await rotate(
-        session, master_key, access_key_id, now=now, grace_seconds=grace_seconds, user_id=user.id
-    )
-    events.record(
         session,
+        master_key,
+        access_key_id,
+        now=now,
+        grace_seconds=grace_seconds,
+        user_id=user.id if user else None,
+    )
+    _audit(
+        session,
+        "credentials.rotate",
+        access_key_id,
+        credential,
         actor=actor,
-        action="credentials.rotate",
-        user_id=user.id,
-        credential_id=credential.id,
         bucket=bucket.name,
-        details={"access_key_id": access_key_id, "grace_seconds": grace_seconds},
+        details={"grace_seconds": grace_seconds, **(details or {})},
     )
     answer = describe(credential, bucket, endpoint, now)
     answer["secret_access_key"] = secret
@@ -135,66 +141,70 @@ async def rotate_for_user(
     return answer
 
 
-def parse_rotate_request(body: Any) -> int:
-    """`grace_seconds` of POST …/rotate (an empty body: the default)."""
-    if body is None:
-        return GRACE_DEFAULT
-    if not isinstance(body, dict) or set(body) - {"grace_seconds"}:
-        raise InvalidRequest('the body must be {"grace_seconds": <seconds>} or empty')
-    grace = body.get("grace_seconds", GRACE_DEFAULT)
-    if not isinstance(grace, int) or isinstance(grace, bool):
-        raise InvalidRequest("grace_seconds must be an integer")
-    return grace
+async def revoke_credential(
+    session: AsyncSession,
+    access_key_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    user: User | None = None,
+    details: dict[str, Any] | None = None,
+    client: dict[str, Any] | None = None,
+) -> Revoked:
+    """Revoke one credential, `user`'s (None: anyone's, for an admin), and audit it."""
+    credential = await revoke(session, access_key_id, now=now, user_id=user.id if user else None)
+    _audit(
+        session,
+        "credentials.revoke",
+        access_key_id,
+        credential,
+        actor=actor,
+        details=details,
+        client=client,
+    )
+    return credential
 
 
-def parse_issue_request(body: Any, *, max_ttl_seconds: int = TTL_MAX) -> tuple[str, IssueRequest]:
-    """Validate the JSON body of POST /api/portability/credentials."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    allowed = {
-        "bucket",
-        "prefixes",
-        "ttl_seconds",
-        "session_token",
-        "allowed_cidrs",
-        "max_bytes_per_second",
-        "label",
-    }
-    unknown = set(body) - allowed
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-    bucket = body.get("bucket")
-    if not isinstance(bucket, str) or not bucket:
-        raise InvalidRequest("bucket is required")
-    prefixes = body.get("prefixes", [""])
-    if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
-        raise InvalidRequest("prefixes must be a list of strings")
-    if not prefixes:
-        # An empty list reads as "nothing", not "everything": the whole bucket is asked for.
-        raise ApiError(
-            400, "bad_request", 'prefixes must not be empty: send [""] for the whole bucket'
-        )
-    ttl = body.get("ttl_seconds", 3600)
-    if not isinstance(ttl, int) or isinstance(ttl, bool):
-        raise InvalidRequest("ttl_seconds must be an integer")
-    token = body.get("session_token", True)
-    if not isinstance(token, bool):
-        raise InvalidRequest("session_token must be true or false")
-    cidrs = body.get("allowed_cidrs") or []
-    if not isinstance(cidrs, list) or not all(isinstance(c, str) for c in cidrs):
-        raise InvalidRequest("allowed_cidrs must be a list of strings")
-    rate = body.get("max_bytes_per_second")
-    if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool)):
-        raise InvalidRequest("max_bytes_per_second must be an integer or null")
-    label = body.get("label")
-    if label is not None and not isinstance(label, str):
-        raise InvalidRequest("label must be a string")
-    return bucket, IssueRequest(
-        prefixes=tuple(prefixes),
-        ttl_seconds=ttl,
-        session_token=token,
-        allowed_cidrs=tuple(cidrs),
-        max_bytes_per_second=rate,
-        label=label,
-        max_ttl_seconds=max_ttl_seconds,
+async def revoke_user_credentials(
+    session: AsyncSession,
+    user: User,
+    *,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+    client: dict[str, Any] | None = None,
+) -> int:
+    """Revoke every live credential of `user` (an admin's act), and audit it."""
+    count = await revoke_all(session, user.id, now=now)
+    events.record(
+        session,
+        actor="admin",
+        action="credentials.revoke_all",
+        user_id=user.id,
+        details={"revoked": count, **(details or {})},
+        **(client or {}),
+    )
+    return count
+
+
+def _audit(
+    session: AsyncSession,
+    action: str,
+    access_key_id: str,
+    credential: Credential | Revoked,
+    *,
+    actor: str,
+    details: dict[str, Any] | None,
+    bucket: str | None = None,
+    client: dict[str, Any] | None = None,
+) -> None:
+    """One credential's event in the audit log, its key id among the details."""
+    events.record(
+        session,
+        actor=actor,
+        action=action,
+        user_id=credential.user_id,
+        credential_id=credential.id,
+        bucket=bucket,
+        details={"access_key_id": access_key_id, **(details or {})},
+        **(client or {}),
     )

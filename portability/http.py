@@ -6,16 +6,18 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from db.models import User
 from portability.accounts import authenticate
+from portability.contract.base import M, Refused, parse
 from portability.exports.exceptions import ExportConflict, InvalidExport
 from portability.guard import DoorPolicy, looks_like_jwt
 from portability.oidc.exceptions import AccountRefused, ProviderUnavailable, TokenInvalid
 from portability.oidc.identity import Identity, account_for, identity_from_claims
+from portability.state import api_state
 from storage.egress import EgressRefused
 from storage.validation import parse_decimal
 from sts.exceptions import InvalidRequest, NotFound
@@ -46,13 +48,7 @@ _ERRORS: list[tuple[type[Exception], int, str]] = [
 ]
 
 
-def authed(
-    sessions: async_sessionmaker[AsyncSession],
-    handler: Handler,
-    *,
-    door: DoorPolicy,
-    admin: bool = False,
-) -> RouteEndpoint:
+def authed(handler: Handler, *, admin: bool = False) -> RouteEndpoint:
     """Run `handler` for the API key's user in one transaction, committed when it answers.
 
     With an OpenID Connect provider at the door (`door.oidc`), a bearer JWT from it (its
@@ -63,6 +59,8 @@ def authed(
     """
 
     async def endpoint(request: Request) -> Response:
+        state = api_state(request)
+        door, sessions = state.door, state.sessions
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         key = key.strip() if scheme.lower() == "bearer" else ""
         limited = door.limit_keys(request, key)
@@ -101,6 +99,8 @@ def authed(
                 return await handler(request, session, user)
         except ApiError as exc:
             return error(exc.status, exc.code, exc.message)
+        except Refused as exc:
+            return error(exc.status, "bad_request" if exc.status == 400 else "invalid", str(exc))
         except Exception as exc:
             for kind, status, code in _ERRORS:
                 if isinstance(exc, kind):
@@ -138,6 +138,12 @@ async def body_json(request: Request) -> Any:
             400, "bad_request", "text in the body must not contain a lone surrogate (\\ud800)"
         )
     return body
+
+
+async def read_model(request: Request, model: type[M], *, empty: Any = None) -> M:
+    """The body as `model`; an empty body stands for `empty` (None: refused like any other)."""
+    body = await body_json(request)
+    return parse(model, empty if body is None and empty is not None else body)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:

@@ -31,13 +31,14 @@ request (`portability.exports.downloads`).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import PortabilityRequest
+from db.models import PortabilityRequest, User
 
 PENDING = "pending"
 PROCESSING = "processing"
@@ -137,3 +138,30 @@ async def list_for_user(session: AsyncSession, user_id: uuid.UUID) -> list[Porta
         .order_by(PortabilityRequest.created_at.desc())
     )
     return list(rows.all())
+
+
+@dataclass(frozen=True)
+class Overdue:
+    request: PortabilityRequest
+    due_at: datetime
+    owner: User | None
+
+
+async def overdue_requests(session: AsyncSession, now: datetime) -> list[Overdue]:
+    """Article 12(3): requests still unanswered (or failed) after their due date, oldest
+    first."""
+    rows = await session.scalars(
+        select(PortabilityRequest)
+        .where(PortabilityRequest.status.in_((*ACTIVE, FAILED)))
+        .order_by(PortabilityRequest.created_at)
+    )
+    late = []
+    for row in rows.all():
+        due = (row.meta or {}).get("due_at")
+        if not due:
+            continue
+        due_at = datetime.fromisoformat(str(due).replace("Z", "+00:00"))
+        due_at = due_at if due_at.tzinfo else due_at.replace(tzinfo=UTC)
+        if due_at <= now:
+            late.append(Overdue(row, due_at, await session.get(User, row.user_id)))
+    return late

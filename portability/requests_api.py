@@ -16,149 +16,240 @@ answers only (`portability.exports.downloads`); the database holds none.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from db.models import PortabilityRequest, User
-from portability.credentials import GatewayAddress
+from portability.contract.base import parse
+from portability.contract.exports import ExportRequest
+from portability.contract.imports import ImportRequest
+from portability.contract.operations import Operation, Param, Reply
+from portability.contract.requests import (
+    CreatedRequest,
+    OverdueRequests,
+    RequestList,
+)
+from portability.contract.requests import PortabilityRequest as RequestAnswer
+from portability.contract.transfers import TransferRequest
 from portability.exports import downloads, service
 from portability.exports.exceptions import InvalidExport
-from portability.exports.settings import ExportSettings
-from portability.guard import DoorPolicy
-from portability.http import ApiError, Handler, RouteEndpoint, authed, body_json
+from portability.http import ApiError, body_json
 from portability.imports.service import create_import_request
-from portability.requests import ACTIVE, FAILED, get_for_user, iso, list_for_user
+from portability.requests import get_for_user, iso, list_for_user, overdue_requests
+from portability.state import api_state
 from portability.transfers import create_transfer_request
-from storage.base import Storage
-from storage.egress import EgressPolicy
 
-_NO_STORE = {"cache-control": "no-store"}
+NO_STORE = {"cache-control": "no-store"}
+REQUEST_ID = Param("request_id", "The request's id (a UUID).")
 
 
-def request_routes(
-    *,
-    sessions: async_sessionmaker[AsyncSession],
-    storage: Storage,
-    master_key: bytes,
-    settings: ExportSettings,
-    endpoint: GatewayAddress,
-    egress: EgressPolicy,
-    door: DoorPolicy,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> list[Route]:
-    """The routes; `storage` creates the export bucket when an s3 export's hand-off links
-    its manifest."""
+async def own(session: AsyncSession, request: Request, user: User) -> PortabilityRequest:
+    """The caller's request of the path; anyone else's is as missing as a missing one."""
+    found = await get_for_user(session, request.path_params["request_id"], user.id)
+    if found is None:
+        raise ApiError(404, "not_found", "no such request")
+    return found
 
-    def guarded(handler: Handler, *, admin: bool = False) -> RouteEndpoint:
-        return authed(sessions, handler, admin=admin, door=door)
 
-    async def own(session: AsyncSession, request: Request, user: User) -> PortabilityRequest:
-        found = await get_for_user(session, request.path_params["request_id"], user.id)
-        if found is None:
-            raise ApiError(404, "not_found", "no such request")
-        return found
-
-    async def create(request: Request, session: AsyncSession, user: User) -> Response:
-        body = await body_json(request)
-        kind = body.get("request_type", "export") if isinstance(body, dict) else None
-        now = clock()
-        if kind == "transfer":
-            created = await create_transfer_request(
-                session, master_key, user, body, now=now, egress=egress
-            )
-            return JSONResponse(service.resource(created), status_code=202, headers=_NO_STORE)
-        if kind != "export":
-            raise InvalidExport("request_type must be 'export' or 'transfer'")
-        options = service.parse_export(body)
-        created, credentials = await service.create_export(
+async def create(request: Request, session: AsyncSession, user: User) -> Response:
+    state = api_state(request)
+    body = await body_json(request)
+    kind = body.get("request_type", "export") if isinstance(body, dict) else None
+    now = state.clock()
+    if kind == "transfer":
+        created = await create_transfer_request(
             session,
-            master_key,
+            state.master_key,
             user,
-            options,
-            settings=settings,
-            endpoint=endpoint,
+            parse(TransferRequest, body),
             now=now,
-            storage=storage,
+            egress=state.egress,
         )
-        answer = service.resource(created)
-        if credentials is not None:
-            answer["credentials"] = credentials  # secrets: in this answer only
-        return JSONResponse(answer, status_code=202, headers=_NO_STORE)
+        return JSONResponse(service.resource(created), status_code=202, headers=NO_STORE)
+    if kind != "export":
+        raise InvalidExport("request_type must be 'export' or 'transfer'")
+    created, credentials = await service.create_export(
+        session,
+        state.master_key,
+        user,
+        service.export_options(parse(ExportRequest, body)),
+        settings=state.export_settings,
+        endpoint=state.endpoint,
+        now=now,
+        storage=state.storage,
+    )
+    answer = service.resource(created)
+    if credentials is not None:
+        answer["credentials"] = credentials  # secrets: in this answer only
+    return JSONResponse(answer, status_code=202, headers=NO_STORE)
 
-    async def create_import(request: Request, session: AsyncSession, user: User) -> Response:
-        body = await body_json(request)
-        if isinstance(body, dict) and body.get("request_type", "import") != "import":
-            raise InvalidExport("request_type must be 'import' here")
-        created = await create_import_request(
-            session, master_key, user, body, now=clock(), egress=egress
-        )
-        return JSONResponse(service.resource(created), status_code=202, headers=_NO_STORE)
 
-    async def list_own(request: Request, session: AsyncSession, user: User) -> Response:
-        rows = await list_for_user(session, user.id)
-        answers = await downloads.owner_resources(session, master_key, settings, rows, now=clock())
-        return JSONResponse({"requests": answers}, headers=_NO_STORE)
+async def create_import(request: Request, session: AsyncSession, user: User) -> Response:
+    state = api_state(request)
+    body = await body_json(request)
+    if isinstance(body, dict) and body.get("request_type", "import") != "import":
+        raise InvalidExport("request_type must be 'import' here")
+    created = await create_import_request(
+        session, state.master_key, user, body, now=state.clock(), egress=state.egress
+    )
+    return JSONResponse(service.resource(created), status_code=202, headers=NO_STORE)
 
-    async def show(request: Request, session: AsyncSession, user: User) -> Response:
-        found = await own(session, request, user)
-        answer = await downloads.owner_resource(session, master_key, settings, found, now=clock())
-        return JSONResponse(answer, headers=_NO_STORE)
 
-    async def cancel(request: Request, session: AsyncSession, user: User) -> Response:
-        found = await own(session, request, user)
-        locked = await service.lock_request(session, found.id, user.id)
-        assert locked is not None
-        done = await service.cancel(session, locked, now=clock())
-        return JSONResponse(service.resource(done), status_code=202)
+async def list_own(request: Request, session: AsyncSession, user: User) -> Response:
+    state = api_state(request)
+    rows = await list_for_user(session, user.id)
+    answers = await downloads.owner_resources(
+        session, state.master_key, state.export_settings, rows, now=state.clock()
+    )
+    return JSONResponse({"requests": answers}, headers=NO_STORE)
 
-    async def revoke_links(request: Request, session: AsyncSession, user: User) -> Response:
-        found = await own(session, request, user)
-        locked = await service.lock_request(session, found.id, user.id)
-        assert locked is not None
-        done = await service.revoke_links(session, locked, now=clock())
-        return JSONResponse(service.resource(done))
 
-    async def overdue(request: Request, session: AsyncSession, admin: User) -> Response:
-        now = clock()
-        rows = await session.scalars(
-            select(PortabilityRequest)
-            .where(PortabilityRequest.status.in_((*ACTIVE, FAILED)))
-            .order_by(PortabilityRequest.created_at)
-        )
-        late = []
-        for row in rows.all():
-            due = (row.meta or {}).get("due_at")
-            if not due:
-                continue
-            due_at = datetime.fromisoformat(str(due).replace("Z", "+00:00"))
-            if due_at <= now:
-                user = await session.get(User, row.user_id)
-                late.append(
-                    {
-                        **service.resource(row),
-                        "due_at": due,
-                        "overdue_days": (now - due_at).days,
-                        "user_email": user.email if user else None,
-                    }
-                )
-        return JSONResponse({"now": iso(now), "requests": late})
+async def show(request: Request, session: AsyncSession, user: User) -> Response:
+    state = api_state(request)
+    found = await own(session, request, user)
+    answer = await downloads.owner_resource(
+        session, state.master_key, state.export_settings, found, now=state.clock()
+    )
+    return JSONResponse(answer, headers=NO_STORE)
 
-    return [
-        Route("/api/portability/export", guarded(create), methods=["POST"]),
-        Route("/api/portability/import", guarded(create_import), methods=["POST"]),
-        Route("/api/portability/requests", guarded(list_own), methods=["GET"]),
-        Route("/api/portability/requests/{request_id}", guarded(show), methods=["GET"]),
-        Route("/api/portability/requests/{request_id}/cancel", guarded(cancel), methods=["POST"]),
-        Route(
-            "/api/portability/requests/{request_id}/revoke-links",
-            guarded(revoke_links),
-            methods=["POST"],
-        ),
-        Route("/api/admin/requests/overdue", guarded(overdue, admin=True), methods=["GET"]),
+
+async def cancel(request: Request, session: AsyncSession, user: User) -> Response:
+    found = await own(session, request, user)
+    locked = await service.lock_request(session, found.id, user.id)
+    assert locked is not None
+    done = await service.cancel(session, locked, now=api_state(request).clock())
+    return JSONResponse(service.resource(done), status_code=202)
+
+
+async def revoke_links(request: Request, session: AsyncSession, user: User) -> Response:
+    found = await own(session, request, user)
+    locked = await service.lock_request(session, found.id, user.id)
+    assert locked is not None
+    done = await service.revoke_links(session, locked, now=api_state(request).clock())
+    return JSONResponse(service.resource(done))
+
+
+async def overdue(request: Request, session: AsyncSession, admin: User) -> Response:
+    now = api_state(request).clock()
+    late = [
+        {
+            **service.resource(found.request),
+            "due_at": (found.request.meta or {})["due_at"],  # as stored
+            "overdue_days": (now - found.due_at).days,
+            "user_email": found.owner.email if found.owner else None,
+        }
+        for found in await overdue_requests(session, now)
     ]
+    return JSONResponse({"now": iso(now), "requests": late})
+
+
+def _follow(pointer: str, *names: str) -> dict[str, tuple[str, str, str]]:
+    targets = {
+        "show": "getRequest",
+        "cancel": "cancelRequest",
+        "revoke_links": "revokeRequestLinks",
+    }
+    return {name: (targets[name], "request_id", pointer) for name in names}
+
+
+OPERATIONS = [
+    Operation(
+        "post",
+        "/api/portability/export",
+        "createRequest",
+        "requests",
+        "Ask for an export (request_type `export`, the default) or a transfer",
+        create,
+        {
+            202: Reply(
+                CreatedRequest,
+                "Accepted; the worker takes it from here.",
+                links=_follow("/id", "show", "cancel", "revoke_links"),
+            )
+        },
+        ("Conflict",),
+        body=(ExportRequest, TransferRequest),
+    ),
+    Operation(
+        "post",
+        "/api/portability/import",
+        "createImport",
+        "requests",
+        "Import objects from another provider into one of the caller's buckets",
+        create_import,
+        {
+            202: Reply(
+                RequestAnswer,
+                "Accepted; a worker takes it from here.",
+                links=_follow("/id", "show", "cancel"),
+            )
+        },
+        body=(ImportRequest,),
+    ),
+    Operation(
+        "get",
+        "/api/portability/requests",
+        "listRequests",
+        "requests",
+        "The caller's requests, newest first",
+        list_own,
+        {
+            200: Reply(
+                RequestList,
+                "The requests.",
+                links=_follow("/requests/0/id", "show", "cancel", "revoke_links"),
+            )
+        },
+    ),
+    Operation(
+        "get",
+        "/api/portability/requests/{request_id}",
+        "getRequest",
+        "requests",
+        "One of the caller's requests (anyone else's is 404, like a missing one)",
+        show,
+        {200: Reply(RequestAnswer, "The request.")},
+        ("NotFound",),
+        parameters=(REQUEST_ID,),
+    ),
+    Operation(
+        "post",
+        "/api/portability/requests/{request_id}/revoke-links",
+        "revokeRequestLinks",
+        "requests",
+        "Revoke every download link of a ready or completed export",
+        revoke_links,
+        {200: Reply(RequestAnswer, "Revoked (or already was).")},
+        ("NotFound", "Conflict"),
+        parameters=(REQUEST_ID,),
+        description="Every link of the export (and, for format `s3`, its pull credentials) "
+        "is refused by the gateway within a second. The request keeps its status and gains "
+        "`metadata.links_revoked_at`; no link is signed for it again and its files are "
+        "deleted. A cancelled, failed or expired export has no live link and is answered as "
+        "it is. An export still being built answers 409 (cancel it instead), as does a "
+        "transfer.",
+    ),
+    Operation(
+        "post",
+        "/api/portability/requests/{request_id}/cancel",
+        "cancelRequest",
+        "requests",
+        "Cancel a request that is pending, processing or ready; its links and credentials "
+        "stop working at once",
+        cancel,
+        {202: Reply(RequestAnswer, "Cancelled (or already was).")},
+        ("NotFound", "Invalid"),
+        parameters=(REQUEST_ID,),
+    ),
+    Operation(
+        "get",
+        "/api/admin/requests/overdue",
+        "adminOverdueRequests",
+        "admin",
+        "Requests still unanswered past their due date (GDPR Article 12(3): one month)",
+        overdue,
+        {200: Reply(OverdueRequests, "The late requests, oldest first.")},
+        access="admin",
+    ),
+]

@@ -12,41 +12,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from db.models import PortabilityRequest, User
+from db.models import User
 from portability import events
 from portability.credentials import describe
 from portability.dashboard.app import Ctx, Dashboard, UserError, page_form
 from portability.dashboard.request_pages import title_of
 from portability.dashboard.session_store import end_all_sessions
-from portability.dashboard.views import parse_time
 from portability.exports import service
-from portability.requests import ACTIVE, FAILED
+from portability.requests import overdue_requests
 from sts import issue as sts
 
 
 async def overdue(db: AsyncSession, now: datetime) -> list[dict[str, Any]]:
     """Article 12(3): requests still unanswered (or failed) after their due date."""
-    rows = await db.scalars(
-        select(PortabilityRequest)
-        .where(PortabilityRequest.status.in_((*ACTIVE, FAILED)))
-        .order_by(PortabilityRequest.created_at)
-    )
     late = []
-    for row in rows.all():
-        due = parse_time((row.meta or {}).get("due_at"))
-        if due is None or due > now:
-            continue
-        owner = await db.get(User, row.user_id)
-        resource = service.resource(row)
+    for found in await overdue_requests(db, now):
+        resource = service.resource(found.request)
         late.append(
             {
-                "id": str(row.id),
+                "id": str(found.request.id),
                 "title": title_of(resource),
-                "status": row.status,
-                "email": owner.email if owner else "?",
+                "status": found.request.status,
+                "email": found.owner.email if found.owner else "?",
                 "created_at": resource["created_at"],
-                "due_at": due,
-                "days": (now - due).days,
+                "due_at": found.due_at,
+                "days": (now - found.due_at).days,
             }
         )
     return late

@@ -21,6 +21,8 @@ from db.models import Bucket, Credential, PortabilityRequest, User
 from db.outbox import request_event
 from db.wakeup import announce_work
 from portability import events
+from portability.contract.base import Refused, parse
+from portability.contract.exports import INCLUDE, ExportRequest
 from portability.credentials import GatewayAddress, issue_for_user
 from portability.exports.exceptions import ExportConflict, InvalidExport
 from portability.exports.links import (
@@ -48,9 +50,6 @@ from portability.transfers import public_destination
 from storage.base import Storage
 from sts.issue import TTL_MAX, TTL_MIN, IssueRequest
 
-FORMATS = ("json", "archive", "s3")
-ARCHIVE_FORMATS = ("tar.gz", "zip")
-INCLUDE = ("personal", "files")
 CANCELLABLE = ("pending", PROCESSING, READY)
 LINKED = (READY, COMPLETED)  # the states in which an export has download links
 
@@ -73,40 +72,18 @@ class ExportOptions:
 
 def parse_export(body: Any) -> ExportOptions:
     """Validate the body of POST /api/portability/export (request_type "export")."""
-    if not isinstance(body, dict):
-        raise InvalidExport("the body must be a JSON object")
-    allowed = {"request_type", "format", "archive_format", "include", "session_token"}
-    unknown = set(body) - allowed
-    if unknown:
-        raise InvalidExport(f"unknown field(s): {', '.join(sorted(unknown))}")
-    fmt = body.get("format")
-    if fmt not in FORMATS:
-        raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
-    archive_format = body.get("archive_format")
-    include = body.get("include")
-    if fmt != "archive":
-        if archive_format is not None or include is not None:
-            raise InvalidExport("archive_format and include apply to format 'archive' only")
-    else:
-        archive_format = archive_format or "zip"
-        if archive_format not in ARCHIVE_FORMATS:
-            raise InvalidExport(f"archive_format must be one of {', '.join(ARCHIVE_FORMATS)}")
-        if include is None:
-            include = list(INCLUDE)
-        if (
-            not isinstance(include, list)
-            or not include
-            or not all(isinstance(i, str) and i in INCLUDE for i in include)
-        ):
-            raise InvalidExport("include must be a non-empty list of 'personal' and 'files'")
-    token = body.get("session_token", True)
-    if not isinstance(token, bool) or (fmt != "s3" and "session_token" in body):
-        raise InvalidExport("session_token (true or false) applies to format 's3' only")
+    try:
+        return export_options(parse(ExportRequest, body))
+    except Refused as exc:
+        raise InvalidExport(str(exc)) from None
+
+
+def export_options(request: ExportRequest) -> ExportOptions:
     return ExportOptions(
-        format=fmt,
-        archive_format=archive_format,
-        include=tuple(i for i in INCLUDE if include and i in include) or INCLUDE,
-        session_token=token,
+        format=request.format,
+        archive_format=(request.archive_format or "zip") if request.format == "archive" else None,
+        include=request.parts(),
+        session_token=request.session_token,
     )
 
 

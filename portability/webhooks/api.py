@@ -13,87 +13,121 @@ registered and at every delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from db.models import User
-from db.outbox import EVENTS
-from portability.guard import DoorPolicy
-from portability.http import Handler, authed, body_json
+from portability.contract.operations import Operation, Param, Reply
+from portability.contract.webhooks import (
+    CreatedWebhook,
+    Delivery,
+    DeliveryList,
+    NewWebhook,
+    WebhookList,
+)
+from portability.http import read_model
+from portability.state import api_state
 from portability.webhooks import service
-from storage.egress import EgressPolicy
-from sts.exceptions import InvalidRequest
+
+WEBHOOK_ID = Param("webhook_id", "The webhook's id (a UUID).")
+DELIVERY_ID = Param("delivery_id", "The delivery's number, from the delivery log.")
 
 
-def webhook_routes(
-    *,
-    sessions: async_sessionmaker[AsyncSession],
-    master_key: bytes,
-    egress: EgressPolicy,
-    door: DoorPolicy,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> list[Route]:
-    def guarded(handler: Handler) -> Callable[[Request], Any]:
-        return authed(sessions, handler, door=door)
+async def create(request: Request, session: AsyncSession, user: User) -> Response:
+    state = api_state(request)
+    body = await read_model(request, NewWebhook)
+    url, events, all_users = service.check_webhook(
+        body.url, body.events, body.all_users, admin=user.is_admin
+    )
+    hook, secret = await service.create_webhook(
+        session,
+        state.master_key,
+        user,
+        url=url,
+        events=events,
+        all_users=all_users,
+        egress=state.egress,
+        now=state.clock(),
+    )
+    answer = {**service.describe(hook), "secret": secret}  # shown this once
+    return JSONResponse(answer, status_code=201, headers={"cache-control": "no-store"})
 
-    async def create(request: Request, session: AsyncSession, user: User) -> Response:
-        body = await body_json(request)
-        if not isinstance(body, dict):
-            raise InvalidRequest("the body must be a JSON object")
-        unknown = set(body) - {"url", "events", "all_users"}
-        if unknown:
-            raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-        url, events, all_users = service.check_webhook(
-            body.get("url"),
-            body.get("events", list(EVENTS)),
-            body.get("all_users", False),
-            admin=user.is_admin,
-        )
-        hook, secret = await service.create_webhook(
-            session,
-            master_key,
-            user,
-            url=url,
-            events=events,
-            all_users=all_users,
-            egress=egress,
-            now=clock(),
-        )
-        answer = {**service.describe(hook), "secret": secret}  # shown this once
-        return JSONResponse(answer, status_code=201, headers={"cache-control": "no-store"})
 
-    async def list_own(request: Request, session: AsyncSession, user: User) -> Response:
-        hooks = await service.own_webhooks(session, user)
-        return JSONResponse({"webhooks": [service.describe(h) for h in hooks]})
+async def list_own(request: Request, session: AsyncSession, user: User) -> Response:
+    hooks = await service.own_webhooks(session, user)
+    return JSONResponse({"webhooks": [service.describe(h) for h in hooks]})
 
-    async def delete(request: Request, session: AsyncSession, user: User) -> Response:
-        hook = await service.own_webhook(session, user, request.path_params["webhook_id"])
-        await session.delete(hook)
-        return Response(status_code=204)
 
-    async def deliveries(request: Request, session: AsyncSession, user: User) -> Response:
-        hook = await service.own_webhook(session, user, request.path_params["webhook_id"])
-        return JSONResponse({"deliveries": await service.deliveries(session, hook)})
+async def delete(request: Request, session: AsyncSession, user: User) -> Response:
+    hook = await service.own_webhook(session, user, request.path_params["webhook_id"])
+    await session.delete(hook)
+    return Response(status_code=204)
 
-    async def resend(request: Request, session: AsyncSession, user: User) -> Response:
-        hook = await service.own_webhook(session, user, request.path_params["webhook_id"])
-        answer = await service.resend(session, hook, request.path_params["delivery_id"], clock())
-        return JSONResponse(answer, status_code=202)
 
-    return [
-        Route("/api/webhooks", guarded(create), methods=["POST"]),
-        Route("/api/webhooks", guarded(list_own), methods=["GET"]),
-        Route("/api/webhooks/{webhook_id}", guarded(delete), methods=["DELETE"]),
-        Route("/api/webhooks/{webhook_id}/deliveries", guarded(deliveries), methods=["GET"]),
-        Route(
-            "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/resend",
-            guarded(resend),
-            methods=["POST"],
-        ),
-    ]
+async def deliveries(request: Request, session: AsyncSession, user: User) -> Response:
+    hook = await service.own_webhook(session, user, request.path_params["webhook_id"])
+    return JSONResponse({"deliveries": await service.deliveries(session, hook)})
+
+
+async def resend(request: Request, session: AsyncSession, user: User) -> Response:
+    hook = await service.own_webhook(session, user, request.path_params["webhook_id"])
+    now = api_state(request).clock()
+    answer = await service.resend(session, hook, request.path_params["delivery_id"], now)
+    return JSONResponse(answer, status_code=202)
+
+
+OPERATIONS = [
+    Operation(
+        "post",
+        "/api/webhooks",
+        "createWebhook",
+        "webhooks",
+        "Register an endpoint for signed events (the secret is shown once)",
+        create,
+        {201: Reply(CreatedWebhook, "Registered.")},
+        body=(NewWebhook,),
+    ),
+    Operation(
+        "get",
+        "/api/webhooks",
+        "listWebhooks",
+        "webhooks",
+        "The caller's endpoints",
+        list_own,
+        {200: Reply(WebhookList, "The endpoints.")},
+    ),
+    Operation(
+        "delete",
+        "/api/webhooks/{webhook_id}",
+        "deleteWebhook",
+        "webhooks",
+        "Remove an endpoint and its delivery log",
+        delete,
+        {204: Reply(None, "Removed.")},
+        ("NotFound",),
+        parameters=(WEBHOOK_ID,),
+    ),
+    Operation(
+        "get",
+        "/api/webhooks/{webhook_id}/deliveries",
+        "listWebhookDeliveries",
+        "webhooks",
+        "The delivery log: attempts, last status, next try (newest first)",
+        deliveries,
+        {200: Reply(DeliveryList, "The last 100 deliveries.")},
+        ("NotFound",),
+        parameters=(WEBHOOK_ID,),
+    ),
+    Operation(
+        "post",
+        "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/resend",
+        "resendWebhookDelivery",
+        "webhooks",
+        "Send a delivery again at once (the same `webhook-id`)",
+        resend,
+        {202: Reply(Delivery, "Queued.")},
+        ("NotFound",),
+        parameters=(WEBHOOK_ID, DELIVERY_ID),
+    ),
+]

@@ -12,11 +12,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from db.engine import create_engine, session_factory
-from portability.accounts import create_user
 from portability.api import build_api_app
-from portability.buckets import create_bucket
 from portability.credentials import GatewayAddress
 from storage.local import LocalStorage
+from tests.support.accounts import user_with_bucket
 
 DAY = 86_400
 
@@ -26,19 +25,7 @@ def issue(database_url: str, tmp_path: Path) -> Iterator[Any]:
     storage = LocalStorage(tmp_path / "storage")
     tag = secrets.token_hex(4)
 
-    async def setup() -> str:
-        engine = create_engine(database_url)
-        try:
-            async with session_factory(engine).begin() as session:
-                _, key = await create_user(session, f"long-{tag}@example.com")
-                await create_bucket(
-                    session, storage, f"long-{tag}", owner_email=f"long-{tag}@example.com"
-                )
-        finally:
-            await engine.dispose()
-        return key
-
-    key = asyncio.run(setup())
+    key = asyncio.run(user_with_bucket(database_url, storage, f"long-{tag}"))
     engine = create_engine(database_url)
     clients = []
 

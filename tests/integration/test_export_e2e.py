@@ -48,8 +48,6 @@ from portability.exports.links import LinkSigner, issue_link_credential
 from portability.exports.personal import schema
 from portability.exports.settings import ExportSettings, MiB
 from portability.exports.worker import ExportWorker
-from portability.guard import DoorPolicy
-from portability.requests_api import request_routes
 from storage.egress import EgressPolicy
 from storage.local import LocalStorage
 from sts.store import CredentialStore
@@ -176,18 +174,8 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             storage=storage,
             master_key=master_key,
             endpoint=endpoint,
+            export_settings=settings,
             egress=egress,
-        )
-        api.router.routes.extend(
-            request_routes(
-                sessions=sessions,
-                storage=storage,
-                master_key=master_key,
-                settings=settings,
-                endpoint=endpoint,
-                egress=egress,
-                door=DoorPolicy(),
-            )
         )
         servers = [await _serve(gateway, gateway_port), await _serve(api, api_port)]
         worker = ExportWorker(

@@ -7,6 +7,8 @@ import uuid
 import pytest
 
 from db.models import PortabilityRequest
+from portability.contract.base import parse
+from portability.contract.transfers import Destination
 from portability.transfers import (
     open_destination,
     parse_destination,
@@ -30,13 +32,14 @@ def test_sealed_destination_round_trip_and_public_view() -> None:
     request = PortabilityRequest(
         id=uuid.uuid4(), user_id=uuid.uuid4(), request_type="transfer", status="pending"
     )
-    request.transfer_destination = seal_destination(key, request.id, parse_destination(GOOD))
+    request.transfer_destination = seal_destination(key, request.id, parse(Destination, GOOD))
     assert GOOD["secret_access_key"] not in request.transfer_destination
     assert "tok" not in request.transfer_destination.replace("token", "")
     opened = open_destination(key, request)
-    assert opened["secret_access_key"] == GOOD["secret_access_key"]
-    assert opened["session_token"] == "tok"
-    assert opened["endpoint_url"] == "https://s3.example.test:9000"
+    assert opened.in_clear()["secret_access_key"] == GOOD["secret_access_key"]
+    assert opened.in_clear()["session_token"] == "tok"
+    assert opened.endpoint_url == "https://s3.example.test:9000"
+    assert "wJalr" not in repr(opened.for_copy())  # the copy engine's target hides it too
     public = public_destination(request)
     assert (
         public is not None and "secret_access_key" not in public and "session_token" not in public
