@@ -23,12 +23,15 @@ from ferry.runtime import Runtime, personal_data_sources
 from portability.exports.notify import Notifier
 from portability.exports.settings import ExportSettings
 from portability.exports.worker import ExportWorker
+from portability.imports.runner import manifest_check, manifest_report, resolve_import
+from portability.imports.service import REQUEST_TYPE as IMPORT
 from portability.mail import Mailer, MailSettings
 from portability.transfers import open_destination
 from portability.webhooks.delivery import DeliverySettings, WebhookWorker
 from transfer.config import TransferConfig
 from transfer.exceptions import TransferError
-from transfer.spec import Destination, Source
+from transfer.observe import SourceObserver
+from transfer.spec import Destination, Source, Target
 from transfer.worker import TransferWorker
 
 log = logging.getLogger("ferry.worker")
@@ -63,10 +66,19 @@ def notifier(runtime: Runtime) -> Notifier:
 
 def transfer_resolver(
     runtime: Runtime,
-) -> Callable[[PortabilityRequest], Awaitable[tuple[Source, Destination]]]:
-    """Source and destination of a transfer request: the user's bucket, the sealed target."""
+) -> Callable[[PortabilityRequest], Awaitable[tuple[Source, Destination | Target]]]:
+    """Both ends of a copy request. A transfer: the user's bucket, the sealed destination.
+    An import: the sealed source, the user's bucket (portability.imports.runner)."""
 
-    async def resolve(request: PortabilityRequest) -> tuple[Source, Destination]:
+    async def resolve(request: PortabilityRequest) -> tuple[Source, Destination | Target]:
+        if request.request_type == IMPORT:
+            return await resolve_import(
+                request,
+                sessions=runtime.sessions,
+                storage=runtime.storage,
+                master_key=runtime.master_key,
+                egress=runtime.egress,
+            )
         options = (request.meta or {}).get("options", {}).get("source", {})
         async with runtime.sessions() as session:
             bucket = await session.scalar(
@@ -124,7 +136,14 @@ async def _run_workers(
     )
 
     async def transfer_finished(request: PortabilityRequest) -> None:
+        if request.request_type == IMPORT:
+            await manifest_report(
+                sessions, request, master_key=runtime.master_key, egress=runtime.egress
+            )
         await notify.notify_transfer_finished(request)
+
+    async def observe(request: PortabilityRequest) -> SourceObserver | None:
+        return await manifest_check(request, master_key=runtime.master_key, egress=runtime.egress)
 
     transfers = TransferWorker(
         sessions,
@@ -134,6 +153,7 @@ async def _run_workers(
         config=TransferConfig(poll_seconds=float(runtime.config.workers.poll_seconds)),
         egress=runtime.egress,
         wake=runtime.work_signal.subscribe(),
+        observe=observe,
     )
     webhooks = WebhookWorker(
         sessions,

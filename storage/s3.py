@@ -106,6 +106,7 @@ class S3Storage(Storage):
         timeout: aiohttp.ClientTimeout | None = None,
         read_timeout: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        owns_session: bool | None = None,
     ) -> None:
         self.addressing_style = check_addressing_style(addressing_style)
         self.endpoint = Endpoint.parse(endpoint_url)
@@ -113,7 +114,8 @@ class S3Storage(Storage):
         self.region = region or "us-east-1"
         self._signer = Signer(access_key_id, secret_access_key, session_token, self.region)
         self._session = session
-        self._owns_session = session is None
+        # A session made for this storage alone (an import's source) is closed with it.
+        self._owns_session = session is None if owns_session is None else owns_session
         self._retry = retry or RetryPolicy(
             attempts=retries + 1, base=backoff, retryable=_again, sleep=sleep
         )

@@ -48,6 +48,8 @@ COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
 REQUEST_TYPE = "transfer"
+IMPORT_REQUEST_TYPE = "import"  # the same engine, from another provider into Ferry's storage
+COPY_REQUEST_TYPES = (REQUEST_TYPE, IMPORT_REQUEST_TYPE)
 
 # Job states
 PLANNING = "planning"

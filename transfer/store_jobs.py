@@ -60,7 +60,7 @@ class JobRows(StoreBase):
             sa.select(request.id)
             .outerjoin(job, job.request_id == request.id)
             .where(
-                request.request_type == states.REQUEST_TYPE,
+                request.request_type.in_(states.COPY_REQUEST_TYPES),
                 sa.or_(
                     sa.and_(
                         request.status.in_((states.PENDING, states.PROCESSING)),

@@ -37,14 +37,17 @@ from transfer import states
 from transfer.config import TransferConfig
 from transfer.exceptions import TransferError
 from transfer.job import JobRunner
-from transfer.spec import Destination, Source
+from transfer.observe import SourceObserver
+from transfer.spec import Destination, Source, Target
 from transfer.store import JobStore
 from transfer.throttle import MemoryBudget
 
 log = logging.getLogger(__name__)
 
-Resolve = Callable[[PortabilityRequest], Awaitable[tuple[Source, Destination]]]
+Resolve = Callable[[PortabilityRequest], Awaitable[tuple[Source, Destination | Target]]]
 OnFinished = Callable[[PortabilityRequest], Awaitable[None]]
+# The observer of one request's source reads (an import's manifest check), or None.
+Observe = Callable[[PortabilityRequest], Awaitable[SourceObserver | None]]
 
 DB_RERUNS = 5  # times a job's runner is run again after losing the database
 
@@ -65,8 +68,10 @@ class TransferWorker:
         on_finished: OnFinished | None = None,
         egress: EgressPolicy | None = None,
         wake: Subscription | None = None,
+        observe: Observe | None = None,
     ) -> None:
         self.config = config or TransferConfig()
+        self._observe = observe
         # Destinations are user-supplied: public addresses only, unless the policy says more.
         self.egress = egress or EgressPolicy()
         # Woken when a request is created (db.wakeup); poll_seconds is then only the fallback.
@@ -113,6 +118,7 @@ class TransferWorker:
             return False
         try:
             source, destination = await self._resolve(request)
+            observer = await self._observe(request) if self._observe is not None else None
         except Exception as exc:
             # Nothing can be copied without both ends: the request fails with the reason.
             if isinstance(exc, TransferError):
@@ -139,6 +145,7 @@ class TransferWorker:
             bandwidth_limit=_positive_int(options.get("max_bytes_per_second")),
             verify=options.get("verify") if options.get("verify") in ("etag", "full") else None,
             egress=self.egress,
+            observer=observer,
         )
         try:
             finished = await self._run_through_outages(runner)

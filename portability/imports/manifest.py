@@ -15,12 +15,13 @@ import orjson
 
 from portability.exports.manifest import FORMAT, parse_entries
 from storage.egress import EgressPolicy, EgressRefused
+from transfer.exceptions import TransferError
 
 MAX_BYTES = 512 * 1024 * 1024  # a manifest line is ~250 bytes: about two million objects
 _CHUNK = 256 * 1024
 
 
-class ManifestError(Exception):
+class ManifestError(TransferError):
     """The manifest could not be had or is not one; the import fails with this reason."""
 
 

@@ -195,6 +195,12 @@ async def create_import_request(
     on_conflict = body.get("on_conflict", "skip_identical")
     if on_conflict not in ON_CONFLICT:
         raise InvalidRequest(f"on_conflict must be one of {', '.join(ON_CONFLICT)}")
+    if on_conflict != "skip_identical":
+        # The engine skips identical objects and replaces different ones; keeping them
+        # (fail) or rewriting identical ones (overwrite) is not built yet.
+        raise InvalidRequest(
+            f"on_conflict {on_conflict!r} is not supported yet: use skip_identical"
+        )
     owned = [
         b
         for b in await session.scalars(select(Bucket).where(Bucket.owner_id == user.id))

@@ -101,7 +101,7 @@ async def test_an_import_seals_its_secrets_and_shows_only_the_public_source(
     body = {
         "handoff": build_handoff(ANSWER, manifest_url=manifest),
         "target": {"bucket": bucket, "prefix": "old/"},
-        "on_conflict": "fail",
+        "on_conflict": "skip_identical",
     }
     request = await create_import_request(
         db_session, b"k" * 32, user, body, now=utcnow(), egress=LOOPBACK
@@ -112,7 +112,7 @@ async def test_an_import_seals_its_secrets_and_shows_only_the_public_source(
         assert secret not in stored and secret not in json.dumps(request.meta)
     options = (request.meta or {})["options"]
     assert options["target"] == {"bucket": bucket, "prefix": "old/"}
-    assert options["on_conflict"] == "fail" and options["manifest"] and options["handoff"]
+    assert options["on_conflict"] == "skip_identical" and options["manifest"] and options["handoff"]
     assert public_source(request) == options["source"]
     opened = open_source(b"k" * 32, request)
     assert (opened["secret_access_key"], opened["session_token"]) == (SECRET, TOKEN)
@@ -125,6 +125,7 @@ async def test_an_import_seals_its_secrets_and_shows_only_the_public_source(
         ({"target": {"bucket": "someone-elses"}}, "no bucket 'someone-elses' of yours"),
         ({"target": {}}, "target.bucket is required"),
         ({"on_conflict": "merge"}, "on_conflict must be one of"),
+        ({"on_conflict": "fail"}, "not supported yet"),
         ({"source": {}}, "send either source or handoff"),
         ({"handoff": None, "source": {"endpoint_url": "ftp://x", "bucket": "b"}}, "http"),
         ({"manifest_url": "file:///etc/passwd"}, "manifest_url must be an http"),

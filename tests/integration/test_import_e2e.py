@@ -1,0 +1,251 @@
+"""Import end to end: one Ferry hands a user's bucket to another, which imports it verified.
+
+Two installations, each a real `ferry serve` (API, gateway, workers) with its own database:
+A on one SeaweedFS, B on another SeaweedFS (then B on the embedded default: SQLite and the
+local backend). alice at A asks for an `s3` export with token-free keys; its answer carries
+the hand-off document, which linked the manifest A writes. alice at B imports with that one
+file (`ferry import start --handoff`). B pulls through A's gateway; what lands in B is read
+back independently (straight from B's SeaweedFS, or through B's own gateway with boto3) and
+compared byte for byte; B's report is verified against A's manifest, and A's pull receipt
+shows every manifest object fetched in full.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.fixtures.database import fresh_postgres_database, postgres_server_url
+from tests.fixtures.servers import S3Server
+from tests.support.egress import LOOPBACK_ENV
+from tests.support.ferry import Ferry, http
+
+MiB = 1024 * 1024
+BACKEND_PREFIX = "tenants/alice/"
+
+
+def _files() -> dict[str, bytes]:
+    files = {f"notes/{i:02d}.txt": os.urandom(1000 + 37 * i) for i in range(12)}
+    files["video/big.bin"] = os.urandom(21 * MiB)  # several parts at the engine's part size
+    files["odd names/ü + spaces & more.txt"] = b"tricky" * 100
+    return files
+
+
+def _database(tmp: Path, name: str) -> Iterator[str]:
+    server = postgres_server_url()
+    if server is None:
+        yield f"sqlite+aiosqlite:///{tmp / (name + '.db')}"
+        return
+    with fresh_postgres_database(server) as url:
+        yield url
+
+
+def _s3_settings(server: S3Server) -> dict[str, str]:
+    return {
+        "storage_backend": "s3",
+        "storage_endpoint_url": server.endpoint_url,
+        "storage_access_key_id": server.access_key_id,
+        "storage_secret_access_key": server.secret_access_key,
+    }
+
+
+def _install(ferry: Ferry, bucket: str, backend_bucket: str | None) -> str:
+    """Migrate, create alice and her bucket; return alice's API key."""
+    ferry.env.update(LOOPBACK_ENV)
+    ferry.run("migrate")
+    key = ferry.create_user("alice@example.com")["api_key"]
+    args = ["buckets", "create", bucket, "--owner", "alice@example.com"]
+    if backend_bucket:
+        args += ["--backend-bucket", backend_bucket, "--backend-prefix", BACKEND_PREFIX]
+    ferry.run(*args)
+    return key
+
+
+def _wait(ferry: Ferry, key: str, request_id: str, states: tuple[str, ...]) -> dict[str, Any]:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        status, body = http(
+            "GET", f"{ferry.api_url}/api/portability/requests/{request_id}", token=key
+        )
+        assert status == 200, body
+        if body["status"] in states:
+            return body  # type: ignore[no-any-return]
+        time.sleep(0.3)
+    raise AssertionError(f"request {request_id} stayed {body['status']}: {ferry.log()[-3000:]}")
+
+
+@pytest.fixture
+def source_a(
+    tmp_path: Path, seaweedfs: S3Server
+) -> Iterator[tuple[Ferry, str, str, dict[str, bytes]]]:
+    """Ferry A on SeaweedFS with alice's bucket `photos` filled."""
+    for url in _database(tmp_path, "a"):
+        ferry = Ferry.create(tmp_path / "a", url, **_s3_settings(seaweedfs))
+        backend = seaweedfs.new_bucket("a")
+        key = _install(ferry, "photos", backend)
+        files = _files()
+        client = seaweedfs.client()
+        for name, body in files.items():
+            client.put_object(Bucket=backend, Key=BACKEND_PREFIX + name, Body=body)
+        ferry.serve()
+        try:
+            yield ferry, key, backend, files
+        finally:
+            ferry.stop()
+
+
+def _handoff(a: Ferry, key: str, tmp_path: Path) -> tuple[str, Path]:
+    """alice's s3 export at A (token-free); its hand-off file, once the manifest is written."""
+    status, created = http(
+        "POST",
+        f"{a.api_url}/api/portability/export",
+        body={"request_type": "export", "format": "s3", "session_token": False},
+        token=key,
+    )
+    assert status == 202, created
+    [credential] = created["credentials"]
+    handoff = credential["handoff"]
+    assert handoff["session_token"] is None and handoff["manifest_url"]
+    _wait(a, key, created["id"], ("ready",))
+    path = tmp_path / "ferry-handoff-photos.json"
+    path.write_text(json.dumps(handoff))
+    return created["id"], path
+
+
+def _import(b: Ferry, handoff: Path, *extra: str) -> str:
+    started = b.run(
+        "import",
+        "start",
+        "--user",
+        "alice@example.com",
+        "--handoff",
+        str(handoff),
+        "--bucket",
+        "inbox",
+        "--prefix",
+        "from-a/",
+        "--json",
+        *extra,
+    )
+    return str(json.loads(started.stdout)["id"])
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _gateway_client(b: Ferry, tmp_path: Path) -> Any:
+    """boto3 on B's own gateway, with a credential B issues for alice's inbox."""
+    issued = json.loads(
+        b.run("creds", "issue", "--user", "alice@example.com", "--bucket", "inbox", "--json").stdout
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=b.gateway_url,
+        region_name="us-east-1",
+        aws_access_key_id=issued["access_key_id"],
+        aws_secret_access_key=issued["secret_access_key"],
+        aws_session_token=issued.get("session_token"),
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+def _check_import(b: Ferry, key: str, request_id: str, files: dict[str, bytes]) -> dict[str, Any]:
+    done = _wait(b, key, request_id, ("completed", "failed", "cancelled"))
+    assert done["status"] == "completed", done["metadata"].get("error")
+    report = done["metadata"]["report"]
+    assert report["manifest"] == {
+        "verified": len(files),
+        "mismatched": 0,
+        "missing_at_source": 0,
+        "mismatches": [],
+        "missing": [],
+    }
+    assert report["objects"]["copied"] == len(files) and report["objects"]["failed"] == 0
+    return report
+
+
+def _receipt_complete(a: Ferry, key: str, export_id: str, files: dict[str, bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, body = http("GET", f"{a.api_url}/api/portability/requests/{export_id}", token=key)
+        receipt = body["metadata"].get("receipt") or {}
+        if receipt.get("complete"):
+            assert receipt["objects_fetched"] == receipt["objects_total"] == len(files)
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"A's receipt never completed: {body['metadata'].get('receipt')}")
+
+
+def test_alice_moves_from_one_ferry_to_another_with_one_file(
+    tmp_path: Path,
+    source_a: tuple[Ferry, str, str, dict[str, bytes]],
+    seaweedfs_b: S3Server,
+) -> None:
+    a, a_key, _, files = source_a
+    export_id, handoff = _handoff(a, a_key, tmp_path)
+    for url in _database(tmp_path, "b"):
+        b = Ferry.create(tmp_path / "b", url, **_s3_settings(seaweedfs_b))
+        inbox = seaweedfs_b.new_bucket("b")
+        b_key = _install(b, "inbox", inbox)
+        b.serve()
+        try:
+            report = _check_import(b, b_key, _import(b, handoff), files)
+            # Read back straight from B's SeaweedFS, not through Ferry.
+            client = seaweedfs_b.client()
+            for name, body in files.items():
+                got = client.get_object(Bucket=inbox, Key=f"{BACKEND_PREFIX}from-a/{name}")
+                assert _sha(got["Body"].read()) == _sha(body), name
+            assert report["verify"]
+        finally:
+            b.stop()
+    _receipt_complete(a, a_key, export_id, files)
+
+
+def test_an_import_into_the_embedded_default_lands_byte_identical(
+    tmp_path: Path, source_a: tuple[Ferry, str, str, dict[str, bytes]]
+) -> None:
+    a, a_key, _, files = source_a
+    _, handoff = _handoff(a, a_key, tmp_path)
+    b = Ferry.create(tmp_path / "b", f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+    b_key = _install(b, "inbox", None)
+    b.serve()
+    try:
+        _check_import(b, b_key, _import(b, handoff), files)
+        client = _gateway_client(b, tmp_path)
+        for name, body in files.items():
+            got = client.get_object(Bucket="inbox", Key=f"from-a/{name}")["Body"].read()
+            assert _sha(got) == _sha(body), name
+    finally:
+        b.stop()
+
+
+def test_a_tampered_object_is_a_mismatch_and_fails_the_import(
+    tmp_path: Path, source_a: tuple[Ferry, str, str, dict[str, bytes]], seaweedfs: S3Server
+) -> None:
+    a, a_key, backend, files = source_a
+    _, handoff = _handoff(a, a_key, tmp_path)
+    seaweedfs.client().put_object(
+        Bucket=backend, Key=BACKEND_PREFIX + "notes/03.txt", Body=b"changed after the manifest"
+    )
+    b = Ferry.create(tmp_path / "b", f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+    b_key = _install(b, "inbox", None)
+    b.serve()
+    try:
+        done = _wait(b, b_key, _import(b, handoff), ("completed", "failed", "cancelled"))
+        assert done["status"] == "failed"
+        manifest = done["metadata"]["report"]["manifest"]
+        assert manifest["mismatched"] == 1 and manifest["mismatches"] == ["notes/03.txt"]
+        assert manifest["verified"] == len(files) - 1
+        assert "manifest" in done["metadata"]["error"]
+    finally:
+        b.stop()
