@@ -9,6 +9,7 @@ request, and that no page ever shows a trace.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -534,3 +535,58 @@ def test_the_webhooks_page_adds_shows_and_removes_an_endpoint(
         assert "None yet." in client.get("/webhooks").text
         assert_clean(refused.text + added.text)
         client.portal.call(engine.dispose)  # type: ignore[union-attr]
+
+
+def test_the_import_form_refuses_what_the_egress_policy_refuses(site: Site) -> None:
+    csrf = login(site)
+    form = site.client.get("/imports/new")
+    assert form.status_code == 200 and "Import from another provider" in form.text
+    handoff = {
+        "format": "ferry-handoff",
+        "version": 1,
+        "endpoint_url": "http://127.0.0.1:1",
+        "region": "us-east-1",
+        "bucket": "photos",
+        "prefixes": [""],
+        "access_key_id": "FKIA",
+        "secret_access_key": "SECRET-NOT-ECHOED",
+        "session_token": None,
+        "expires_at": "2030-01-01T00:00:00Z",
+        "manifest_url": None,
+    }
+    answer = site.client.post(
+        "/imports/new",
+        data={
+            "csrf_token": csrf,
+            "handoff": json.dumps(handoff),
+            "target_bucket": site.keys["bucket"],
+        },
+    )
+    assert answer.status_code == 422
+    assert "SECRET-NOT-ECHOED" not in answer.text and "FKIA" not in answer.text
+    assert "127.0.0.1 is not allowed" in answer.text
+    tested = site.client.post(
+        "/imports/test-source",
+        data={"csrf_token": csrf, "handoff": json.dumps(handoff)},
+        headers={"accept": "application/json"},
+    )
+    assert tested.json()["ok"] is False and "127.0.0.1 is not allowed" in tested.json()["message"]
+    garbled = site.client.post(
+        "/imports/test-source",
+        data={"csrf_token": csrf, "handoff": "{not json"},
+        headers={"accept": "application/json"},
+    )
+    assert garbled.json() == {
+        "ok": False,
+        "message": "The hand-off document is not JSON: paste the whole file.",
+    }
+
+
+def test_issued_pull_credentials_offer_their_handoff_document(site: Site) -> None:
+    csrf = login(site)
+    pull = site.client.post(
+        "/requests/new", data={"csrf_token": csrf, "kind": "s3", "token_free": "on"}
+    )
+    assert pull.status_code == 201, pull.text
+    assert "Download the hand-off document" in pull.text
+    assert "a link to the manifest of your files" in pull.text
