@@ -59,8 +59,8 @@ class ImportRequest(Body):
     through the copy engine (multipart, parallel, checksummed, resumable). Give `source`, or
     `handoff` (with `source_prefix` when the document covers several prefixes).
     `on_conflict` rules an object already in the bucket: `skip_identical` leaves identical
-    ones and replaces the rest, `overwrite` writes every one, `fail` keeps a different one
-    and fails its item; the report lists every existing object that differed. With a
+    ones and replaces the rest; `overwrite` and `fail` are reserved and answered 400 for
+    now. With a
     manifest (`manifest_url`, or the hand-off's), every object's sha256 is computed while it
     is read and compared; any mismatch fails the request. Secrets and the manifest link are
     sealed at rest and never returned; the source and the manifest link go through the
@@ -88,4 +88,4 @@ class ImportRequest(Body):
     source_prefix: str | None = None
     target: BucketPlace
     manifest_url: AnyUrl | None = None
-    on_conflict: Literal["skip_identical", "overwrite", "fail"] = "skip_identical"
+    on_conflict: Literal["skip_identical"] = "skip_identical"
