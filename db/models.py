@@ -368,6 +368,7 @@ class TransferItem(Base):
         sa.CheckConstraint(
             "state IN ('pending', 'copying', 'done', 'skipped', 'failed')", name="state"
         ),
+        sa.CheckConstraint("conflict IN ('replaced', 'kept')", name="conflict"),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
@@ -392,6 +393,9 @@ class TransferItem(Base):
     verified: Mapped[str | None] = mapped_column(sa.String(64))  # how, when done or skipped
     target_etag: Mapped[str | None] = mapped_column(sa.String(255))
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # A different object was at target_key: 'replaced' by this copy, or 'kept' (on_conflict
+    # "fail" refused to replace it). None: the key was free, or held the same object.
+    conflict: Mapped[str | None] = mapped_column(sa.String(16))
     finished_at: Mapped[datetime | None]
 
 

@@ -17,9 +17,9 @@ import click
 from ferry.cli_common import find_user, in_session, load, now, run
 from ferry.cli_options import config_option
 from ferry.cli_requests import add_follow_commands, summary
+from transfer.spec import ON_CONFLICT
 
 SOURCE_ENV = "FERRY_SOURCE_"
-ON_CONFLICT = ("skip_identical", "overwrite", "fail")
 
 
 @click.group("import")

@@ -61,7 +61,7 @@ class ObjectCopier(Verification):
         self._probing = asyncio.Lock()
 
     async def copy(self, item: Item) -> None:
-        if item.upload_id is None and self.c.check_target and await self._already_there(item):
+        if item.upload_id is None and self.c.check_target and await self._settled_by_target(item):
             return
         if self.c.server_side and self.c.observer is None:
             try:
@@ -91,21 +91,42 @@ class ObjectCopier(Verification):
             item = await self._drop_upload(item)
             await self._copy_streamed(item)
 
-    # skip
+    # what the target holds already
 
-    async def _already_there(self, item: Item) -> bool:
+    async def _settled_by_target(self, item: Item) -> bool:
+        """Whether the target key's object settles the item: the same object is skipped
+        (unless on_conflict is "overwrite"); a different one is refused under "fail". A
+        different object about to be replaced is recorded as a conflict first, so the report
+        lists it even when this copy is resumed later."""
         ack = await self._head_target(item)
         if ack is None:
             return False
-        if ack.size != item.size:
-            return False
-        if ack.etag and ack.etag.lower() == item.etag.strip('"').lower():
-            await self._record(item, states.SKIPPED, "skip:etag", ack.etag)
+        rule = self.c.target.on_conflict
+        same_by = await self._same_object(item, ack)
+        if same_by is not None and rule != "overwrite":
+            await self._record(item, states.SKIPPED, same_by, ack.etag)
             return True
-        if await self.c.store.ledger_match(item, ack.etag):
-            await self._record(item, states.SKIPPED, "skip:ledger", ack.etag)
-            return True
+        if same_by is None:
+            # Under "fail" even an object an earlier try of this item wrote is refused: a
+            # spurious conflict can be retried, a user's object overwritten cannot be undone.
+            kept = rule == "fail"
+            if item.conflict is None:
+                await self.c.store.record_conflict(item, "kept" if kept else "replaced")
+            if kept:
+                raise ItemFailed(
+                    f"a different object is already at {item.target_key!r} (on_conflict: fail)"
+                )
         return False
+
+    async def _same_object(self, item: Item, ack: Ack) -> str | None:
+        """How the target's object is known to be this source object; None if it is not."""
+        if ack.size != item.size:
+            return None
+        if ack.etag and ack.etag.lower() == item.etag.strip('"').lower():
+            return "skip:etag"
+        if await self.c.store.ledger_match(item, ack.etag):
+            return "skip:ledger"
+        return None
 
     async def _record(self, item: Item, state: str, verified: str, target_etag: str) -> None:
         """A finished item without an upload joins the batch; others are recorded now."""

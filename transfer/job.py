@@ -141,6 +141,7 @@ class JobRunner:
                             "prefix": self.destination.prefix,
                         },
                         "server_side_copy": copier.c.server_side,
+                        "on_conflict": target.on_conflict,
                     },
                 ),
             )

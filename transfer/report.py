@@ -124,6 +124,7 @@ class ReportBuilder:
                 )
             ).all()
         ]
+        conflicts = await self._conflicts(session, job)
         finished = job.finished_at or job.started_at
         duration = max(0.0, (finished - job.started_at).total_seconds())
         report: dict[str, Any] = {
@@ -156,12 +157,19 @@ class ReportBuilder:
             "retries": job.retries,
             "failures": failures,
             "failures_truncated": job.objects_failed > len(failures),
+            "conflicts": conflicts,
             **self.destination,
         }
         if job.objects_total <= self.objects_limit:
             rows = await session.execute(
                 sa.select(
-                    item.key, item.target_key, item.state, item.size, item.verified, item.error
+                    item.key,
+                    item.target_key,
+                    item.state,
+                    item.size,
+                    item.verified,
+                    item.error,
+                    item.conflict,
                 )
                 .where(mine)
                 .order_by(item.id)
@@ -174,8 +182,9 @@ class ReportBuilder:
                     "size": size,
                     "verified": verified,
                     **({"error": error} if state == states.ITEM_FAILED else {}),
+                    **({"conflict": conflict} if conflict else {}),
                 }
-                for key, target_key, state, size, verified, error in rows.all()
+                for key, target_key, state, size, verified, error, conflict in rows.all()
             ]
         else:
             report["items_truncated"] = True
@@ -186,3 +195,33 @@ class ReportBuilder:
                 f"; first: {failures[0]['key']}: {first}" if failures else ""
             )
         return {"report": report, "progress": final_progress(job)}, error
+
+    async def _conflicts(self, session: AsyncSession, job: TransferJob) -> dict[str, Any]:
+        """Target keys that held a different object: counted by outcome, listed up to the
+        failures limit."""
+        item = TransferItem
+        mine = sa.and_(item.request_id == job.request_id, item.conflict.is_not(None))
+        counts = dict(
+            (
+                await session.execute(
+                    sa.select(item.conflict, sa.func.count()).where(mine).group_by(item.conflict)
+                )
+            ).all()
+        )
+        listed = (
+            await session.execute(
+                sa.select(item.key, item.target_key, item.conflict)
+                .where(mine)
+                .order_by(item.id)
+                .limit(self.failures_limit)
+            )
+        ).all()
+        return {
+            "replaced": int(counts.get("replaced", 0)),
+            "kept": int(counts.get("kept", 0)),
+            "objects": [
+                {"key": key, "target_key": target_key, "outcome": outcome}
+                for key, target_key, outcome in listed
+            ],
+            "truncated": sum(counts.values()) > len(listed),
+        }

@@ -48,19 +48,23 @@ async def copy_job(
     config: TransferConfig,
     observer: SourceObserver | None = None,
     checksum: str = "auto",
+    on_conflict: str = "skip_identical",
     stop: asyncio.Event | None = None,
     budget: MemoryBudget | None = None,
     egress: EgressPolicy | None = None,
 ) -> PortabilityRequest | None:
     """Copy every object under `source_prefix` to the same relative key under
-    `target_prefix`; see the module docstring. Neither storage is closed here."""
+    `target_prefix`; see the module docstring. `on_conflict` is one of `spec.ON_CONFLICT`.
+    Neither storage is closed here."""
     job = await store.open_job(request_id)
     if job is None:
         return None
     runner = JobRunner(
         request_id=request_id,
         source=Source(source, source_bucket, source_prefix),
-        destination=Target(target, target_bucket, target_prefix, checksum=checksum),
+        destination=Target(
+            target, target_bucket, target_prefix, checksum=checksum, on_conflict=on_conflict
+        ),
         store=store,
         config=config,
         budget=budget or MemoryBudget(config.memory_limit),

@@ -20,6 +20,9 @@ from storage.s3_wire import Endpoint, check_addressing_style
 from transfer.exceptions import InvalidDestination
 
 CHECKSUMS = ("auto", "md5", "crc32c", "sha256")
+# What a copy does when the target key holds a different object (the same one is skipped,
+# except under "overwrite"): replace it and list it, or leave it, fail the item and list it.
+ON_CONFLICT = ("skip_identical", "overwrite", "fail")
 
 
 def _check_checksum(setting: str) -> None:
@@ -113,16 +116,22 @@ class Destination:
 class Target:
     """Where a job writes: keys under `prefix` in a bucket of `storage`.
 
-    `checksum`: as Destination's. The engine never closes `storage`: its caller does.
+    `checksum`: as Destination's. `on_conflict`: one of ON_CONFLICT. The engine never closes
+    `storage`: its caller does.
     """
 
     storage: Storage
     bucket: str
     prefix: str = ""
     checksum: str = "auto"
+    on_conflict: str = "skip_identical"
 
     def __post_init__(self) -> None:
         _check_checksum(self.checksum)
+        if self.on_conflict not in ON_CONFLICT:
+            raise InvalidDestination(
+                f"on_conflict {self.on_conflict!r} is not one of {', '.join(ON_CONFLICT)}"
+            )
         if not self.bucket:
             raise InvalidDestination("the target names no bucket")
 

@@ -48,6 +48,7 @@ class Item:
     part_size: int | None
     checksum: str | None
     attempts: int
+    conflict: str | None = None  # as TransferItem.conflict
 
     @classmethod
     def of(cls, row: TransferItem | sa.Row[Any]) -> Item:
@@ -65,6 +66,7 @@ class Item:
             part_size=row.part_size,
             checksum=row.checksum,
             attempts=row.attempts,
+            conflict=row.conflict,
         )
 
 
@@ -261,6 +263,13 @@ class JobStore(JobRows):
 
     async def record_failure(self, item: Item, reason: str) -> None:
         await self._finish(item, states.ITEM_FAILED, error=reason)
+
+    async def record_conflict(self, item: Item, conflict: str) -> None:
+        """Note what the copy found at the target key ('replaced' or 'kept'), at once."""
+        async with self._write() as session:
+            await session.execute(
+                sa.update(TransferItem).where(TransferItem.id == item.id).values(conflict=conflict)
+            )
 
     async def release(self, item: Item, reason: str | None) -> None:
         """Give the item back (a retryable failure, or this worker is stopping); an item that

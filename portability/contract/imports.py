@@ -58,9 +58,11 @@ class ImportRequest(Body):
     """Bring objects from another provider's S3 endpoint into one of the caller's buckets,
     through the copy engine (multipart, parallel, checksummed, resumable). Give `source`, or
     `handoff` (with `source_prefix` when the document covers several prefixes).
-    `on_conflict` rules an object already in the bucket: `skip_identical` leaves identical
-    ones and replaces the rest; `overwrite` and `fail` are reserved and answered 400 for
-    now. With a
+    `on_conflict` rules a key of the bucket that already holds an object: `skip_identical`
+    (default) leaves an identical object and replaces a different one; `overwrite` writes
+    every object afresh; `fail` leaves a different object untouched and fails its item (the
+    request then fails). Every key that held a different object is in the report's
+    `conflicts`, as `replaced` or `kept`. With a
     manifest (`manifest_url`, or the hand-off's), every object's sha256 is computed while it
     is read and compared; any mismatch fails the request. Secrets and the manifest link are
     sealed at rest and never returned; the source and the manifest link go through the
@@ -88,4 +90,4 @@ class ImportRequest(Body):
     source_prefix: str | None = None
     target: BucketPlace
     manifest_url: AnyUrl | None = None
-    on_conflict: Literal["skip_identical"] = "skip_identical"
+    on_conflict: Literal["skip_identical", "overwrite", "fail"] = "skip_identical"

@@ -62,7 +62,10 @@ async def resolve_import(
     )
     source = Source(remote, s["bucket"], s["prefix"] or "", owned=True)
     return source, Target(
-        storage, bucket.backend_bucket, bucket.backend_prefix + str(target.get("prefix") or "")
+        storage,
+        bucket.backend_bucket,
+        bucket.backend_prefix + str(target.get("prefix") or ""),
+        on_conflict=options.get("on_conflict") or "skip_identical",
     )
 
 

@@ -36,10 +36,10 @@ from storage.egress import EgressPolicy, EgressRefused, endpoint_host
 from storage.s3_wire import ADDRESSING_STYLES
 from sts.exceptions import InvalidRequest
 from sts.sealing import seal_text, unseal_text
+from transfer.spec import ON_CONFLICT
 
 REQUEST_TYPE = "import"
 PURPOSE = "import-source"
-ON_CONFLICT = ("skip_identical", "overwrite", "fail")
 _PUBLIC = ("endpoint_url", "region", "bucket", "prefix", "access_key_id", "addressing_style")
 _SEALED = ("secret_access_key", "session_token", "manifest_url")
 _SOURCE_FIELDS = {*_PUBLIC, "secret_access_key", "session_token"}
@@ -195,12 +195,6 @@ async def create_import_request(
     on_conflict = body.get("on_conflict", "skip_identical")
     if on_conflict not in ON_CONFLICT:
         raise InvalidRequest(f"on_conflict must be one of {', '.join(ON_CONFLICT)}")
-    if on_conflict != "skip_identical":
-        # The engine skips identical objects and replaces different ones; keeping them
-        # (fail) or rewriting identical ones (overwrite) is not built yet.
-        raise InvalidRequest(
-            f"on_conflict {on_conflict!r} is not supported yet: use skip_identical"
-        )
     owned = [
         b
         for b in await session.scalars(select(Bucket).where(Bucket.owner_id == user.id))

@@ -125,7 +125,6 @@ async def test_an_import_seals_its_secrets_and_shows_only_the_public_source(
         ({"target": {"bucket": "someone-elses"}}, "no bucket 'someone-elses' of yours"),
         ({"target": {}}, "target.bucket is required"),
         ({"on_conflict": "merge"}, "on_conflict must be one of"),
-        ({"on_conflict": "fail"}, "not supported yet"),
         ({"source": {}}, "send either source or handoff"),
         ({"handoff": None, "source": {"endpoint_url": "ftp://x", "bucket": "b"}}, "http"),
         ({"manifest_url": "file:///etc/passwd"}, "manifest_url must be an http"),
