@@ -37,6 +37,7 @@ from transfer.exceptions import (
     Corrupted,
     ItemFailed,
     LeaseLost,
+    ReadBack,
     TargetRefused,
     TransferError,
     Transient,
@@ -273,14 +274,48 @@ class ObjectCopier(Verification):
             p.size for p in parts
         ) != item.size:
             raise Transient(f"parts of {item.key!r} are incomplete after upload; retrying")
+        read_back = False
         if self.c.observer is not None and not server:
-            await self.c.observer.finished(item.key, item.size)
+            try:
+                await self.c.observer.finished(item.key, item.size)
+            except ReadBack:
+                read_back = True  # resumed: the earlier parts' bytes were read before a crash
         ack = await self._complete(item, parts)
         if server:
             method = await self._verify_server_copy(item, ack)
         else:
             method = await self._verify_multipart(item, parts, ack)
+        if read_back:
+            await self._observe_written(item)
         await self.c.store.record_done(item, verified=method, target_etag=ack.etag)
+
+    async def _observe_written(self, item: Item) -> None:
+        """Show the observer the object as the target stored it; delete it if refused."""
+        assert self.c.observer is not None
+        target = self.c.target
+
+        async def read_back() -> None:
+            assert self.c.observer is not None
+            stream = await target.storage.get(target.bucket, item.target_key)
+            offset = 0
+            try:
+                async for chunk in stream.body:
+                    self.c.observer.read(item.key, offset, memoryview(chunk))
+                    offset += len(chunk)
+            finally:
+                await stream.aclose()
+
+        await self.c.retry.call(
+            f"read back {item.target_key!r}", lambda: self._target_call(read_back())
+        )
+        try:
+            await self.c.observer.finished(item.key, item.size)
+        except TransferError:
+            await self.c.retry.call(
+                f"DELETE {item.target_key!r}",
+                lambda: self._target_call(target.storage.delete(target.bucket, item.target_key)),
+            )
+            raise
 
     async def _create_upload(self, item: Item, *, server: bool) -> Item:
         info = await self.c.retry.call(f"HEAD source {item.key!r}", lambda: self._head_source(item))

@@ -9,6 +9,8 @@
     ├── UploadGone           the multipart upload no longer exists (aborted, expired, completed)
     ├── LeaseLost            another worker took the item over: stop without writing anything
     ├── Cancelled            the request was cancelled while the item was being copied
+    ├── ReadBack             an observer saw only part of a resumed object: let it read the
+    │                        completed object back from the target (transfer/observe.py)
     └── ItemFailed           this object cannot be copied; `reason` says why, for the report
         ├── AccessDenied     a 401/403 from the source or target: not retried
         ├── SourceChanged    the source object changed or vanished during the copy
@@ -17,7 +19,7 @@
         └── VerificationFailed  what the target holds does not match what was read
 
 Storage errors (storage.exceptions) and aiohttp errors are translated into these at the edges
-of the package (retry.translate and target.py); callers above never see them.
+of the package (retry.translate); callers above never see them.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class LeaseLost(TransferError):
 
 
 class Cancelled(TransferError):
+    pass
+
+
+class ReadBack(TransferError):
     pass
 
 

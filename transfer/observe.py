@@ -19,8 +19,11 @@ Contract, per object (per item attempt):
   Raising VerificationFailed there aborts the upload and copies the object again from
   its first byte (up to item_attempts times); ItemFailed fails the item at once.
 - A resumed multipart upload sends only the parts the target lacks, so `read` sees only
-  those spans: an observer that needs every byte raises VerificationFailed from `finished`
-  when its spans do not cover the object, and the retry reads it all.
+  those spans. An observer that needs every byte raises ReadBack from `finished`: the engine
+  completes the upload, then reads the object back from the target (not from the source
+  again) through `read` and calls `finished` once more; if that raises, the object is
+  deleted from the target before the error goes on. Only a resumed object is briefly
+  visible before it is checked.
 - Objects found on the target already (skipped) are not read; with an observer the engine
   never copies server-side, so every copied byte passes through `read`.
 """

@@ -23,7 +23,7 @@ from portability.requests import FAILED, update_meta
 from storage.base import Storage
 from storage.egress import EgressPolicy
 from storage.s3 import S3Storage
-from transfer.exceptions import ItemFailed, TransferError, VerificationFailed
+from transfer.exceptions import ItemFailed, ReadBack, TransferError
 from transfer.spec import Source, Target
 
 MISMATCH = "does not match the source's manifest"
@@ -100,8 +100,8 @@ class ManifestCheck:
         hasher, done, _ = self._hashes.pop(key, (hashlib.sha256(), 0, {}))
         if size != entry.size:
             raise ItemFailed(f"{MISMATCH}: {size} bytes, the manifest says {entry.size}")
-        if done != size:  # a resumed upload re-read only some parts: read it all again
-            raise VerificationFailed("only part of the object was read; reading it again")
+        if done != size:  # a resumed upload: the engine reads it back from Ferry's storage
+            raise ReadBack(f"{key!r}: {done} of {size} bytes were read in this attempt")
         if entry.sha256 is not None and hasher.hexdigest() != entry.sha256:
             raise ItemFailed(f"{MISMATCH} (sha256 {hasher.hexdigest()[:16]}…)")
 
