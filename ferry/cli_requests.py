@@ -145,8 +145,16 @@ def _print_report(request: PortabilityRequest, body: dict[str, Any]) -> None:
             f"manifest: {manifest['verified']} verified, {manifest['mismatched']} mismatched, "
             f"{manifest['missing_at_source']} missing at the source"
         )
-    for conflict in body.get("conflicts") or []:
-        click.echo(f"  conflict: {conflict['key']} ({conflict['outcome']})")
+    conflicts = body.get("conflicts") or {}
+    if conflicts.get("objects"):
+        click.echo(
+            f"conflicts: {conflicts['replaced']} replaced, {conflicts['kept']} kept"
+            f" (on_conflict: {body.get('on_conflict', 'skip_identical')})"
+        )
+        for conflict in conflicts["objects"]:
+            click.echo(f"  {conflict['target_key']}: {conflict['outcome']}")
+        if conflicts.get("truncated"):
+            click.echo("  … (more conflicts than listed)")
     if body.get("failures"):
         click.echo("failures:")
         for failure in body["failures"]:

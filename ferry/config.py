@@ -152,10 +152,19 @@ class WorkersConfig:
     # process, or anywhere on PostgreSQL (LISTEN/NOTIFY), wakes them at once; this is the
     # fallback for a notification that was lost.
     poll_seconds: int = 2
+    # A transfer or import worker that dies keeps its objects until its lease runs out; a
+    # live one renews its leases every lease_seconds / 6.
+    lease_seconds: int = 30
+    # Bytes per second each transfer or import may move per worker; 0: no limit.
+    bandwidth_limit: int = 0
 
     def __post_init__(self) -> None:
         if self.poll_seconds <= 0:
             raise ConfigError("workers.poll_seconds: must be positive")
+        if self.lease_seconds < 3:
+            raise ConfigError("workers.lease_seconds: must be at least 3")
+        if self.bandwidth_limit < 0:
+            raise ConfigError("workers.bandwidth_limit: must be 0 (no limit) or more")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.engine import create_engine, session_factory
 from db.models import Bucket, PortabilityRequest
-from ferry.config import Config
+from ferry.config import Config, WorkersConfig
 from ferry.runtime import Runtime, personal_data_sources
 from portability.exports.notify import Notifier
 from portability.exports.settings import ExportSettings
@@ -150,7 +150,7 @@ async def _run_workers(
         resolve=transfer_resolver(runtime),
         worker_id=worker_id,
         on_finished=transfer_finished,
-        config=TransferConfig(poll_seconds=float(runtime.config.workers.poll_seconds)),
+        config=transfer_config(runtime.config.workers),
         egress=runtime.egress,
         wake=runtime.work_signal.subscribe(),
         observe=observe,
@@ -167,3 +167,12 @@ async def _run_workers(
     )
     log.info("workers started as %s", worker_id)
     await asyncio.gather(exports.run(stop), transfers.run(stop), webhooks.run(stop))
+
+
+def transfer_config(workers: WorkersConfig) -> TransferConfig:
+    return TransferConfig(
+        poll_seconds=float(workers.poll_seconds),
+        lease_seconds=float(workers.lease_seconds),
+        heartbeat_seconds=workers.lease_seconds / 6,
+        bandwidth_limit=workers.bandwidth_limit or None,
+    )

@@ -13,6 +13,8 @@
     │                        completed object back from the target (transfer/observe.py)
     └── ItemFailed           this object cannot be copied; `reason` says why, for the report
         ├── AccessDenied     a 401/403 from the source or target: not retried
+        │   └── SourceRefused  the source refused the credential itself (revoked, expired,
+        │                    wrong): no other object can be read, so the job gives up
         ├── SourceChanged    the source object changed or vanished during the copy
         ├── TargetRefused    any other refusal (4xx) from the target
         ├── AddressRefused   the egress policy does not let Ferry connect to the target
@@ -73,6 +75,10 @@ class ItemFailed(TransferError):
 
 class AccessDenied(ItemFailed):
     kind = "access-denied"
+
+
+class SourceRefused(AccessDenied):
+    kind = "source-refused"
 
 
 class SourceChanged(ItemFailed):

@@ -28,6 +28,7 @@ from transfer.exceptions import (
     ChecksumRefused,
     ItemFailed,
     LeaseLost,
+    SourceRefused,
     TransferError,
     Transient,
     UploadGone,
@@ -86,6 +87,8 @@ class JobRunner:
         self._verify = verify or config.verify
         self.egress = egress or EgressPolicy()
         self.cancelled = False
+        # Why the source refused the credential itself (revoked, expired): the job gives up.
+        self.refused: str | None = None
         self.worked = False
         self._planning = False
         self._active: dict[int, asyncio.Task[None]] = {}
@@ -125,6 +128,8 @@ class JobRunner:
                 await self._flush_retries(copier.c.retry)
             if self.cancelled:
                 return await self._clean_up_cancelled(copier)
+            if self.refused is not None:
+                return await self._give_up(copier, self.refused)
             if self._stopping or self.stop.is_set():
                 return None
             await self._write_progress()
@@ -243,7 +248,7 @@ class JobRunner:
         # active ones'); a claim refills it once half of that is gone.
         backlog = 2 * slots
         try:
-            while not self.cancelled and not self.stop.is_set():
+            while not self.cancelled and not self.stop.is_set() and self.refused is None:
                 if planning is not None and planning.done():
                     planning.result()  # a planning error ends the job's run, as before
                     planning, exhausted = None, False  # the last pages: claim again
@@ -321,6 +326,9 @@ class JobRunner:
             log.warning("lost the lease on %r: %s", item.key, exc)
         except VerificationFailed as exc:
             await self._retry_or_fail(copier, item, exc.reason, restart=True)
+        except SourceRefused as exc:
+            self.refused = str(exc)
+            await self._fail(copier, item, exc.reason)
         except ItemFailed as exc:
             await self._fail(copier, item, exc.reason)
         except (Transient, UploadGone, ChecksumRefused) as exc:
@@ -420,12 +428,7 @@ class JobRunner:
 
     async def _clean_up_cancelled(self, copier: ObjectCopier) -> PortabilityRequest | None:
         """Abort every open upload nobody else holds, then close the job once."""
-        for item in await self.store.open_uploads(self.request_id, mine_only=False):
-            if item.upload_id is None:
-                continue
-            with contextlib.suppress(TransferError):
-                await copier.abort(item.target_key, item.upload_id)
-            await self.store.clear_upload(item.id)
+        await self._abort_open_uploads(copier)
         # Uploads other live workers hold are theirs to abort: they notice the cancel too.
         return await self.store.finish(
             self.request_id,
@@ -435,6 +438,29 @@ class JobRunner:
                 objects_limit=self.config.report_objects_limit,
             ),
         )
+
+    async def _give_up(self, copier: ObjectCopier, cause: str) -> PortabilityRequest | None:
+        """The source refused the credential: abort the uploads, end the job as failed with
+        the objects not yet copied left as they are (counted in the report)."""
+        await self._abort_open_uploads(copier)
+        return await self.store.finish(
+            self.request_id,
+            ReportBuilder(
+                verify=self._verify,
+                failures_limit=self.config.report_failures_limit,
+                objects_limit=self.config.report_objects_limit,
+                cause=cause,
+            ),
+            give_up=True,
+        )
+
+    async def _abort_open_uploads(self, copier: ObjectCopier) -> None:
+        for item in await self.store.open_uploads(self.request_id, mine_only=False):
+            if item.upload_id is None:
+                continue
+            with contextlib.suppress(TransferError):
+                await copier.abort(item.target_key, item.upload_id)
+            await self.store.clear_upload(item.id)
 
 
 def _where(destination: Destination | Target) -> str:

@@ -92,7 +92,9 @@ class ReportBuilder:
         failures_limit: int,
         objects_limit: int,
         destination: dict[str, Any] | None = None,
+        cause: str | None = None,
     ) -> None:
+        self.cause = cause  # why the job gave up before every object was tried
         self.verify = verify
         self.failures_limit = failures_limit
         self.objects_limit = objects_limit
@@ -189,7 +191,10 @@ class ReportBuilder:
         else:
             report["items_truncated"] = True
         error = None
-        if status == states.FAILED:
+        if status == states.FAILED and self.cause:
+            left = report["objects"]["not_copied"] + job.objects_failed
+            error = f"{self.cause} ({left} of {job.objects_total} objects not copied)"
+        elif status == states.FAILED:
             first = failures[0]["reason"] if failures else ""
             error = f"{job.objects_failed} of {job.objects_total} objects failed" + (
                 f"; first: {failures[0]['key']}: {first}" if failures else ""

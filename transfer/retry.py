@@ -23,6 +23,7 @@ from transfer.exceptions import (
     Corrupted,
     ItemFailed,
     SourceChanged,
+    SourceRefused,
     TargetRefused,
     TransferError,
     Transient,
@@ -42,6 +43,8 @@ _AUTH_CODES = frozenset(
         "AccountProblem",
     }
 )
+# Refusals of the credential itself, not of one object: every other read would fail the same.
+_CREDENTIAL_CODES = _AUTH_CODES - {"AccessDenied"}
 
 
 def _retryable(exc: Exception) -> bool:
@@ -100,6 +103,8 @@ def translate(exc: BaseException, side: str) -> TransferError:
         return SourceChanged(f"source object vanished: {exc}")
     if isinstance(exc, storage_errors.BackendError):
         if exc.status in (401, 403) or exc.code in _AUTH_CODES:
+            if side == "source" and (exc.status == 401 or exc.code in _CREDENTIAL_CODES):
+                return SourceRefused(f"the source refused: {exc}")
             return AccessDenied(text)
         if exc.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"):
             return Corrupted(text)

@@ -296,11 +296,14 @@ class JobRows(StoreBase):
         build: Callable[
             [AsyncSession, TransferJob, str], Awaitable[tuple[dict[str, Any], str | None]]
         ],
+        *,
+        give_up: bool = False,
     ) -> PortabilityRequest | None:
         """Close the job once (the caller that wins the compare-and-set writes the report).
 
         `build(session, job, status)` returns (metadata changes, error) inside the transaction.
         Returns the request as finished, or None if there is still work or it is done already.
+        `give_up`: fail the request now, the objects not copied yet left as they are.
         """
         now = self._clock()
         async with self._write() as session:
@@ -310,7 +313,7 @@ class JobRows(StoreBase):
             cancelled = request.status == states.CANCELLED
             if not cancelled and request.status != states.PROCESSING:
                 return None
-            if not cancelled:
+            if not cancelled and not give_up:
                 still_open = await session.scalar(
                     sa.select(TransferItem.id)
                     .where(
@@ -322,7 +325,7 @@ class JobRows(StoreBase):
                 if still_open is not None:
                     return None
             open_job = [TransferJob.request_id == request_id, TransferJob.state != states.FINISHED]
-            if not cancelled:
+            if not cancelled and not give_up:
                 open_job.append(TransferJob.state == states.COPYING)
             job = await session.scalar(
                 sa.update(TransferJob)
@@ -335,6 +338,8 @@ class JobRows(StoreBase):
                 return None
             if cancelled:
                 status = states.CANCELLED
+            elif give_up:
+                status = states.FAILED
             else:
                 status = states.COMPLETED if job.objects_failed == 0 else states.FAILED
             changes, error = await build(session, job, status)

@@ -15,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import sqlalchemy as sa
 from botocore.config import Config
 
 from tests.fixtures.database import fresh_postgres_database, postgres_server_url
@@ -242,10 +245,114 @@ def test_a_tampered_object_is_a_mismatch_and_fails_the_import(
     b.serve()
     try:
         done = _wait(b, b_key, _import(b, handoff), ("completed", "failed", "cancelled"))
-        assert done["status"] == "failed"
+        assert done["status"] == "failed", done["metadata"]["report"]
         manifest = done["metadata"]["report"]["manifest"]
         assert manifest["mismatched"] == 1 and manifest["mismatches"] == ["notes/03.txt"]
         assert manifest["verified"] == len(files) - 1
         assert "manifest" in done["metadata"]["error"]
+    finally:
+        b.stop()
+
+
+def _slow_b(tmp_path: Path) -> tuple[Ferry, str]:
+    """B on the embedded default, its imports slowed to be caught in the middle."""
+    b = Ferry.create(
+        tmp_path / "b",
+        f"sqlite+aiosqlite:///{tmp_path / 'b.db'}",
+        workers_bandwidth_limit=str(4 * MiB),
+        workers_lease_seconds="3",
+    )
+    return b, _install(b, "inbox", None)
+
+
+def _big_parts_stored(b: Ferry, request_id: str) -> set[int]:
+    with sqlite3.connect(b.workdir.parent / "b.db") as db:
+        rows = db.execute(
+            "SELECT part_number FROM transfer_parts JOIN transfer_items"
+            " ON transfer_items.id = transfer_parts.item_id"
+            " WHERE transfer_items.request_id = ? AND transfer_items.key = 'video/big.bin'",
+            (request_id.replace("-", ""),),
+        ).fetchall()
+    return {int(number) for (number,) in rows}
+
+
+def _wait_for_bytes(b: Ferry, key: str, request_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, body = http("GET", f"{b.api_url}/api/portability/requests/{request_id}", token=key)
+        if (body["metadata"].get("progress") or {}).get("bytes_done"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the import did not start: {b.log()[-3000:]}")
+
+
+def _source_reads(a: Ferry, since: datetime) -> list[str | None]:
+    """The ranges of video/big.bin that A's gateway served since `since`, from A's audit."""
+    url = a.env["FERRY_DATABASE_URL"].replace("+aiosqlite", "")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as db:
+            return list(
+                db.scalars(
+                    sa.text(
+                        "SELECT range FROM audit_logs WHERE action = 'GetObject'"
+                        " AND key = 'video/big.bin' AND created_at > :since"
+                    ),
+                    {"since": since},
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_a_killed_import_resumes_and_a_revoked_source_fails_the_next(
+    tmp_path: Path, source_a: tuple[Ferry, str, str, dict[str, bytes]]
+) -> None:
+    a, a_key, _, files = source_a
+    _, handoff = _handoff(a, a_key, tmp_path)
+    b, b_key = _slow_b(tmp_path)
+    serving = b.serve()
+    try:
+        request_id = _import(b, handoff)
+        deadline = time.monotonic() + 60
+        while not _big_parts_stored(b, request_id):
+            assert time.monotonic() < deadline, b.log()
+            time.sleep(0.05)
+        serving.kill()  # SIGKILL: B's worker leaves its leases and its open upload behind
+        serving.wait()
+        killed_at = datetime.now(UTC).replace(tzinfo=None)
+        stored = _big_parts_stored(b, request_id)
+        part = 16 * MiB  # the engine's default part size
+        size = len(files["video/big.bin"])
+        assert len(stored) < -(-size // part), "the object was not caught in the middle"
+        stored_ranges = {f"bytes={(n - 1) * part}-{min(n * part, size) - 1}" for n in stored}
+        b.serve()
+        report = _check_import(b, b_key, request_id, files)
+        assert report["objects"]["copied"] == len(files)
+        time.sleep(1.5)  # A's audit is written in batches
+        after = _source_reads(a, killed_at)
+        # The parts stored before the kill were not fetched from A again; the rest were.
+        assert after and None not in after and not stored_ranges & set(after), (stored, after)
+        client = _gateway_client(b, tmp_path)
+        for name, body in files.items():
+            got = client.get_object(Bucket="inbox", Key=f"from-a/{name}")["Body"].read()
+            assert _sha(got) == _sha(body), name
+
+        # A second import of the same hand-off, revoked at A once it is under way. Slower:
+        # socket buffers hold megabytes, so A must have more than that still to send.
+        b.stop()
+        b.serve(env={**b.env, "FERRY_WORKERS_BANDWIDTH_LIMIT": str(MiB)})
+        again = _import(b, handoff, "--prefix", "again/")
+        _wait_for_bytes(b, b_key, again)
+        a.run("creds", "revoke", json.loads(handoff.read_text())["access_key_id"])
+        done = _wait(b, b_key, again, ("completed", "failed", "cancelled"))
+        error = done["metadata"].get("error") or ""
+        assert done["status"] == "failed", done["metadata"]["report"]
+        # "the source refused: GET photos/video/big.bin: InvalidAccessKeyId (HTTP 403): The
+        # AWS Access Key Id you provided has been revoked. (1 of 14 objects not copied)"
+        assert error.startswith("the source refused: ") and "InvalidAccessKeyId" in error, error
+        assert "revoked" in error and f"of {len(files)} objects not copied" in error, error
+        open_uploads = [p for p in (b.workdir / "storage").glob("*/uploads/*")]
+        assert open_uploads == [], open_uploads
     finally:
         b.stop()
