@@ -37,6 +37,7 @@ ANSWER_LIMIT = 16 * 1024 * 1024
 # Streamed bodies are sent as UNSIGNED-PAYLOAD (hashing them first would mean reading them
 # twice); small in-memory bodies (XML) are hashed and signed.
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+PRESIGNED_MAX_SECONDS = 7 * 24 * 3600  # SigV4's longest X-Amz-Expires
 # Headers a proxy may change on the way, as botocore leaves them unsigned.
 _NOT_SIGNED = frozenset({"expect", "transfer-encoding", "user-agent", "x-amzn-trace-id"})
 
@@ -198,6 +199,41 @@ class Signer:
             f"SignedHeaders={signed_headers}, Signature={signature}"
         )
         return sent
+
+    def presign(
+        self, method: str, url: str, *, expires_in: int, now: datetime | None = None
+    ) -> str:
+        """`url` with SigV4 query authentication, valid for `expires_in` seconds (1 to a
+        week): only the host is signed and the payload is UNSIGNED-PAYLOAD, as botocore's
+        S3SigV4QueryAuth does. `url` must be encoded as it is sent."""
+        if not 1 <= expires_in <= PRESIGNED_MAX_SECONDS:
+            raise ValueError("a presigned URL lives from 1 second to a week")
+        amz_date = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        date = amz_date[:8]
+        base, _, query = url.partition("?")
+        netloc, slash, path = base.partition("://")[2].partition("/")
+        scope = f"{date}/{self._region}/s3/aws4_request"
+        auth = [
+            ("X-Amz-Algorithm", sigv4.ALGORITHM),
+            ("X-Amz-Credential", f"{self._access_key_id}/{scope}"),
+            ("X-Amz-Date", amz_date),
+            ("X-Amz-Expires", str(expires_in)),
+            ("X-Amz-SignedHeaders", "host"),
+        ]
+        if self._token:
+            auth.append(("X-Amz-Security-Token", self._token))
+        query = "&".join(filter(None, (query, encode_query(auth))))
+        request = sigv4.canonical_request(
+            method,
+            slash + path or "/",
+            _canonical_query(query),
+            f"host:{netloc}\n",
+            "host",
+            UNSIGNED_PAYLOAD,
+        )
+        to_sign = sigv4.string_to_sign(amz_date, f"{date}/{self._region}/s3", request)
+        signature = sigv4.signature(self._signing_key(date), to_sign)
+        return f"{base}?{query}&X-Amz-Signature={signature}"
 
     def _signing_key(self, date: str) -> bytes:
         # Derived once a day rather than with four HMACs per request.

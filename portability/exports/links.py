@@ -5,7 +5,8 @@ Export objects are kept out of the user's buckets: each user has one system buck
 `[exports] bucket` (default `ferry-exports`) under the prefix `<user id>/`. One request's
 objects are under `<request id>/` in it.
 
-A download link is a presigned gateway URL (SigV4 query auth, signed by botocore) made with
+A download link is a presigned gateway URL (SigV4 query auth, `storage.s3_wire.Signer`: the
+signing code the S3 client uses, whose steps the gateway's verifier shares) made with
 an internal credential (`kind="export"`) scoped to the request's prefix whose life is the
 link's. The gateway checks it like any other credential and audits each download; revoking
 it (cancel, revoke-links) kills every link of the request at once. Links are never stored:
@@ -19,14 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
-from botocore.auth import S3SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, Credential, User
 from storage.base import Storage
+from storage.s3_wire import PRESIGNED_MAX_SECONDS, Signer
 from sts.issue import TTL_MIN, IssueRequest, issue
 
 BUCKET_PREFIX = "ferry-export-"
@@ -87,10 +86,12 @@ class LinkSigner:
     secret: str
 
     def url(self, key: str, *, expires_in: int) -> str:
-        request = AWSRequest(method="GET", url=object_url(self.gateway_url, self.bucket, key))
-        creds = Credentials(self.access_key_id, self.secret)
-        S3SigV4QueryAuth(creds, "s3", self.region, expires=max(1, expires_in)).add_auth(request)
-        return str(request.url)
+        """A link for `expires_in` seconds, or a week if that is longer: SigV4's limit, which
+        the gateway holds every link to (a longer-lived credential's link is made anew)."""
+        signer = Signer(self.access_key_id, self.secret, None, self.region)
+        url = object_url(self.gateway_url, self.bucket, key)
+        seconds = min(max(1, expires_in), PRESIGNED_MAX_SECONDS)
+        return signer.presign("GET", url, expires_in=seconds)
 
 
 async def issue_link_credential(

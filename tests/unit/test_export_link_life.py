@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 from db.models import Credential, PortabilityRequest
 from portability.exports.downloads import link_seconds
+from portability.exports.links import LinkSigner
 from portability.exports.settings import WEEK, ExportSettings
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -54,3 +56,12 @@ def test_no_link_once_anything_has_ended() -> None:
     assert link_seconds(_request(WEEK), _credential(0), settings, NOW) == 0
     assert link_seconds(_request(WEEK), _credential(WEEK, revoked=True), settings, NOW) == 0
     assert link_seconds(_request(WEEK), _credential(WEEK, starts_in=60), settings, NOW) == 0
+
+
+def test_a_link_lives_at_most_a_week_whatever_its_credential() -> None:
+    """SigV4 (and the gateway) refuse an X-Amz-Expires beyond a week: a longer-lived
+    credential's link is made for a week, not made unusable."""
+    signer = LinkSigner("https://gw.example", "us-east-1", "ferry-export-1", "AKID", "secret")
+    for asked, signed in ((30 * 24 * 3600, 604800), (3600, 3600), (0, 1)):
+        query = parse_qs(urlsplit(signer.url("r/manifest.json", expires_in=asked)).query)
+        assert query["X-Amz-Expires"] == [str(signed)]
