@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import hashlib
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from storage.base import (
     Body,
@@ -48,8 +45,6 @@ from storage.base import (
 from storage.checksums import b64, composite_checksum, new_checksum
 from storage.exceptions import (
     BackendUnavailable,
-    BadDigest,
-    IncompleteBody,
     InvalidPart,
     InvalidPartNumber,
     NoSuchBucket,
@@ -57,22 +52,28 @@ from storage.exceptions import (
     NoSuchUpload,
     PartsUnknown,
     PreconditionFailed,
-    StorageError,
 )
 from storage.files import private_dir
 from storage.local_files import (
-    WRITE_BATCH,
     FileBody,
     Missing,
-    copy_into,
-    new_file,
+    commit_data,
+    concatenate,
+    data_path,
     open_if_present,
     part_checksums,
-    sync_close,
-    sync_dir,
-    write_hashed,
+    receive,
+    translated,
 )
-from storage.local_index import BucketIndex, PartFile, Upload, from_ms, to_ms
+from storage.local_index import (
+    BucketIndex,
+    StoredObject,
+    Upload,
+    from_ms,
+    parts_to_join,
+    same_etag,
+    to_ms,
+)
 from storage.validation import (
     check_bucket_name,
     clean_content_type,
@@ -110,7 +111,7 @@ class LocalStorage(Storage):
 
     async def create_bucket(self, bucket: str) -> None:
         check_bucket_name(bucket)
-        with _translated():
+        with translated():
             await asyncio.to_thread(self._create_bucket, bucket)
 
     def _create_bucket(self, bucket: str) -> None:
@@ -142,7 +143,7 @@ class LocalStorage(Storage):
             return index
         if not await asyncio.to_thread(self._index_path(bucket).is_file):
             raise NoSuchBucket(bucket)
-        with _translated():
+        with translated():
             return await asyncio.to_thread(self._open_index, bucket)
 
     # reads
@@ -161,7 +162,7 @@ class LocalStorage(Storage):
         index = await self._index(bucket)
         if max_keys == 0:
             return ListPage([], [], False, None)
-        with _translated():
+        with translated():
             entries, truncated = await asyncio.to_thread(
                 index.list_page,
                 prefix.encode(),
@@ -176,23 +177,21 @@ class LocalStorage(Storage):
 
     async def head(self, bucket: str, key: str, *, checksums: bool = False) -> ObjectInfo:
         # Checksums are checked when a body arrives but not kept: `checksums` adds nothing.
+        return (await self._stored(bucket, key)).info
+
+    async def _stored(self, bucket: str, key: str) -> StoredObject:
         raw = check_key(key)
         index = await self._index(bucket)
-        with _translated():
+        with translated():
             stored = await asyncio.to_thread(index.get, raw)
         if stored is None:
             raise NoSuchKey(key)
-        return stored.info
+        return stored
 
     async def part_span(
         self, bucket: str, key: str, part_number: int
     ) -> tuple[ObjectInfo, PartSpan]:
-        raw = check_key(key)
-        index = await self._index(bucket)
-        with _translated():
-            stored = await asyncio.to_thread(index.get, raw)
-        if stored is None:
-            raise NoSuchKey(key)
+        stored = await self._stored(bucket, key)
         info, sizes = stored.info, stored.part_sizes
         if sizes is None:
             if parts_in_etag(info.etag) > 1:
@@ -211,14 +210,14 @@ class LocalStorage(Storage):
         # A concurrent overwrite may delete the data file between the index lookup and the
         # open; looking again finds the new one. An open file stays readable after deletion.
         for _ in range(5):
-            with _translated():
+            with translated():
                 stored = await asyncio.to_thread(index.get, raw)
             if stored is None:
                 raise NoSuchKey(key)
             first, last = resolve_range(stored.info.size, start, end)
             path = self._data_path(bucket, stored.data_id)
             try:
-                with _translated():
+                with translated():
                     handle = await asyncio.to_thread(open_if_present, path)
             except Missing:
                 continue
@@ -245,9 +244,10 @@ class LocalStorage(Storage):
         content_type = clean_content_type(content_type)
         clean_meta, clean_head = clean_metadata(metadata), clean_headers(headers)
         index = await self._index(bucket)
-        with _translated():
-            tmp, md5, answered = await self._receive(bucket, body, size, content_md5, checksum)
-            data_id = await asyncio.to_thread(self._commit_data, bucket, tmp)
+        with translated():
+            received = await receive(self._tmp_dir(bucket), body, size, content_md5, checksum)
+            tmp, md5, answered = received
+            data_id = await asyncio.to_thread(commit_data, self.root / bucket, tmp)
             info = ObjectInfo(key, size, md5, self._now(), content_type, clean_meta, clean_head)
             await self._index_object(bucket, data_id, lambda: index.put(raw, data_id, info))
         if checksum is not None and answered is not None:
@@ -278,7 +278,7 @@ class LocalStorage(Storage):
     ) -> ObjectStream:
         """A read of an object that still has ETag `if_match` (else PreconditionFailed)."""
         stream = await self.get(bucket, key, start=start, end=end)
-        if not _etags_equal(stream.info.etag, if_match):
+        if not same_etag(stream.info.etag, if_match):
             await stream.aclose()
             raise PreconditionFailed(f"{key!r} has ETag {stream.info.etag}, not {if_match}")
         return stream
@@ -286,7 +286,7 @@ class LocalStorage(Storage):
     async def delete(self, bucket: str, key: str) -> None:
         raw = check_key(key)
         index = await self._index(bucket)
-        with _translated():
+        with translated():
             old = await asyncio.to_thread(index.delete, raw)
             if old is not None:
                 await asyncio.to_thread(self._data_path(bucket, old).unlink, missing_ok=True)
@@ -315,7 +315,7 @@ class LocalStorage(Storage):
             clean_headers(headers),
         )
         index = await self._index(bucket)
-        with _translated():
+        with translated():
             await asyncio.to_thread(private_dir, self._upload_dir(bucket, upload.upload_id))
             await asyncio.to_thread(index.create_upload, upload, raw, self._now())
         return upload.upload_id
@@ -336,8 +336,9 @@ class LocalStorage(Storage):
             raise InvalidPart(f"part number {part_number} is outside 1..{MAX_PART_NUMBER}")
         index = await self._index(bucket)
         await self._open_upload(index, key, upload_id)
-        with _translated():
-            tmp, md5, answered = await self._receive(bucket, body, size, content_md5, checksum)
+        with translated():
+            received = await receive(self._tmp_dir(bucket), body, size, content_md5, checksum)
+            tmp, md5, answered = received
             part = PartInfo(part_number, size, md5, answered)
             file_name = f"{part_number}.{uuid.uuid4().hex}"
             target = self._upload_dir(bucket, upload_id) / file_name
@@ -386,24 +387,24 @@ class LocalStorage(Storage):
     ) -> ObjectInfo:
         index = await self._index(bucket)
         upload = await self._open_upload(index, key, upload_id)
-        with _translated():
+        with translated():
             stored = {
                 p.part.part_number: p for p in await asyncio.to_thread(index.list_parts, upload_id)
             }
-        files = self._check_parts(parts, stored)
+        files = parts_to_join(parts, stored, self.min_part_size)
         upload_dir = self._upload_dir(bucket, upload_id)
         paths = [upload_dir / name for name in files]
         checksums = {}
         if checksum_algorithm is not None:
-            with _translated():
+            with translated():
                 summed = await asyncio.to_thread(part_checksums, checksum_algorithm, paths)
             for part, digest in zip(parts, summed, strict=True):
                 if part.checksum is not None and part.checksum != b64(digest):
                     raise InvalidPart(f"part {part.part_number} has another {checksum_algorithm}")
             checksums[checksum_algorithm] = composite_checksum(checksum_algorithm, summed)
-        with _translated():
-            tmp = await asyncio.to_thread(self._concatenate, bucket, paths)
-            data_id = await asyncio.to_thread(self._commit_data, bucket, tmp)
+        with translated():
+            tmp = await asyncio.to_thread(concatenate, self._tmp_dir(bucket), paths)
+            data_id = await asyncio.to_thread(commit_data, self.root / bucket, tmp)
             digests = b"".join(bytes.fromhex(stored[p.part_number].part.etag) for p in parts)
             etag = f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"
             info = ObjectInfo(
@@ -429,33 +430,10 @@ class LocalStorage(Storage):
             await asyncio.to_thread(shutil.rmtree, upload_dir, ignore_errors=True)
         return replace(info, checksums=checksums)
 
-    def _check_parts(
-        self, parts: builtins.list[PartInfo], stored: Mapping[int, PartFile]
-    ) -> builtins.list[str]:
-        """The part files to concatenate, after S3's checks on the completion list."""
-        if not parts:
-            raise InvalidPart("a multipart upload needs at least one part")
-        files: builtins.list[str] = []
-        previous = 0
-        for position, part in enumerate(parts, start=1):
-            if part.part_number <= previous:
-                raise InvalidPart("parts must be listed in ascending part-number order")
-            previous = part.part_number
-            found = stored.get(part.part_number)
-            if found is None or not _etags_equal(found.part.etag, part.etag):
-                raise InvalidPart(f"part {part.part_number} was not uploaded with that ETag")
-            if position < len(parts) and found.part.size < self.min_part_size:
-                raise InvalidPart(
-                    f"part {part.part_number} is {found.part.size} bytes; every part but the "
-                    f"last must be at least {self.min_part_size} (EntityTooSmall)"
-                )
-            files.append(found.file_name)
-        return files
-
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         index = await self._index(bucket)
         await self._open_upload(index, key, upload_id)
-        with _translated():
+        with translated():
             if not await asyncio.to_thread(index.delete_upload, upload_id):
                 raise NoSuchUpload(upload_id)
             await asyncio.to_thread(
@@ -465,7 +443,7 @@ class LocalStorage(Storage):
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartInfo]:
         index = await self._index(bucket)
         await self._open_upload(index, key, upload_id)
-        with _translated():
+        with translated():
             return [p.part for p in await asyncio.to_thread(index.list_parts, upload_id)]
 
     async def _open_upload(self, index: BucketIndex, key: str, upload_id: str) -> Upload:
@@ -473,7 +451,7 @@ class LocalStorage(Storage):
         # The id becomes a directory name: anything but our own hex ids cannot exist.
         if not _UPLOAD_ID_RE.fullmatch(upload_id):
             raise NoSuchUpload(upload_id)
-        with _translated():
+        with translated():
             upload = await asyncio.to_thread(index.get_upload, upload_id)
         if upload is None or upload.key != key:
             raise NoSuchUpload(upload_id)
@@ -483,7 +461,7 @@ class LocalStorage(Storage):
 
     async def ping(self) -> None:
         # The root is ours: a fresh machine has none yet, and that is healthy.
-        with _translated():
+        with translated():
             await asyncio.to_thread(private_dir, self.root)
         ok = await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK)
         if not ok:
@@ -495,70 +473,18 @@ class LocalStorage(Storage):
         for index in indexes:
             await asyncio.to_thread(index.close)
 
-    # files
-
     def _now(self) -> datetime:
         # Milliseconds, as the index keeps them: what put() returns equals what head() says.
         return from_ms(to_ms(self._clock()))
 
     def _data_path(self, bucket: str, data_id: str) -> Path:
-        return self.root / bucket / "data" / data_id[:2] / data_id
+        return data_path(self.root / bucket, data_id)
 
     def _upload_dir(self, bucket: str, upload_id: str) -> Path:
         return self.root / bucket / "uploads" / upload_id
 
-    async def _receive(
-        self,
-        bucket: str,
-        body: Body,
-        size: int,
-        content_md5: str | None = None,
-        checksum: Checksum | None = None,
-    ) -> tuple[Path, str, str | None]:
-        """Stream exactly `size` bytes into a synced temp file; returns it, its hex MD5 and,
-        when one was sent, its checksum, checked (as is `content_md5`) before it is kept."""
-        if size < 0:
-            raise ValueError("size must not be negative")
-        tmp = self.root / bucket / "tmp" / uuid.uuid4().hex
-        handle = await _new_file_uncancelled(tmp)
-        md5 = hashlib.md5(usedforsecurity=False)
-        summed = None if checksum is None else new_checksum(checksum[0])
-        hashes = (md5,) if summed is None else (md5, summed)
-        try:
-            received = 0
-            pending = bytearray()
-            async for chunk in _chunks(body):
-                received += len(chunk)
-                if received > size:
-                    raise IncompleteBody(f"body is longer than the announced {size} bytes")
-                if not pending and len(chunk) >= WRITE_BATCH:
-                    # Already a useful size (a whole upload part, say): no copy into the batch.
-                    await asyncio.to_thread(write_hashed, handle, hashes, chunk)
-                    continue
-                pending += chunk
-                if len(pending) >= WRITE_BATCH:
-                    batch, pending = pending, bytearray()
-                    await asyncio.to_thread(write_hashed, handle, hashes, batch)
-            if received < size:
-                raise IncompleteBody(f"body ended after {received} of {size} bytes")
-            await asyncio.to_thread(write_hashed, handle, hashes, pending)
-            await asyncio.to_thread(sync_close, handle)
-            answered = None if summed is None else b64(summed.digest())
-            _check_digests(md5.digest(), content_md5, answered, checksum)
-        except BaseException:
-            handle.close()
-            await asyncio.to_thread(tmp.unlink, missing_ok=True)
-            raise
-        return tmp, md5.hexdigest(), answered
-
-    def _commit_data(self, bucket: str, tmp: Path) -> str:
-        """Move a synced temp file to its final place under a fresh id."""
-        data_id = uuid.uuid4().hex
-        target = self._data_path(bucket, data_id)
-        private_dir(target.parent)
-        tmp.replace(target)
-        sync_dir(target.parent)
-        return data_id
+    def _tmp_dir(self, bucket: str) -> Path:
+        return self.root / bucket / "tmp"
 
     async def _index_object(
         self, bucket: str, data_id: str, update: Callable[[], str | None]
@@ -571,63 +497,3 @@ class LocalStorage(Storage):
             raise
         if old is not None:
             await asyncio.to_thread(self._data_path(bucket, old).unlink, missing_ok=True)
-
-    def _concatenate(self, bucket: str, sources: builtins.list[Path]) -> Path:
-        tmp = self.root / bucket / "tmp" / uuid.uuid4().hex
-        try:
-            with new_file(tmp) as out:
-                for source in sources:
-                    with source.open("rb") as part:
-                        copy_into(part, out)
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return tmp
-
-
-async def _new_file_uncancelled(path: Path) -> BinaryIO:
-    """new_file on a worker thread; a cancel while it opens closes and removes the file
-    (the thread finishes anyway, and its handle would otherwise leak)."""
-    opening = asyncio.ensure_future(asyncio.to_thread(new_file, path))
-    try:
-        return await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            (await opening).close()
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-        raise
-
-
-async def _chunks(body: Body) -> AsyncIterator[bytes | bytearray]:
-    if isinstance(body, bytes | bytearray):
-        yield body
-        return
-    async for chunk in body:
-        yield chunk
-
-
-def _check_digests(
-    md5: bytes, content_md5: str | None, answered: str | None, checksum: Checksum | None
-) -> None:
-    """BadDigest unless the body has the Content-MD5 and checksum it was sent with."""
-    if content_md5 is not None and b64(md5) != content_md5:
-        raise BadDigest(f"the body's MD5 {b64(md5)} is not the Content-MD5 {content_md5}")
-    if checksum is not None and answered != checksum[1]:
-        raise BadDigest(f"the body's {checksum[0]} {answered} is not the {checksum[1]} sent")
-
-
-def _etags_equal(a: str, b: str) -> bool:
-    return a.strip('"').lower() == b.strip('"').lower()
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Turn filesystem and SQLite failures into BackendUnavailable at this boundary."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except (OSError, sqlite3.Error) as exc:
-        raise BackendUnavailable(f"local storage failed: {exc}") from exc

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.base import ObjectInfo, PartInfo
+from storage.exceptions import InvalidPart
 from storage.files import touch_private
 
 _SCHEMA = """
@@ -344,3 +345,31 @@ def _stored(row: tuple[Any, ...]) -> StoredObject:
 
 def _dump(value: dict[str, str]) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def parts_to_join(
+    parts: list[PartInfo], stored: Mapping[int, PartFile], min_part_size: int
+) -> list[str]:
+    """The part files to concatenate, after S3's checks on a completion list."""
+    if not parts:
+        raise InvalidPart("a multipart upload needs at least one part")
+    files: list[str] = []
+    previous = 0
+    for position, part in enumerate(parts, start=1):
+        if part.part_number <= previous:
+            raise InvalidPart("parts must be listed in ascending part-number order")
+        previous = part.part_number
+        found = stored.get(part.part_number)
+        if found is None or not same_etag(found.part.etag, part.etag):
+            raise InvalidPart(f"part {part.part_number} was not uploaded with that ETag")
+        if position < len(parts) and found.part.size < min_part_size:
+            raise InvalidPart(
+                f"part {part.part_number} is {found.part.size} bytes; every part but the "
+                f"last must be at least {min_part_size} (EntityTooSmall)"
+            )
+        files.append(found.file_name)
+    return files
+
+
+def same_etag(a: str, b: str) -> bool:
+    return a.strip('"').lower() == b.strip('"').lower()
