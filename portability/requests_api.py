@@ -87,9 +87,7 @@ async def create(request: Request, session: AsyncSession, user: User) -> Respons
 
 async def create_import(request: Request, session: AsyncSession, user: User) -> Response:
     state = api_state(request)
-    body = await body_json(request)
-    if isinstance(body, dict) and body.get("request_type", "import") != "import":
-        raise InvalidExport("request_type must be 'import' here")
+    body = parse(ImportRequest, await body_json(request))
     created = await create_import_request(
         session, state.master_key, user, body, now=state.clock(), egress=state.egress
     )

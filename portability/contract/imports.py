@@ -1,19 +1,25 @@
-"""Imports: the hand-off document and the import request, as the document shows them.
+"""Imports: the hand-off document and the import request, the one definition of both.
 
-`portability.imports.service.create_import_request` validates an import's body itself for
-now; moving it onto `ImportRequest` (with `parse`) makes these models its only definition.
+`portability.imports.service.create_import_request` parses its body with `ImportRequest`;
+`portability.imports.handoff.source_from_handoff` a hand-off with `HandoffDocument`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyUrl, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from portability.contract.base import Body
+from portability.contract.base import Body, Says, refuse
+from portability.contract.transfers import http_url
+from transfer.spec import ON_CONFLICT
 
 AddressingStyle = Literal["path", "virtual"]
+URL = {"format": "uri"}
+
+
+def _null_is(default: str) -> BeforeValidator:
+    return BeforeValidator(lambda value: default if value is None else value)
 
 
 class HandoffDocument(Body):
@@ -22,36 +28,97 @@ class HandoffDocument(Body):
     `source`. `manifest_url`, when set, is a presigned link to the `ferry-manifest` (key,
     size, sha256) the import verifies every object against."""
 
-    format: Literal["ferry-handoff"]
-    version: Literal[1]
-    endpoint_url: AnyUrl
-    region: str
-    addressing_style: AddressingStyle = "path"
-    bucket: str
-    prefixes: Annotated[list[str], Field(min_length=1)]
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None
-    expires_at: datetime
-    manifest_url: AnyUrl | None
+    not_an_object = "handoff must be a JSON object (the hand-off document)"
+    unknown_fields = "unknown handoff field(s): {names}"
+
+    format: Annotated[
+        Literal["ferry-handoff"], Says("handoff is not a ferry-handoff document (version 1)")
+    ]
+    version: Annotated[Literal[1], Says("handoff is not a ferry-handoff document (version 1)")]
+    endpoint_url: Annotated[
+        str, Says("handoff.endpoint_url must be a string"), Field(json_schema_extra=URL)
+    ]
+    region: Annotated[str, Says("handoff.region must be a string")]
+    addressing_style: Annotated[
+        AddressingStyle, Says("handoff.addressing_style must be one of path, virtual")
+    ] = "path"
+    bucket: Annotated[str, Says("handoff.bucket must be a string")]
+    prefixes: Annotated[
+        list[str],
+        Says("handoff.prefixes must be a non-empty list of strings"),
+        Field(min_length=1),
+    ]
+    access_key_id: Annotated[str, Says("handoff.access_key_id must be a string")]
+    secret_access_key: Annotated[str, Says("handoff.secret_access_key must be a string")]
+    session_token: Annotated[str | None, Says("handoff.session_token must be a string or null")]
+    expires_at: Annotated[
+        str,
+        Says("handoff.expires_at must be a string (ISO 8601)"),
+        Field(json_schema_extra={"format": "date-time"}),
+    ]
+    manifest_url: Annotated[
+        str | None,
+        Says("handoff.manifest_url must be a string or null"),
+        Field(json_schema_extra=URL),
+    ]
+
+
+def _source_says(name: str) -> Says:
+    return Says(f"source.{name} is required (a string)")
 
 
 class ImportSource(Body):
-    endpoint_url: AnyUrl
-    region: str = "us-east-1"
-    bucket: Annotated[str, Field(min_length=1, max_length=255)]
-    prefix: str = ""
-    access_key_id: Annotated[str, Field(min_length=1)]
-    secret_access_key: Annotated[str, Field(min_length=1)]
-    session_token: str | None = None
-    addressing_style: AddressingStyle = "path"
+    """The old provider's bucket (and prefix) and the temporary keys to read it."""
+
+    not_an_object = "source must be an object (or send handoff instead)"
+    unknown_fields = "unknown source field(s): {names}"
+
+    endpoint_url: Annotated[
+        str, _source_says("endpoint_url"), Field(min_length=1, json_schema_extra=URL)
+    ]
+    region: Annotated[str, _null_is("us-east-1"), _source_says("region")] = "us-east-1"
+    bucket: Annotated[str, _source_says("bucket"), Field(min_length=1, max_length=255)]
+    prefix: Annotated[str, _null_is(""), _source_says("prefix")] = ""
+    access_key_id: Annotated[str, _source_says("access_key_id"), Field(min_length=1)]
+    secret_access_key: Annotated[str, _source_says("secret_access_key"), Field(min_length=1)]
+    session_token: Annotated[
+        str | None,
+        BeforeValidator(lambda value: value or None),
+        Says("source.session_token must be a string or null"),
+    ] = None
+    addressing_style: Annotated[
+        AddressingStyle,
+        _null_is("path"),
+        Says("source.addressing_style must be one of path, virtual"),
+    ] = "path"
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_url(cls, endpoint: str) -> str:
+        return http_url(endpoint, "source.endpoint_url").rstrip("/")
+
+    @field_validator("region")
+    @classmethod
+    def _some_region(cls, region: str) -> str:
+        return region or "us-east-1"
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, bucket: str) -> str:
+        # Other providers keep legacy names (upper case, underscores): only what breaks a path.
+        if "/" in bucket or not bucket.isprintable():
+            raise refuse("source.bucket is not a bucket name")
+        return bucket
 
 
 class BucketPlace(Body):
     """`bucket` may be left out when the caller has one bucket."""
 
-    bucket: str | None = None
-    prefix: str = ""
+    not_an_object = "target must be an object with bucket and prefix"
+    unknown_fields = not_an_object
+
+    bucket: Annotated[str | None, Says("target.bucket must be a string")] = None
+    prefix: Annotated[str, _null_is(""), Says("target.prefix must be a string")] = ""
 
 
 class ImportRequest(Body):
@@ -84,10 +151,32 @@ class ImportRequest(Body):
         }
     )
 
-    request_type: Literal["import"] = "import"
-    source: ImportSource | None = None
-    handoff: HandoffDocument | None = None
-    source_prefix: str | None = None
-    target: BucketPlace
-    manifest_url: AnyUrl | None = None
-    on_conflict: Literal["skip_identical", "overwrite", "fail"] = "skip_identical"
+    request_type: Annotated[Literal["import"], Says("request_type must be 'import' here")] = (
+        "import"
+    )
+    source: Annotated[ImportSource | None, Says("source must be an object")] = None
+    handoff: Annotated[HandoffDocument | None, Says("handoff must be a JSON object")] = None
+    source_prefix: Annotated[str | None, Says("source_prefix must be a string")] = None
+    target: Annotated[BucketPlace, Says("target must be an object with bucket and prefix")]
+    manifest_url: Annotated[
+        str | None, Says("manifest_url must be a string"), Field(json_schema_extra=URL)
+    ] = None
+    on_conflict: Annotated[
+        Literal["skip_identical", "overwrite", "fail"],
+        Says(f"on_conflict must be one of {', '.join(ON_CONFLICT)}"),
+    ] = "skip_identical"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, body: Any) -> Any:
+        if isinstance(body, dict):
+            if ("source" in body) == ("handoff" in body):
+                raise refuse("send either source or handoff (the hand-off document)")
+            if "source_prefix" in body and "source" in body:
+                raise refuse("source_prefix goes with handoff; put prefix in source")
+        return body
+
+    @field_validator("manifest_url")
+    @classmethod
+    def _manifest_http_url(cls, url: str | None) -> str | None:
+        return None if url is None else http_url(url, "manifest_url")

@@ -27,6 +27,25 @@ def _null_is(default: str) -> BeforeValidator:
     return BeforeValidator(lambda value: default if value is None else value)
 
 
+def http_url(url: str, what: str) -> str:
+    """`url` if it is an http(s) URL with a host Ferry could name; else refused, as `what`.
+
+    Only the form: whether Ferry may connect to the address is the egress policy's, later.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise refuse(f"{what} is malformed: {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise refuse(f"{what} must be an http(s):// URL")
+    try:
+        endpoint_host(url)
+    except EgressRefused as exc:
+        raise refuse(f"{what}: {exc}") from None
+    return url
+
+
 def _required(name: str) -> Says:
     return Says(f"destination.{name} is required (a string)")
 
@@ -64,18 +83,7 @@ class Destination(Body):
     @field_validator("endpoint_url")
     @classmethod
     def _http_url(cls, endpoint: str) -> str:
-        try:
-            parts = urlsplit(endpoint)
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError:
-            raise refuse(f"destination.endpoint_url is malformed: {endpoint!r}") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise refuse("destination.endpoint_url must be an http(s):// URL")
-        try:
-            endpoint_host(endpoint)  # the form; the address is the egress policy's, later
-        except EgressRefused as exc:
-            raise refuse(f"destination.endpoint_url: {exc}") from None
-        return endpoint.rstrip("/")
+        return http_url(endpoint, "destination.endpoint_url").rstrip("/")
 
     @field_validator("region")
     @classmethod

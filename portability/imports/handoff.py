@@ -18,22 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from portability.contract.base import Refused, parse
+from portability.contract.imports import HandoffDocument
 from sts.exceptions import InvalidRequest
 
 FORMAT = "ferry-handoff"
 VERSION = 1
-_FIELDS = (
-    "endpoint_url",
-    "region",
-    "addressing_style",
-    "bucket",
-    "prefixes",
-    "access_key_id",
-    "secret_access_key",
-    "session_token",
-    "expires_at",
-    "manifest_url",
-)
 
 
 def build_handoff(answer: dict[str, Any], *, manifest_url: str | None = None) -> dict[str, Any]:
@@ -55,25 +45,18 @@ def build_handoff(answer: dict[str, Any], *, manifest_url: str | None = None) ->
 
 
 def source_from_handoff(document: Any, *, prefix: str | None = None) -> dict[str, Any]:
-    """The import source fields a hand-off document stands for.
+    """The import source fields a hand-off document stands for (`document`: the model, or
+    decoded JSON, parsed here).
 
     A credential scoped to several prefixes cannot be listed as one: `prefix` (the import's
     `source_prefix`) then names the one to import.
     """
-    if not isinstance(document, dict):
-        raise InvalidRequest("handoff must be a JSON object (the hand-off document)")
-    if document.get("format") != FORMAT or document.get("version") != VERSION:
-        raise InvalidRequest(f"handoff is not a {FORMAT} document (version {VERSION})")
-    unknown = set(document) - {"format", "version", *_FIELDS}
-    if unknown:
-        raise InvalidRequest(f"unknown handoff field(s): {', '.join(sorted(unknown))}")
-    prefixes = document.get("prefixes")
-    if (
-        not isinstance(prefixes, list)
-        or not prefixes
-        or not all(isinstance(p, str) for p in prefixes)
-    ):
-        raise InvalidRequest("handoff.prefixes must be a non-empty list of strings")
+    if not isinstance(document, HandoffDocument):
+        try:
+            document = parse(HandoffDocument, document)
+        except Refused as exc:
+            raise InvalidRequest(str(exc)) from None
+    prefixes = document.prefixes
     if prefix is None:
         if len(prefixes) > 1:
             raise InvalidRequest(
@@ -82,12 +65,8 @@ def source_from_handoff(document: Any, *, prefix: str | None = None) -> dict[str
         prefix = prefixes[0]
     elif not any(prefix.startswith(p) for p in prefixes):
         raise InvalidRequest(f"source_prefix {prefix!r} is outside the hand-off's prefixes")
-    manifest_url = document.get("manifest_url")
-    if manifest_url is not None and not isinstance(manifest_url, str):
-        raise InvalidRequest("handoff.manifest_url must be a string or null")
-    source = {
-        name: document.get(name)
-        for name in (
+    source = document.model_dump(
+        include={
             "endpoint_url",
             "region",
             "addressing_style",
@@ -95,7 +74,7 @@ def source_from_handoff(document: Any, *, prefix: str | None = None) -> dict[str
             "access_key_id",
             "secret_access_key",
             "session_token",
-        )
-    }
+        }
+    )
     source["prefix"] = prefix
-    return {"source": source, "manifest_url": manifest_url}
+    return {"source": source, "manifest_url": document.manifest_url}

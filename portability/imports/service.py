@@ -22,83 +22,36 @@ import json
 import uuid
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, PortabilityRequest, User
 from db.wakeup import announce_work
+from portability.contract.base import Refused, parse
+from portability.contract.imports import ImportRequest, ImportSource
 from portability.exports.links import is_export_bucket
 from portability.imports.handoff import source_from_handoff
 from portability.requests import new_request
-from storage.egress import EgressPolicy, EgressRefused, endpoint_host
-from storage.s3_wire import ADDRESSING_STYLES
+from storage.egress import EgressPolicy
 from sts.exceptions import InvalidRequest
 from sts.sealing import seal_text, unseal_text
-from transfer.spec import ON_CONFLICT
 
 REQUEST_TYPE = "import"
 PURPOSE = "import-source"
 _PUBLIC = ("endpoint_url", "region", "bucket", "prefix", "access_key_id", "addressing_style")
 _SEALED = ("secret_access_key", "session_token", "manifest_url")
-_SOURCE_FIELDS = {*_PUBLIC, "secret_access_key", "session_token"}
-
-
-def _string(body: dict[str, Any], where: str, name: str, default: str | None = None) -> str:
-    value = body.get(name, default)
-    if value is None and default is not None:
-        value = default
-    if not isinstance(value, str) or (default is None and not value):
-        raise InvalidRequest(f"{where}.{name} is required (a string)")
-    return value
-
-
-def _http_url(value: str, what: str) -> str:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        raise InvalidRequest(f"{what} is malformed") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"{what} must be an http(s):// URL")
-    try:
-        endpoint_host(value)  # the form; the address is the egress policy's, later
-    except EgressRefused as exc:
-        raise InvalidRequest(f"{what}: {exc}") from None
-    return value
 
 
 def parse_source(body: Any) -> dict[str, Any]:
     """The source object of an import request, checked; secrets still in the clear."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("source must be an object (or send handoff instead)")
-    unknown = set(body) - _SOURCE_FIELDS
-    if unknown:
-        raise InvalidRequest(f"unknown source field(s): {', '.join(sorted(unknown))}")
-    endpoint = _http_url(_string(body, "source", "endpoint_url"), "source.endpoint_url")
-    bucket = _string(body, "source", "bucket")
-    # Other providers keep legacy names (upper case, underscores): only what breaks a path.
-    if len(bucket) > 255 or "/" in bucket or not bucket.isprintable():
-        raise InvalidRequest("source.bucket is not a bucket name")
-    addressing = _string(body, "source", "addressing_style", "path")
-    if addressing not in ADDRESSING_STYLES:
-        raise InvalidRequest(
-            f"source.addressing_style must be one of {', '.join(ADDRESSING_STYLES)}"
-        )
-    token = body.get("session_token")
-    if token is not None and not isinstance(token, str):
-        raise InvalidRequest("source.session_token must be a string or null")
-    return {
-        "endpoint_url": endpoint.rstrip("/"),
-        "region": _string(body, "source", "region", "us-east-1") or "us-east-1",
-        "bucket": bucket,
-        "prefix": _string(body, "source", "prefix", ""),
-        "access_key_id": _string(body, "source", "access_key_id"),
-        "secret_access_key": _string(body, "source", "secret_access_key"),
-        "session_token": token or None,
-        "addressing_style": addressing,
-    }
+    if not isinstance(body, ImportSource):
+        try:
+            body = parse(ImportSource, body)
+        except Refused as exc:
+            raise InvalidRequest(str(exc)) from None
+    source: dict[str, Any] = body.model_dump()
+    return source
 
 
 def seal_source(master_key: bytes, request_id: uuid.UUID, source: dict[str, Any]) -> str:
@@ -135,44 +88,17 @@ def public_source(request: PortabilityRequest) -> dict[str, Any] | None:
     return {k: stored.get(k) for k in _PUBLIC}
 
 
-def _parse_body(body: Any) -> tuple[dict[str, Any], str | None, bool]:
-    """(source, manifest_url, via hand-off) of an import body."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    allowed = {
-        "request_type",
-        "source",
-        "handoff",
-        "source_prefix",
-        "target",
-        "manifest_url",
-        "on_conflict",
-    }
-    unknown = set(body) - allowed
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-    if ("source" in body) == ("handoff" in body):
-        raise InvalidRequest("send either source or handoff (the hand-off document)")
-    manifest_url = body.get("manifest_url")
-    if "handoff" in body:
-        prefix = body.get("source_prefix")
-        if prefix is not None and not isinstance(prefix, str):
-            raise InvalidRequest("source_prefix must be a string")
-        given = source_from_handoff(body["handoff"], prefix=prefix)
-        try:
-            source = parse_source(given["source"])
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"handoff: {exc}") from None
-        manifest_url = manifest_url or given["manifest_url"]
-    else:
-        if "source_prefix" in body:
-            raise InvalidRequest("source_prefix goes with handoff; put prefix in source")
-        source = parse_source(body["source"])
-    if manifest_url is not None:
-        if not isinstance(manifest_url, str):
-            raise InvalidRequest("manifest_url must be a string")
-        _http_url(manifest_url, "manifest_url")
-    return source, manifest_url, "handoff" in body
+def _source(body: ImportRequest) -> tuple[dict[str, Any], str | None]:
+    """(source, manifest_url) of an import: given, or what its hand-off stands for."""
+    if body.source is not None:
+        return parse_source(body.source), body.manifest_url
+    assert body.handoff is not None  # the model holds one or the other
+    given = source_from_handoff(body.handoff, prefix=body.source_prefix)
+    try:
+        source = parse_source(given["source"])
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"handoff: {exc}") from None
+    return source, body.manifest_url or given["manifest_url"]
 
 
 async def create_import_request(
@@ -185,25 +111,22 @@ async def create_import_request(
     egress: EgressPolicy,
 ) -> PortabilityRequest:
     """A pending import into one of the user's buckets (see the module docstring)."""
-    source, manifest_url, via_handoff = _parse_body(body)
-    target = body.get("target")
-    if not isinstance(target, dict) or set(target) - {"bucket", "prefix"}:
-        raise InvalidRequest("target must be an object with bucket and prefix")
-    prefix = target.get("prefix", "") or ""
-    if not isinstance(prefix, str):
-        raise InvalidRequest("target.prefix must be a string")
-    on_conflict = body.get("on_conflict", "skip_identical")
-    if on_conflict not in ON_CONFLICT:
-        raise InvalidRequest(f"on_conflict must be one of {', '.join(ON_CONFLICT)}")
+    if not isinstance(body, ImportRequest):
+        try:
+            body = parse(ImportRequest, body)
+        except Refused as exc:
+            raise InvalidRequest(str(exc)) from None
+    source, manifest_url = _source(body)
+    prefix, on_conflict = body.target.prefix, body.on_conflict
     owned = [
         b
         for b in await session.scalars(select(Bucket).where(Bucket.owner_id == user.id))
         if not is_export_bucket(b)
     ]
-    bucket_name = target.get("bucket")
+    bucket_name = body.target.bucket
     if bucket_name is None and len(owned) == 1:
         bucket_name = owned[0].name
-    if not isinstance(bucket_name, str):
+    if bucket_name is None:
         raise InvalidRequest("target.bucket is required (you have several buckets)")
     if not any(b.name == bucket_name for b in owned):
         raise InvalidRequest(f"no bucket {bucket_name!r} of yours")
@@ -219,7 +142,7 @@ async def create_import_request(
             "target": {"bucket": bucket_name, "prefix": prefix},
             "on_conflict": on_conflict,
             "manifest": manifest_url is not None,
-            "handoff": via_handoff,
+            "handoff": body.handoff is not None,
         },
         now=now,
     )
