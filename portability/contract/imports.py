@@ -170,9 +170,10 @@ class ImportRequest(Body):
     @classmethod
     def _one_source(cls, body: Any) -> Any:
         if isinstance(body, dict):
-            if ("source" in body) == ("handoff" in body):
+            # null stands for absent, as the document allows it for both
+            if (body.get("source") is None) == (body.get("handoff") is None):
                 raise refuse("send either source or handoff (the hand-off document)")
-            if "source_prefix" in body and "source" in body:
+            if body.get("source_prefix") is not None and body.get("source") is not None:
                 raise refuse("source_prefix goes with handoff; put prefix in source")
         return body
 

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Bucket, User
 from db.types import utcnow
+from portability.contract.base import Refused, parse
+from portability.contract.imports import ImportRequest
 from portability.imports.handoff import build_handoff, source_from_handoff
 from portability.imports.service import create_import_request, open_source, public_source
 from storage.egress import EgressPolicy, EgressRefused
@@ -159,3 +161,17 @@ async def test_the_default_egress_policy_refuses_a_loopback_source(
         await create_import_request(
             db_session, b"k" * 32, user, body, now=utcnow(), egress=EgressPolicy()
         )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"handoff": None, "target": {"bucket": "b"}},
+        {"source": None, "handoff": None, "target": {"bucket": "b"}},
+        {"target": {"bucket": "b"}},
+    ],
+)
+def test_null_is_no_source(body: dict[str, Any]) -> None:
+    """Found by schemathesis: a body with `handoff: null` and no source was a 500."""
+    with pytest.raises(Refused, match="send either source or handoff"):
+        parse(ImportRequest, body)
