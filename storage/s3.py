@@ -4,9 +4,10 @@ This is Ferry's one S3 client: the gateway's backend, the export writer and both
 copy engine use it. Every request is signed by the in-house SigV4 signer (s3_wire.py, checked
 against botocore's). Bodies stream both ways: uploads are sent from the caller's async
 iterator with a fixed Content-Length (or from memory, which may be sent again), downloads are
-handed back as an iterator over the response. Calls whose body can be sent again are retried
-by one RetryPolicy on connection errors, 5xx, 429 and SlowDown; every answer is read into
-storage.exceptions by s3_answers.py. Writes may carry Content-MD5 and x-amz-checksum-* and
+handed back as an iterator over the response. Requests go through S3Transport
+(s3_transport.py): calls whose body can be sent again are retried by one RetryPolicy on
+connection errors, 5xx, 429 and SlowDown; every answer is read into storage.exceptions by
+s3_answers.py. Writes may carry Content-MD5 and x-amz-checksum-* and
 answer the checksums the endpoint echoed; copies are pinned with x-amz-copy-source-if-match.
 """
 
@@ -14,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 import aiohttp
-from yarl import URL
 
 from storage import s3_xml
 from storage.base import (
@@ -34,7 +34,7 @@ from storage.base import (
     parts_in_etag,
     whole_object_part,
 )
-from storage.checksums import ALGORITHM_NAME, HEADER
+from storage.checksums import ALGORITHM_NAME
 from storage.exceptions import (
     BackendError,
     BackendUnavailable,
@@ -48,7 +48,6 @@ from storage.exceptions import (
 )
 from storage.retry import RetryPolicy
 from storage.s3_answers import (
-    checksum_refused,
     content_range,
     document_answer,
     echoed_checksums,
@@ -56,25 +55,20 @@ from storage.s3_answers import (
     http_date,
     object_info,
     parsed,
-    refused_checksum,
-    transient,
     translate,
 )
-from storage.s3_bodies import ResponseBody, SizedBody, in_memory_payload
+from storage.s3_bodies import ResponseBody
 from storage.s3_listing import page_from, request_start_after
+from storage.s3_transport import S3Transport, is_transient
 from storage.s3_wire import (
-    AnswerTooLarge,
     Endpoint,
     Signer,
-    build_url,
     check_addressing_style,
-    encode_query,
+    integrity_headers,
+    object_headers,
     quote_key,
-    read_answer,
 )
 from storage.validation import (
-    META_PREFIX,
-    clean_content_type,
     clean_headers,
     clean_metadata,
 )
@@ -112,18 +106,20 @@ class S3Storage(Storage):
         self.endpoint = Endpoint.parse(endpoint_url)
         self.location = endpoint_url.rstrip("/")
         self.region = region or "us-east-1"
-        self._signer = Signer(access_key_id, secret_access_key, session_token, self.region)
-        self._session = session
-        # A session made for this storage alone (an import's source) is closed with it.
-        self._owns_session = session is None if owns_session is None else owns_session
-        self._retry = retry or RetryPolicy(
-            attempts=retries + 1, base=backoff, retryable=_again, sleep=sleep
-        )
         self._chunk_size = chunk_size
-        # No total limit: a large body may legitimately take long; a silent peer may not
-        # (read_timeout: the longest wait for an answer's first byte, or the next one).
-        self._timeout = timeout or aiohttp.ClientTimeout(
-            total=None, sock_connect=10, sock_read=read_timeout
+        self._wire = S3Transport(
+            self.endpoint,
+            self.addressing_style,
+            Signer(access_key_id, secret_access_key, session_token, self.region),
+            session,
+            # A session made for this storage alone (an import's source) is closed with it.
+            owns_session=session is None if owns_session is None else owns_session,
+            retry=retry
+            or RetryPolicy(attempts=retries + 1, base=backoff, retryable=is_transient, sleep=sleep),
+            # No total limit: a large body may legitimately take long; a silent peer may not
+            # (read_timeout: the longest wait for an answer's first byte, or the next one).
+            timeout=timeout
+            or aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout),
         )
 
     def can_copy_from(self, other: Storage) -> bool:
@@ -136,7 +132,7 @@ class S3Storage(Storage):
     async def create_bucket(self, bucket: str) -> None:
         body = s3_xml.build_create_bucket(self.region)
         try:
-            response = await self._call("PUT", bucket, body=body, ok=(200,))
+            response = await self._wire.call("PUT", bucket, body=body, ok=(200,))
         except BackendError as exc:
             if exc.code == "BucketAlreadyOwnedByYou":
                 return
@@ -144,7 +140,7 @@ class S3Storage(Storage):
         response.release()
 
     async def bucket_exists(self, bucket: str) -> bool:
-        response = await self._call("HEAD", bucket, ok=(200, 404))
+        response = await self._wire.call("HEAD", bucket, ok=(200, 404))
         response.release()
         return response.status == 200
 
@@ -173,14 +169,14 @@ class S3Storage(Storage):
         ):
             if value:
                 query.append((name, value))
-        body = await self._read(await self._call("GET", bucket, query=query))
+        body = await self._wire.read(await self._wire.call("GET", bucket, query=query))
         listed = parsed(s3_xml.parse_list_v2, body, f"listing {bucket}")
         return page_from(listed, prefix, delimiter, start_after)
 
     async def head(self, bucket: str, key: str, *, checksums: bool = False) -> ObjectInfo:
         check_key(key)
         headers = {"x-amz-checksum-mode": "ENABLED"} if checksums else None
-        response = await self._call("HEAD", bucket, key, headers=headers, ok=(200, 404))
+        response = await self._wire.call("HEAD", bucket, key, headers=headers, ok=(200, 404))
         response.release()
         if response.status == 404:
             # A HEAD answer has no body to say which of the two is missing.
@@ -221,7 +217,7 @@ class S3Storage(Storage):
     ) -> tuple[int | None, int | None, int]:
         """(first, last, length) of a part; first and last None when the answer has no
         Content-Range."""
-        response = await self._call(
+        response = await self._wire.call(
             "HEAD",
             bucket,
             key,
@@ -253,7 +249,7 @@ class S3Storage(Storage):
             first = "" if start is None else str(start)
             last = "" if end is None else str(end)
             headers["Range"] = f"bytes={first}-{last}"
-        response = await self._call("GET", bucket, key, headers=headers, ok=(200, 206))
+        response = await self._wire.call("GET", bucket, key, headers=headers, ok=(200, 206))
         length = int(response.headers.get("Content-Length", 0))
         if response.status == 206:
             first_byte, last_byte, size = content_range(response.headers.get("Content-Range", ""))
@@ -280,9 +276,11 @@ class S3Storage(Storage):
         checksum: Checksum | None = None,
     ) -> ObjectInfo:
         check_key(key)
-        request = _object_headers(content_type, metadata, headers)
-        request.update(_integrity_headers(content_md5, checksum))
-        response = await self._write(bucket, key, [], request, body, size, checksum is not None)
+        request = object_headers(content_type, metadata, headers)
+        request.update(integrity_headers(content_md5, checksum))
+        response = await self._wire.write(
+            bucket, key, [], request, body, size, checksum is not None
+        )
         return ObjectInfo(
             key=key,
             size=size,
@@ -304,14 +302,14 @@ class S3Storage(Storage):
             "x-amz-metadata-directive": "COPY",
         }
         what = f"copying {source_bucket}/{source_key} to {key!r}"
-        response = await self._call("PUT", bucket, key, headers=request)
-        copied_etag, checksums = self._copy_answer(await self._read(response), response, what)
+        response = await self._wire.call("PUT", bucket, key, headers=request)
+        copied_etag, checksums = self._copy_answer(await self._wire.read(response), response, what)
         return await self._answered(bucket, key, copied_etag, checksums)
 
     async def delete(self, bucket: str, key: str) -> None:
         check_key(key)
         try:
-            response = await self._call("DELETE", bucket, key, ok=(200, 204))
+            response = await self._wire.call("DELETE", bucket, key, ok=(200, 204))
         except NoSuchKey:
             return  # some servers say so; S3 itself treats it as done
         response.release()
@@ -329,10 +327,10 @@ class S3Storage(Storage):
         checksum_algorithm: str | None = None,
     ) -> str:
         check_key(key)
-        request = _object_headers(content_type, metadata, headers)
+        request = object_headers(content_type, metadata, headers)
         if checksum_algorithm is not None:
             request["x-amz-checksum-algorithm"] = ALGORITHM_NAME[checksum_algorithm]
-        response = await self._call(
+        response = await self._wire.call(
             "POST",
             bucket,
             key,
@@ -341,7 +339,7 @@ class S3Storage(Storage):
             body=b"",
             checksum_sent=checksum_algorithm is not None,
         )
-        return parsed(s3_xml.parse_upload_id, await self._read(response), f"uploading {key!r}")
+        return parsed(s3_xml.parse_upload_id, await self._wire.read(response), f"uploading {key!r}")
 
     async def upload_part(
         self,
@@ -357,8 +355,10 @@ class S3Storage(Storage):
     ) -> PartInfo:
         check_key(key)
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
-        request = _integrity_headers(content_md5, checksum)
-        response = await self._write(bucket, key, query, request, body, size, checksum is not None)
+        request = integrity_headers(content_md5, checksum)
+        response = await self._wire.write(
+            bucket, key, query, request, body, size, checksum is not None
+        )
         answered = echoed_checksums(response.headers)
         return PartInfo(
             part_number,
@@ -388,8 +388,8 @@ class S3Storage(Storage):
             "x-amz-copy-source-if-match": f'"{if_match}"',
         }
         what = f"copying part {part_number} of {key!r}"
-        response = await self._call("PUT", bucket, key, query=query, headers=request)
-        copied_etag, _ = self._copy_answer(await self._read(response), response, what)
+        response = await self._wire.call("PUT", bucket, key, query=query, headers=request)
+        copied_etag, _ = self._copy_answer(await self._wire.read(response), response, what)
         return PartInfo(part_number, end - start + 1, copied_etag)
 
     async def complete_multipart(
@@ -404,7 +404,7 @@ class S3Storage(Storage):
         check_key(key)
         if not parts:
             raise InvalidPart("a multipart upload needs at least one part")
-        response = await self._call(
+        response = await self._wire.call(
             "POST",
             bucket,
             key,
@@ -412,7 +412,7 @@ class S3Storage(Storage):
             headers={"Content-Type": "application/xml"},
             body=s3_xml.build_complete(parts, checksum_algorithm),
         )
-        body = await self._read(response)
+        body = await self._wire.read(response)
         # S3 may answer 200 and still fail: the error then arrives in the body.
         if s3_xml.is_error(body):
             raise translate(200, body, f"completing {key!r}")
@@ -421,7 +421,7 @@ class S3Storage(Storage):
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         check_key(key)
-        response = await self._call(
+        response = await self._wire.call(
             "DELETE", bucket, key, query=[("uploadId", upload_id)], ok=(200, 204)
         )
         response.release()
@@ -436,7 +436,7 @@ class S3Storage(Storage):
                 query.append(("part-number-marker", str(marker)))
             result = parsed(
                 s3_xml.parse_list_parts,
-                await self._read(await self._call("GET", bucket, key, query=query)),
+                await self._wire.read(await self._wire.call("GET", bucket, key, query=query)),
                 f"listing the parts of {key!r}",
             )
             parts.extend(result.parts)
@@ -469,7 +469,7 @@ class S3Storage(Storage):
         """A signed ListBuckets. AccessDenied counts as healthy: the signature was accepted,
         and credentials scoped to some buckets may not list all of them."""
         try:
-            response = await self._call("GET", None)
+            response = await self._wire.call("GET", None)
         except BackendError as exc:
             if exc.code == "AccessDenied":
                 return
@@ -481,207 +481,4 @@ class S3Storage(Storage):
         response.release()
 
     async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    # transport
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                auto_decompress=False,
-                connector=aiohttp.TCPConnector(limit=64),
-                # S3 sets no cookies: the jar's parsing of every answer's headers is waste.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
-
-    async def _call(
-        self,
-        method: str,
-        bucket: str | None,
-        key: str = "",
-        *,
-        query: Sequence[tuple[str, str | None]] = (),
-        headers: Mapping[str, str] | None = None,
-        body: bytes | bytearray = b"",
-        ok: tuple[int, ...] = (200,),
-        sign_body: bool = True,
-        checksum_sent: bool = False,
-    ) -> aiohttp.ClientResponse:
-        """A request with an in-memory body, retried by the policy on transient failures.
-
-        `sign_body=False` sends the body as UNSIGNED-PAYLOAD: hashing an object part with
-        SHA-256 only to sign it would read it twice; its Content-MD5 or checksum protects it.
-        """
-        what = f"{method} {bucket or ''}/{key}"
-
-        async def attempt() -> aiohttp.ClientResponse:
-            try:
-                response = await self._send(
-                    method, bucket, key, query, headers or {}, body, sign_body=sign_body
-                )
-            except TimeoutError as exc:
-                # A backend silent for the whole read timeout would likely be silent again:
-                # the caller hears at once (503 at the gateway) rather than after retries.
-                raise BackendUnavailable(f"{what}: {exc or type(exc).__name__}") from exc
-            except aiohttp.ClientError as exc:
-                raise _Again(f"{what}: {exc or type(exc).__name__}") from exc
-            if response.status in ok:
-                return response
-            error_body = await self._read(response)
-            raise _refusal(response.status, error_body, what, not key, checksum_sent)
-
-        return await self._retry.call(what, attempt)
-
-    async def _write(
-        self,
-        bucket: str,
-        key: str,
-        query: Sequence[tuple[str, str | None]],
-        headers: Mapping[str, str],
-        body: Body,
-        size: int,
-        checksum_sent: bool,
-    ) -> aiohttp.ClientResponse:
-        """An object or part body: from memory through `_call` (so retried), or streamed."""
-        if size < 0:
-            raise ValueError("size must not be negative")
-        if isinstance(body, bytes | bytearray):
-            if len(body) != size:
-                raise ValueError(f"a body of {len(body)} bytes announced as {size}")
-            response = await self._call(
-                "PUT",
-                bucket,
-                key,
-                query=query,
-                headers=headers,
-                body=body,
-                sign_body=False,
-                checksum_sent=checksum_sent,
-            )
-            response.release()
-            return response
-        return await self._upload(bucket, key, query, headers, body, size, checksum_sent)
-
-    async def _upload(
-        self,
-        bucket: str,
-        key: str,
-        query: Sequence[tuple[str, str | None]],
-        headers: Mapping[str, str],
-        body: AsyncIterator[bytes],
-        size: int,
-        checksum_sent: bool,
-    ) -> aiohttp.ClientResponse:
-        """A request with a streamed body: not retried, the body can be read only once."""
-        what = f"PUT {bucket}/{key}"
-        payload = SizedBody(body, size)
-        try:
-            response = await self._send("PUT", bucket, key, query, headers, payload)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if payload.error is not None:
-                raise payload.error from None
-            raise BackendUnavailable(f"{what}: {exc or type(exc).__name__}") from exc
-        if payload.error is not None:
-            response.close()
-            raise payload.error
-        if response.status == 200:
-            response.release()
-            return response
-        error_body = await self._read(response)
-        refusal = _refusal(response.status, error_body, what, False, checksum_sent)
-        if isinstance(refusal, _Again):
-            raise BackendUnavailable(str(refusal))
-        raise refusal
-
-    async def _send(
-        self,
-        method: str,
-        bucket: str | None,
-        key: str,
-        query: Sequence[tuple[str, str | None]],
-        headers: Mapping[str, str],
-        body: bytes | bytearray | SizedBody,
-        *,
-        sign_body: bool = True,
-    ) -> aiohttp.ClientResponse:
-        url, host = build_url(
-            self.endpoint, self.addressing_style, bucket, key, encode_query(query)
-        )
-        # Host is set (and signed) here rather than left to aiohttp, so the two cannot differ;
-        # identity encoding because bodies are passed on byte for byte.
-        to_sign = {"Host": host, "Accept-Encoding": "identity", **headers}
-        data: bytes | bytearray | SizedBody | AsyncIterator[memoryview] | None
-        if isinstance(body, SizedBody):
-            to_sign["Content-Length"] = str(body.size)
-            signed = self._signer.sign(method, url, to_sign, None)
-            data = body
-        else:
-            if not sign_body:
-                to_sign["Content-Length"] = str(len(body))
-            signed = self._signer.sign(method, url, to_sign, bytes(body) if sign_body else None)
-            data = in_memory_payload(body)
-        return await self._client().request(
-            method,
-            URL(url, encoded=True),
-            headers=signed,
-            data=data,
-            allow_redirects=False,
-            auto_decompress=False,
-        )
-
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        """The whole (small, XML) body of a response, which is then released."""
-        try:
-            return await read_answer(response)
-        except AnswerTooLarge as exc:
-            raise BackendUnavailable(f"an S3 answer was refused: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendUnavailable(f"reading an S3 answer failed: {exc}") from exc
-        finally:
-            response.release()
-
-
-def _object_headers(
-    content_type: str | None,
-    metadata: Mapping[str, str] | None,
-    headers: Mapping[str, str] | None,
-) -> dict[str, str]:
-    result = {"Content-Type": clean_content_type(content_type)}
-    result.update(clean_headers(headers))
-    for name, value in clean_metadata(metadata).items():
-        result[META_PREFIX + name] = value
-    return result
-
-
-def _integrity_headers(content_md5: str | None, checksum: Checksum | None) -> dict[str, str]:
-    headers = {}
-    if content_md5 is not None:
-        headers["Content-MD5"] = content_md5
-    if checksum is not None:
-        algorithm, value = checksum
-        headers[HEADER[algorithm]] = value
-        headers["x-amz-sdk-checksum-algorithm"] = ALGORITHM_NAME[algorithm]
-    return headers
-
-
-class _Again(BackendUnavailable):
-    """A failure worth another try (connection error, 5xx, 429, SlowDown)."""
-
-
-def _again(exc: Exception) -> bool:
-    return isinstance(exc, _Again)
-
-
-def _refusal(
-    status: int, body: bytes, what: str, bucket_only: bool, checksum_sent: bool
-) -> StorageError:
-    """The error an answer that is not OK stands for."""
-    if checksum_sent and checksum_refused(status, body):
-        return refused_checksum(what, status, body)
-    if transient(status, body):
-        return _Again(f"{what}: HTTP {status}")
-    return translate(status, body, what, bucket_only=bucket_only)
+        await self._wire.close()

@@ -18,7 +18,10 @@ from urllib.parse import quote, unquote, urlsplit
 import aiohttp
 
 from storage import sigv4
+from storage.base import Checksum
+from storage.checksums import ALGORITHM_NAME, HEADER
 from storage.exceptions import ConfigError
+from storage.validation import META_PREFIX, clean_content_type, clean_headers, clean_metadata
 
 ADDRESSING_STYLES = ("path", "virtual")
 
@@ -279,3 +282,28 @@ async def read_answer(response: aiohttp.ClientResponse, limit: int = ANSWER_LIMI
         if len(data) > limit:
             raise AnswerTooLarge(f"the answer runs past {limit} bytes")
     return bytes(data)
+
+
+def object_headers(
+    content_type: str | None,
+    metadata: Mapping[str, str] | None,
+    headers: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """The headers an object is created with: type, cleaned headers, x-amz-meta-*."""
+    result = {"Content-Type": clean_content_type(content_type)}
+    result.update(clean_headers(headers))
+    for name, value in clean_metadata(metadata).items():
+        result[META_PREFIX + name] = value
+    return result
+
+
+def integrity_headers(content_md5: str | None, checksum: Checksum | None) -> dict[str, str]:
+    """Content-MD5 and the flexible checksum a body is sent with, when there are any."""
+    headers = {}
+    if content_md5 is not None:
+        headers["Content-MD5"] = content_md5
+    if checksum is not None:
+        algorithm, value = checksum
+        headers[HEADER[algorithm]] = value
+        headers["x-amz-sdk-checksum-algorithm"] = ALGORITHM_NAME[algorithm]
+    return headers
