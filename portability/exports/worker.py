@@ -52,10 +52,10 @@ from portability.exports.links import (
     object_url,
 )
 from portability.exports.listing import iter_objects, totals
-from portability.exports.manifest import ManifestWriter, read_entries
+from portability.exports.manifest import ManifestWriter
 from portability.exports.notify import Notifier, want
 from portability.exports.personal import personal_data
-from portability.exports.receipt import build_receipt
+from portability.exports.receipt_refresh import ReceiptRefresher
 from portability.exports.service import (
     lock_request,
     revoke_request_credentials,
@@ -65,7 +65,7 @@ from portability.exports.settings import ExportSettings
 from portability.exports.sink import StorageSink
 from portability.exports.sources import PersonalDataSources
 from portability.exports.sweeper import Sweeper, purge_objects
-from portability.requests import COMPLETED, FAILED, PENDING, PROCESSING, READY, iso, update_meta
+from portability.requests import FAILED, PENDING, PROCESSING, READY, iso, update_meta
 from storage.base import Storage
 from storage.exceptions import NoSuchKey, StorageError
 
@@ -129,6 +129,7 @@ class ExportWorker:
         self.clock = clock
         self.worker_id = worker_id or uuid.uuid4().hex
         self.sweeper = Sweeper(sessions, storage, settings, notifier=notifier, clock=clock)
+        self.receipts = ReceiptRefresher(sessions, storage, clock)
         self._receipts_at = 0.0
         # Woken when a request is created (db.wakeup); poll_interval is then the fallback.
         self._wake = wake or Subscription()
@@ -500,77 +501,10 @@ class ExportWorker:
 
     async def refresh_receipts(self) -> int:
         """Update `metadata.receipt` of ready exports; complete those fetched in full."""
-        async with self.sessions() as session:
-            ready = list(
-                (
-                    await session.scalars(
-                        select(PR).where(PR.request_type == "export", PR.status == READY)
-                    )
-                ).all()
-            )
-        for request in ready:
-            try:
-                await self.refresh_receipt(request.id)
-            except Exception:
-                log.exception("receipt of export %s failed", request.id)
-        return len(ready)
+        return await self.receipts.refresh_all()
 
     async def refresh_receipt(self, request_id: uuid.UUID) -> dict[str, Any] | None:
-        now = self.clock()
-        async with self.sessions() as session:
-            request = await session.get(PR, request_id)
-            meta = (request.meta or {}) if request is not None else {}
-            # Revoked links serve nothing more, and their files are gone: the receipt stands.
-            if request is None or request.status != READY or meta.get("links_revoked_at"):
-                return None
-            target = await session.scalar(
-                select(Bucket).where(Bucket.name == _bucket_name(request))
-            )
-            if request.format == "s3":
-                keys = [c["access_key_id"] for c in meta.get("credentials") or []]
-                wanted = self._manifest_objects(target, meta.get("manifest_key"))
-            else:
-                keys = [meta["link_credential"]] if meta.get("link_credential") else []
-                wanted = _parts(target, meta.get("parts") or [])
-            ids = list(
-                (
-                    await session.scalars(
-                        select(Credential.id).where(Credential.access_key_id.in_(keys))
-                    )
-                ).all()
-            )
-            receipt = await build_receipt(session, ids, wanted, now=now)
-        async with self.sessions.begin() as session:
-            locked = await lock_request(session, request_id)
-            if locked is None or locked.status != READY:
-                return receipt
-            update_meta(locked, receipt=receipt)
-            if receipt["complete"]:
-                locked.status = COMPLETED
-                request_event(session, "request.completed", locked)
-        return receipt
-
-    async def _manifest_objects(self, target: Bucket | None, key: str | None) -> Any:
-        if target is None or not key:
-            return
-        async for entry in read_entries(
-            self.storage, target.backend_bucket, target.backend_prefix + key
-        ):
-            if not entry.get("error"):
-                yield entry["bucket"], entry["key"], int(entry["size"])
-
-
-async def _parts(target: Bucket | None, parts: list[dict[str, Any]]) -> Any:
-    if target is None:
-        return
-    for part in parts:
-        yield target.name, part["key"], int(part["size"])
-
-
-def _bucket_name(request: PortabilityRequest) -> str:
-    from portability.exports.links import bucket_name
-
-    return bucket_name(request.user_id)
+        return await self.receipts.refresh(request_id)
 
 
 def _lease_expired(request: PortabilityRequest, now: datetime) -> bool:
