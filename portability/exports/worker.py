@@ -1,13 +1,12 @@
 """The export worker: claims pending export requests and builds them.
 
 Any number of workers (in `ferry serve` and `ferry worker` processes) may share one database.
-A request is claimed in one transaction: candidates are read `FOR UPDATE SKIP LOCKED` (on
-PostgreSQL; SQLite has one writer anyway) and switched to `processing` with a
-compare-and-set on the status, so two workers never build the same export. The claim
-carries a lease in `metadata.lease`, renewed with every progress write (about once a
-second); a request whose lease ran out (its worker crashed) is claimed again and rebuilt
-from the start. Each heartbeat also notices a cancel: the build stops, its uploads are
-aborted and what it stored is deleted.
+An export is claimed with a lease in its request row (queue.py, with the claim statement
+and heartbeat the transfer worker uses too), so two workers never build the same export.
+The lease is renewed with every progress write (about once a second); a request whose lease
+ran out (its worker crashed) is claimed again and rebuilt from the start. Each heartbeat
+also notices a cancel: the build stops, its uploads are aborted and what it stored is
+deleted.
 
     pending ─► processing ─► ready ─► completed (every link or object fetched in full)
                    └──────► failed (metadata.error)
@@ -25,10 +24,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.leases import Leaseholder
 from db.models import (
     ApiKey,
     AuditLog,
@@ -55,17 +55,14 @@ from portability.exports.listing import iter_objects, totals
 from portability.exports.manifest import ManifestWriter
 from portability.exports.notify import Notifier, want
 from portability.exports.personal import personal_data
+from portability.exports.queue import ExportQueue
 from portability.exports.receipt_refresh import ReceiptRefresher
-from portability.exports.service import (
-    lock_request,
-    revoke_request_credentials,
-    user_buckets,
-)
+from portability.exports.service import revoke_request_credentials, user_buckets
 from portability.exports.settings import ExportSettings
 from portability.exports.sink import StorageSink
 from portability.exports.sources import PersonalDataSources
 from portability.exports.sweeper import Sweeper, purge_objects
-from portability.requests import FAILED, PENDING, PROCESSING, READY, iso, update_meta
+from portability.requests import FAILED, PENDING, READY, iso, update_meta
 from storage.base import Storage
 from storage.exceptions import NoSuchKey, StorageError
 
@@ -101,8 +98,9 @@ class _Heartbeat:
             "eta_seconds": int(left / rate) if rate > 0 else None,
         }
         async with self.worker.sessions.begin() as session:
+            # owned() renews the lease: the progress write is the heartbeat.
             request = await self.worker.owned(session, self.request_id)
-            update_meta(request, progress=progress, lease=self.worker.lease())
+            update_meta(request, progress=progress)
 
 
 class ExportWorker:
@@ -128,6 +126,9 @@ class ExportWorker:
         self.notifier = notifier
         self.clock = clock
         self.worker_id = worker_id or uuid.uuid4().hex
+        self.queue = ExportQueue(
+            sessions, Leaseholder(self.worker_id, settings.lease_seconds, clock=clock)
+        )
         self.sweeper = Sweeper(sessions, storage, settings, notifier=notifier, clock=clock)
         self.receipts = ReceiptRefresher(sessions, storage, clock)
         self._receipts_at = 0.0
@@ -159,58 +160,15 @@ class ExportWorker:
             await self.refresh_receipts()
         return swept > 0
 
-    def lease(self) -> dict[str, Any]:
-        until = self.clock() + timedelta(seconds=self.settings.lease_seconds)
-        return {"worker": self.worker_id, "until": iso(until)}
-
     # claiming
 
     async def claim(self) -> uuid.UUID | None:
-        now = self.clock()
-        async with self.sessions.begin() as session:
-            waiting = await session.scalars(
-                select(PR)
-                .where(PR.request_type == "export", PR.status == PENDING)
-                .order_by(PR.created_at)
-                .limit(10)
-                .with_for_update(skip_locked=True)
-            )
-            candidates = list(waiting.all())
-            if not candidates:
-                running = await session.scalars(
-                    select(PR)
-                    .where(PR.request_type == "export", PR.status == PROCESSING)
-                    .with_for_update(skip_locked=True)
-                )
-                candidates = [r for r in running.all() if _lease_expired(r, now)]
-            for request in candidates:
-                meta = dict(request.meta or {})
-                meta["lease"] = self.lease()
-                meta["attempts"] = int(meta.get("attempts", 0)) + 1
-                meta["started_at"] = iso(now)
-                claimed = await session.execute(
-                    update(PR)
-                    .where(PR.id == request.id, PR.status == request.status)
-                    .values(status=PROCESSING, meta=meta)
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(claimed, "rowcount", 0) == 1:
-                    log.info("export %s claimed by %s", request.id, self.worker_id)
-                    return request.id
-        return None
+        """Claim the next export to build (see queue.py); None if nothing is waiting."""
+        return await self.queue.claim()
 
     async def owned(self, session: AsyncSession, request_id: uuid.UUID) -> PortabilityRequest:
         """The request, locked, if this worker still holds it; else ExportCancelled."""
-        request = await lock_request(session, request_id)
-        lease = (request.meta or {}).get("lease") if request is not None else None
-        if (
-            request is None
-            or request.status != PROCESSING
-            or not lease
-            or lease.get("worker") != self.worker_id
-        ):
-            raise ExportCancelled(f"export {request_id} is no longer ours")
-        return request
+        return await self.queue.owned(session, request_id)
 
     # building
 
@@ -259,7 +217,7 @@ class ExportWorker:
                     request = await self.owned(session, request_id)
                     await purge_objects(self.storage, target, request_id)
                     request.status = PENDING
-                    update_meta(request, lease=None)
+                    await self.queue.release(session, request_id)
                 return
             except ExportCancelled:
                 return
@@ -457,8 +415,8 @@ class ExportWorker:
                 manifest_key=result.manifest.key if result.manifest else None,
                 link_credential=credential.access_key_id,
                 report=report,
-                lease=None,
             )
+            await self.queue.release(session, request_id)
             want(request, "export_ready")
             events.record(
                 session,
@@ -490,7 +448,8 @@ class ExportWorker:
                 return
             request.status = FAILED
             request.completed_at = now
-            update_meta(request, error=reason.splitlines()[0][:500], lease=None, purged_at=iso(now))
+            update_meta(request, error=reason.splitlines()[0][:500], purged_at=iso(now))
+            await self.queue.release(session, request_id)
             request_event(session, "request.failed", request)
             await revoke_request_credentials(session, request, now=now)
             want(request, "export_failed")
@@ -505,14 +464,6 @@ class ExportWorker:
 
     async def refresh_receipt(self, request_id: uuid.UUID) -> dict[str, Any] | None:
         return await self.receipts.refresh(request_id)
-
-
-def _lease_expired(request: PortabilityRequest, now: datetime) -> bool:
-    lease = (request.meta or {}).get("lease") or {}
-    until = lease.get("until")
-    if not until:
-        return True
-    return datetime.fromisoformat(str(until).replace("Z", "+00:00")) <= now
 
 
 def _since(started: str | None, now: datetime) -> float | None:
