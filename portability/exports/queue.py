@@ -22,7 +22,8 @@ from db.models import ExportJob, PortabilityRequest
 from db.statements import insert_ignore
 from portability.exports.exceptions import ExportCancelled
 from portability.exports.service import lock_request
-from portability.requests import PENDING, PROCESSING, iso, update_meta
+from portability.exports.state import ExportState
+from portability.requests import PENDING, PROCESSING
 
 log = logging.getLogger("ferry.exports.queue")
 
@@ -71,8 +72,10 @@ class ExportQueue:
                 if request is None or request.status not in (PENDING, PROCESSING):
                     raise _Gone  # cancelled meanwhile
                 request.status = PROCESSING
-                attempts = int((request.meta or {}).get("attempts", 0)) + 1
-                update_meta(request, attempts=attempts, started_at=iso(self.leases.clock()))
+                state = ExportState.load(request.meta)
+                state.attempts += 1
+                state.started_at = self.leases.clock()
+                state.store(request)
         except _Gone:
             return None
         log.info("export %s claimed by %s", request_id, self.leases.owner)

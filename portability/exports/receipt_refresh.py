@@ -21,7 +21,8 @@ from portability.exports.links import bucket_name
 from portability.exports.manifest import read_entries
 from portability.exports.receipt import build_receipt
 from portability.exports.service import lock_request
-from portability.requests import COMPLETED, READY, update_meta
+from portability.exports.state import ExportState, StoredFile
+from portability.requests import COMPLETED, READY
 from storage.base import Storage
 
 log = logging.getLogger("ferry.exports.receipts")
@@ -66,19 +67,21 @@ class ReceiptRefresher:
         now = self._clock()
         async with self._sessions() as session:
             request = await session.get(PR, request_id)
-            meta = (request.meta or {}) if request is not None else {}
+            if request is None or request.status != READY:
+                return None
+            state = ExportState.load(request.meta)
             # Revoked links serve nothing more, and their files are gone: the receipt stands.
-            if request is None or request.status != READY or meta.get("links_revoked_at"):
+            if state.links_revoked_at is not None:
                 return None
             target = await session.scalar(
                 select(Bucket).where(Bucket.name == bucket_name(request.user_id))
             )
             if request.format == "s3":
-                keys = [c["access_key_id"] for c in meta.get("credentials") or []]
-                wanted = self._manifest_objects(target, meta.get("manifest_key"))
+                keys = list(state.pull_credentials)
+                wanted = self._manifest_objects(target, state.manifest_key)
             else:
-                keys = [meta["link_credential"]] if meta.get("link_credential") else []
-                wanted = _parts(target, meta.get("parts") or [])
+                keys = [state.link_credential] if state.link_credential else []
+                wanted = _parts(target, state.parts)
             ids = list(
                 (
                     await session.scalars(
@@ -91,7 +94,9 @@ class ReceiptRefresher:
             locked = await lock_request(session, request_id)
             if locked is None or locked.status != READY:
                 return receipt
-            update_meta(locked, receipt=receipt)
+            state = ExportState.load(locked.meta)
+            state.receipt = receipt
+            state.store(locked)
             if receipt["complete"]:
                 locked.status = COMPLETED
                 request_event(session, "request.completed", locked)
@@ -107,8 +112,8 @@ class ReceiptRefresher:
                 yield entry["bucket"], entry["key"], int(entry["size"])
 
 
-async def _parts(target: Bucket | None, parts: list[dict[str, Any]]) -> Wanted:
+async def _parts(target: Bucket | None, parts: list[StoredFile]) -> Wanted:
     if target is None:
         return
     for part in parts:
-        yield target.name, part["key"], int(part["size"])
+        yield target.name, part.key, part.size

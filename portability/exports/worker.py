@@ -6,7 +6,7 @@ and heartbeat the transfer worker uses too), so two workers never build the same
 The lease is renewed with every progress write (about once a second); a request whose lease
 ran out (its worker crashed) is claimed again and rebuilt from the start. Each heartbeat
 also notices a cancel: the build stops, its uploads are aborted and what it stored is
-deleted.
+deleted. What the worker keeps in `metadata` is typed in state.py.
 
     pending ─► processing ─► ready ─► completed (every link or object fetched in full)
                    └──────► failed (metadata.error)
@@ -61,8 +61,9 @@ from portability.exports.service import revoke_request_credentials, user_buckets
 from portability.exports.settings import ExportSettings
 from portability.exports.sink import StorageSink
 from portability.exports.sources import PersonalDataSources
+from portability.exports.state import ExportState, Options, Progress, StoredFile
 from portability.exports.sweeper import Sweeper, purge_objects
-from portability.requests import FAILED, PENDING, READY, iso, update_meta
+from portability.requests import FAILED, PENDING, READY
 from storage.base import Storage
 from storage.exceptions import NoSuchKey, StorageError
 
@@ -89,18 +90,20 @@ class _Heartbeat:
         elapsed = max(moment - self.started, 1e-3)
         rate = int(bytes_done / elapsed)
         left = max(self.bytes_total - bytes_done, 0)
-        progress = {
-            "bytes_done": bytes_done,
-            "bytes_total": max(self.bytes_total, bytes_done),
-            "objects_done": objects_done,
-            "objects_total": max(self.objects_total, objects_done),
-            "bytes_per_second": rate,
-            "eta_seconds": int(left / rate) if rate > 0 else None,
-        }
+        progress = Progress(
+            bytes_done=bytes_done,
+            bytes_total=max(self.bytes_total, bytes_done),
+            objects_done=objects_done,
+            objects_total=max(self.objects_total, objects_done),
+            bytes_per_second=rate,
+            eta_seconds=int(left / rate) if rate > 0 else None,
+        )
         async with self.worker.sessions.begin() as session:
             # owned() renews the lease: the progress write is the heartbeat.
             request = await self.worker.owned(session, self.request_id)
-            update_meta(request, progress=progress)
+            state = ExportState.load(request.meta)
+            state.progress = progress
+            state.store(request)
 
 
 class ExportWorker:
@@ -181,7 +184,7 @@ class ExportWorker:
             target = await export_bucket(
                 session, self.storage, user, backend_bucket=self.settings.exports_bucket
             )
-            options = dict((request.meta or {}).get("options") or {})
+            options = ExportState.load(request.meta).options
             fmt = request.format or "json"
         try:
             # A retried build starts from nothing: drop whatever a crashed attempt stored.
@@ -285,9 +288,9 @@ class ExportWorker:
         user: User,
         target: Bucket,
         buckets: list[Bucket],
-        options: dict[str, Any],
+        options: Options,
     ) -> ArchiveResult:
-        include = options.get("include") or ["personal", "files"]
+        include = options.include
         files = "files" in include
         counts = await totals(self.storage, buckets) if files else (0, 0)
         beat = _Heartbeat(self, request_id, counts)
@@ -297,7 +300,7 @@ class ExportWorker:
             settings=self.settings,
             export_bucket=target,
             request_id=request_id,
-            archive_format=options.get("archive_format") or "zip",
+            archive_format=options.archive_format,
             now=now,
             progress=beat,
         )
@@ -383,15 +386,12 @@ class ExportWorker:
             # The secret stays sealed in the credentials table: links are signed when the
             # owner asks (downloads.py), so no working link is written anywhere.
             # An s3 export whose hand-off links the manifest has its credential already.
-            credential = await _issued_link_credential(session, request)
+            state = ExportState.load(request.meta)
+            credential = await _issued_link_credential(session, state.link_credential)
             if credential is None:
                 credential, _ = await issue_link_credential(
                     session, self.master_key, user, target, request_id, ttl_seconds=ttl, now=now
                 )
-            parts = [
-                {"name": p.name, "key": p.key, "size": p.size, "sha256": p.sha256}
-                for p in result.parts
-            ]
             first = result.parts[0] if result.parts else result.manifest
             request.status = READY
             request.completed_at = now
@@ -400,22 +400,18 @@ class ExportWorker:
                 object_url(self.settings.gateway_url, target.name, first.key) if first else None
             )
             request_event(session, "request.ready", request)
-            meta = request.meta or {}
-            report = {
+            state.parts = [StoredFile(p.name, p.key, p.size, p.sha256) for p in result.parts]
+            state.manifest_key = result.manifest.key if result.manifest else None
+            state.link_credential = credential.access_key_id
+            state.report = report = {
                 "objects": result.objects,
                 "bytes": result.bytes,
                 "skipped": result.skipped,
-                "parts": len(parts),
+                "parts": len(state.parts),
                 "archive_bytes": sum(p.size for p in result.parts),
-                "duration_seconds": _since(meta.get("started_at"), now),
+                "duration_seconds": _since(state.started_at, now),
             }
-            update_meta(
-                request,
-                parts=parts,
-                manifest_key=result.manifest.key if result.manifest else None,
-                link_credential=credential.access_key_id,
-                report=report,
-            )
+            state.store(request)
             await self.queue.release(session, request_id)
             want(request, "export_ready")
             events.record(
@@ -448,7 +444,10 @@ class ExportWorker:
                 return
             request.status = FAILED
             request.completed_at = now
-            update_meta(request, error=reason.splitlines()[0][:500], purged_at=iso(now))
+            state = ExportState.load(request.meta)
+            state.error = reason.splitlines()[0][:500]
+            state.purged_at = now
+            state.store(request)
             await self.queue.release(session, request_id)
             request_event(session, "request.failed", request)
             await revoke_request_credentials(session, request, now=now)
@@ -466,17 +465,13 @@ class ExportWorker:
         return await self.receipts.refresh(request_id)
 
 
-def _since(started: str | None, now: datetime) -> float | None:
-    if not started:
+def _since(started: datetime | None, now: datetime) -> float | None:
+    if started is None:
         return None
-    begun = datetime.fromisoformat(started.replace("Z", "+00:00"))
-    return round((now - begun).total_seconds(), 3)
+    return round((now - started).total_seconds(), 3)
 
 
-async def _issued_link_credential(
-    session: AsyncSession, request: PortabilityRequest
-) -> Credential | None:
-    key = (request.meta or {}).get("link_credential")
+async def _issued_link_credential(session: AsyncSession, key: str | None) -> Credential | None:
     if not key:
         return None
     found: Credential | None = await session.scalar(
