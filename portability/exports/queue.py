@@ -52,6 +52,11 @@ class ExportQueue:
         claim = self.leases.claim(
             _JOBS, job.request_id.in_(waiting), order_by=(created, job.request_id)
         ).returning(job.request_id)
+        async with self._sessions() as session:
+            # An idle poll stays a read: on SQLite a write transaction takes the database's
+            # one write lock, which the gateway's audit writes wait for.
+            if await session.scalar(waiting.limit(1)) is None:
+                return None
         try:
             async with self._sessions.begin() as session:
                 # A pending export has no job row until a worker first looks: make them.
