@@ -31,6 +31,7 @@ __all__ = [
     "Bucket",
     "Credential",
     "DashboardSession",
+    "ExportJob",
     "PortabilityRequest",
     "UsageRecord",
     "User",
@@ -308,6 +309,22 @@ def _add_postgresql_defaults(table: sa.Table, connection: sa.Connection, **_kw: 
                     f"ALTER TABLE {table.name} ALTER COLUMN {column.name} SET DEFAULT {default}"
                 )
             )
+
+
+class ExportJob(Base):
+    """The build of one export request: which worker holds it, and until when (db/leases.py).
+
+    Beside the request rather than in it: the request table is the seed's, column for column.
+    Made by the first worker that finds the export pending (portability/exports/queue.py).
+    """
+
+    __tablename__ = "export_jobs"
+
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("portability_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(128))
+    lease_expires_at: Mapped[datetime | None]
 
 
 # Transfer work tables (the copy engine, transfer/). States are documented in transfer/states.py.

@@ -13,7 +13,7 @@ from transfer.config import TransferConfig
 from transfer.finished import FinishedBatch
 from transfer.observe import SourceObserver
 from transfer.spec import Source, Target
-from transfer.store import JobStore
+from transfer.store import ItemRows
 from transfer.throttle import MemoryBudget
 
 
@@ -23,7 +23,7 @@ class CopyContext:
 
     source: Source
     target: Target
-    store: JobStore
+    store: ItemRows
     config: TransferConfig
     budget: MemoryBudget
     throttle: TokenBucket | None

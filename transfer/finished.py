@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from transfer.store import Finished, Item, JobStore
+from transfer.store import Finished, Item, ItemRows
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class FinishedBatch:
 
     def __init__(
         self,
-        store: JobStore,
+        store: ItemRows,
         *,
         max_items: int = 64,
         max_age: float = 0.5,

@@ -98,11 +98,11 @@ class JobRunner:
         self._rate = RateMeter(clock=monotonic)
         self._retries_flushed = 0
         self._stopping = False
-        self._finished = FinishedBatch(store, monotonic=monotonic)
+        self._finished = FinishedBatch(store.items, monotonic=monotonic)
 
     async def run(self) -> PortabilityRequest | None:
         """Returns the request if this worker finished the job (and wrote the report)."""
-        job = await self.store.job(self.request_id)
+        job = await self.store.jobs.job(self.request_id)
         if job is None or job.state == states.FINISHED:
             return None
         self.cancelled = job.status == states.CANCELLED
@@ -116,7 +116,7 @@ class JobRunner:
             target = d.open(http) if isinstance(d, Destination) else d
             copier = self._copier(target, job.checksum, job.target_empty)
             if job.checksum is None:
-                await self.store.set_checksum(self.request_id, copier.c.algorithm or "md5")
+                await self.store.jobs.set_checksum(self.request_id, copier.c.algorithm or "md5")
             heartbeat = asyncio.create_task(self._heartbeat(copier))
             try:
                 if not self.cancelled:
@@ -133,7 +133,7 @@ class JobRunner:
             if self._stopping or self.stop.is_set():
                 return None
             await self._write_progress()
-            return await self.store.finish(
+            return await self.store.jobs.finish(
                 self.request_id,
                 ReportBuilder(
                     verify=self._verify,
@@ -168,12 +168,12 @@ class JobRunner:
             config = replace(config, verify=self._verify)
 
         async def fall_back() -> None:
-            await self.store.set_checksum(self.request_id, "md5")
+            await self.store.jobs.set_checksum(self.request_id, "md5")
 
         context = CopyContext(
             source=self.source,
             target=target,
-            store=self.store,
+            store=self.store.items,
             config=config,
             budget=self.budget,
             throttle=throttle,
@@ -190,12 +190,12 @@ class JobRunner:
     async def _plan_and_copy(self, copier: ObjectCopier, state: str) -> None:
         log.debug("job %s is %s", self.request_id, state)
         planning: asyncio.Task[None] | None = None
-        if state == states.PLANNING and await self.store.claim_planning(self.request_id):
+        if state == states.PLANNING and await self.store.jobs.claim_planning(self.request_id):
             self._planning = True
             self.worked = True
             planning = asyncio.create_task(self._plan(copier))
         else:
-            job = await self.store.job(self.request_id)
+            job = await self.store.jobs.job(self.request_id)
             copier.c.check_target = job is None or not job.target_empty
         try:
             # Copying starts with the first page stored, not after the last: a bucket of a
@@ -212,7 +212,7 @@ class JobRunner:
                 request_id=self.request_id,
                 source=self.source,
                 target=copier.c.target,
-                store=self.store,
+                store=self.store.jobs,
                 retry=copier.c.retry,
                 page_size=self.config.list_page_size,
                 target_is_empty=lambda: self._target_is_empty(copier),
@@ -259,7 +259,9 @@ class JobRunner:
                 room = slots + backlog - len(self._active) - len(self._queued)
                 idle = not self._active and not self._queued
                 if claiming is None and not exhausted and (room >= backlog // 2 or idle):
-                    claiming = asyncio.create_task(self.store.claim_items(self.request_id, room))
+                    claiming = asyncio.create_task(
+                        self.store.items.claim_items(self.request_id, room)
+                    )
                 busy = [t for t in (claiming, flushing, planning) if t is not None]
                 if not self._active and not busy and not self._queued:
                     break
@@ -295,7 +297,7 @@ class JobRunner:
                     self._queued.update((item.id, item) for item in late)
             if self._queued:
                 unstarted, self._queued = list(self._queued.values()), {}
-                await self._quietly(self.store.release_unstarted(unstarted))
+                await self._quietly(self.store.items.release_unstarted(unstarted))
             if flushing is not None:
                 await asyncio.gather(flushing, return_exceptions=True)
             if self._active:
@@ -320,7 +322,7 @@ class JobRunner:
             if not self.cancelled:
                 # This worker is stopping (or lost the lease): give the item back at once,
                 # with its upload, for another worker to resume.
-                await self._quietly(self.store.release(item, None))
+                await self._quietly(self.store.items.release(item, None))
             return
         except LeaseLost as exc:
             log.warning("lost the lease on %r: %s", item.key, exc)
@@ -348,23 +350,23 @@ class JobRunner:
             await self._fail(copier, item, reason)
             return
         log.warning("%r: %s; will try again", item.key, reason)
-        current = await self.store.current(item.id)
+        current = await self.store.items.current(item.id)
         if restart and current is not None:
             await self._quietly(self._abort(copier, current))
-        await self._quietly(self.store.release(item, reason))
+        await self._quietly(self.store.items.release(item, reason))
 
     async def _fail(self, copier: ObjectCopier, item: Item, reason: str) -> None:
         log.warning("%r failed: %s", item.key, reason)
-        current = await self.store.current(item.id)
+        current = await self.store.items.current(item.id)
         if current is not None:
             await self._quietly(self._abort(copier, current))
-        await self._quietly(self.store.record_failure(item, reason))
+        await self._quietly(self.store.items.record_failure(item, reason))
 
     async def _abort(self, copier: ObjectCopier, item: Item) -> None:
         if item.upload_id is not None:
             with contextlib.suppress(TransferError):
                 await copier.abort(item.target_key, item.upload_id)
-            await self.store.reset_upload(item)
+            await self.store.items.reset_upload(item)
 
     async def _quietly(self, call: Awaitable[object]) -> None:
         try:
@@ -409,12 +411,12 @@ class JobRunner:
                 log.exception("heartbeat of transfer %s failed", self.request_id)
 
     async def _write_progress(self) -> None:
-        job = await self.store.job(self.request_id)
+        job = await self.store.jobs.job(self.request_id)
         if job is None:
             return
         rate = self._rate.sample(job.bytes_done)
         phase = states.PLANNING if job.state == states.PLANNING else states.COPYING
-        await self.store.write_meta(
+        await self.store.jobs.write_meta(
             self.request_id,
             {"progress": progress(job, rate, phase)},
             only_if=(states.PROCESSING,),
@@ -424,13 +426,13 @@ class JobRunner:
         delta = retry.retries - self._retries_flushed
         if delta > 0:
             self._retries_flushed = retry.retries
-            await self.store.add_retries(self.request_id, delta)
+            await self.store.jobs.add_retries(self.request_id, delta)
 
     async def _clean_up_cancelled(self, copier: ObjectCopier) -> PortabilityRequest | None:
         """Abort every open upload nobody else holds, then close the job once."""
         await self._abort_open_uploads(copier)
         # Uploads other live workers hold are theirs to abort: they notice the cancel too.
-        return await self.store.finish(
+        return await self.store.jobs.finish(
             self.request_id,
             ReportBuilder(
                 verify=self._verify,
@@ -443,7 +445,7 @@ class JobRunner:
         """The source refused the credential: abort the uploads, end the job as failed with
         the objects not yet copied left as they are (counted in the report)."""
         await self._abort_open_uploads(copier)
-        return await self.store.finish(
+        return await self.store.jobs.finish(
             self.request_id,
             ReportBuilder(
                 verify=self._verify,
@@ -455,12 +457,12 @@ class JobRunner:
         )
 
     async def _abort_open_uploads(self, copier: ObjectCopier) -> None:
-        for item in await self.store.open_uploads(self.request_id, mine_only=False):
+        for item in await self.store.items.open_uploads(self.request_id, mine_only=False):
             if item.upload_id is None:
                 continue
             with contextlib.suppress(TransferError):
                 await copier.abort(item.target_key, item.upload_id)
-            await self.store.clear_upload(item.id)
+            await self.store.items.clear_upload(item.id)
 
 
 def _where(destination: Destination | Target) -> str:

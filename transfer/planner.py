@@ -15,7 +15,7 @@ from storage.base import ListPage
 from storage.retry import RetryPolicy
 from transfer.retry import translate
 from transfer.spec import Source, Target
-from transfer.store import JobStore
+from transfer.store import JobRows
 
 
 async def plan(
@@ -23,7 +23,7 @@ async def plan(
     request_id: uuid.UUID,
     source: Source,
     target: Target,
-    store: JobStore,
+    store: JobRows,
     retry: RetryPolicy,
     page_size: int,
     target_is_empty: Callable[[], Awaitable[bool]] | None = None,

@@ -56,7 +56,7 @@ async def copy_job(
     """Copy every object under `source_prefix` to the same relative key under
     `target_prefix`; see the module docstring. `on_conflict` is one of `spec.ON_CONFLICT`.
     Neither storage is closed here."""
-    job = await store.open_job(request_id)
+    job = await store.jobs.open_job(request_id)
     if job is None:
         return None
     runner = JobRunner(

@@ -1,6 +1,6 @@
 """Job-level rows: finding work, the planning lease and cursor, progress, the final report.
 
-See store.py for the transaction rules every method here follows.
+See store.py for the rules every write here follows.
 """
 
 from __future__ import annotations
@@ -9,17 +9,20 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.leases import LEASE_FREED
 from db.models import PortabilityRequest, TransferItem, TransferJob
 from db.outbox import request_event
+from db.statements import insert_ignore
 from transfer import states
 from transfer.exceptions import LeaseLost
-from transfer.store_base import StoreBase
+from transfer.store_tx import Transactions, add_counts
+
+_JOBS = cast(sa.Table, TransferJob.__table__)
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,12 @@ class JobView:
         return self.objects_copied + self.objects_skipped + self.objects_failed
 
 
-class JobRows(StoreBase):
-    """The job's and the request's rows."""
+class JobRows:
+    """The job's and the request's rows, written by one worker."""
 
-    # jobs
+    def __init__(self, db: Transactions) -> None:
+        self._db = db
+        self._leases = db.leases
 
     async def find_work(self, limit: int = 20) -> list[uuid.UUID]:
         """Transfer requests that may have work: active ones, and cancelled ones not cleaned."""
@@ -72,15 +77,15 @@ class JobRows(StoreBase):
             .order_by(request.created_at, request.id)
             .limit(limit)
         )
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             return list((await session.scalars(query)).all())
 
     async def open_job(self, request_id: uuid.UUID) -> JobView | None:
         """Make sure the job row exists and the request says `processing`; None if it is gone."""
-        async with self._write() as session:
+        async with self._db.write() as session:
             await session.execute(
-                _insert_ignore(session, TransferJob).values(
-                    request_id=request_id, state=states.PLANNING, started_at=self._clock()
+                insert_ignore(session, TransferJob).values(
+                    request_id=request_id, state=states.PLANNING, started_at=self._leases.clock()
                 )
             )
             await session.execute(
@@ -94,11 +99,11 @@ class JobRows(StoreBase):
         return await self.job(request_id)
 
     async def request(self, request_id: uuid.UUID) -> PortabilityRequest | None:
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             return await session.get(PortabilityRequest, request_id)
 
     async def job(self, request_id: uuid.UUID) -> JobView | None:
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             row = (
                 await session.execute(
                     sa.select(TransferJob, PortabilityRequest.status)
@@ -129,27 +134,17 @@ class JobRows(StoreBase):
         )
 
     async def claim_planning(self, request_id: uuid.UUID) -> bool:
-        now = self._clock()
-        job = TransferJob
-        async with self._write() as session:
-            owned = await session.scalar(
-                sa.update(job)
-                .where(
-                    job.request_id == request_id,
-                    job.state == states.PLANNING,
-                    sa.or_(
-                        job.lease_owner.is_(None),
-                        job.lease_owner == self.owner,
-                        job.lease_expires_at < now,
-                    ),
-                )
-                .values(lease_owner=self.owner, lease_expires_at=now + self._lease)
-                .returning(job.request_id)
-            )
+        """Take (or keep) the planning lease; False if another worker holds it."""
+        job = _JOBS.c
+        claim = self._leases.claim(
+            _JOBS, job.request_id == request_id, job.state == states.PLANNING, reentrant=True
+        )
+        async with self._db.write() as session:
+            owned = await session.scalar(claim.returning(job.request_id))
         return owned is not None
 
     async def plan_cursor(self, request_id: uuid.UUID) -> str | None:
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             return await session.scalar(
                 sa.select(TransferJob.plan_cursor).where(TransferJob.request_id == request_id)
             )
@@ -161,17 +156,13 @@ class JobRows(StoreBase):
 
         A key stored already (a listing that repeats itself across pages) is not added twice.
         """
-        now = self._clock()
-        job = TransferJob
-        async with self._write() as session:
+        job = _JOBS.c
+        async with self._db.write() as session:
             owned = await session.scalar(
-                sa.update(job)
-                .where(
-                    job.request_id == request_id,
-                    job.state == states.PLANNING,
-                    job.lease_owner == self.owner,
+                self._leases.renew(
+                    _JOBS, job.request_id == request_id, job.state == states.PLANNING
                 )
-                .values(plan_cursor=cursor, lease_expires_at=now + self._lease)
+                .values(plan_cursor=cursor)
                 .returning(job.request_id)
             )
             if owned is None:
@@ -180,31 +171,26 @@ class JobRows(StoreBase):
                 return
             added = (
                 await session.scalars(
-                    _insert_ignore(session, TransferItem).returning(TransferItem.size),
+                    insert_ignore(session, TransferItem).returning(TransferItem.size),
                     [
                         {**row, "request_id": request_id, "state": states.ITEM_PENDING}
                         for row in rows
                     ],
                 )
             ).all()
-            await self._count(session, request_id, objects_total=len(added), bytes_total=sum(added))
+            await add_counts(session, request_id, objects_total=len(added), bytes_total=sum(added))
 
     async def finish_planning(self, request_id: uuid.UUID) -> None:
         job = TransferJob
-        async with self._write() as session:
+        async with self._db.write() as session:
             await session.execute(
                 sa.update(job)
-                .where(job.request_id == request_id, job.lease_owner == self.owner)
-                .values(
-                    state=states.COPYING,
-                    planned_at=self._clock(),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
+                .where(job.request_id == request_id, job.lease_owner == self._leases.owner)
+                .values(state=states.COPYING, planned_at=self._leases.clock(), **LEASE_FREED)
             )
 
     async def set_target_empty(self, request_id: uuid.UUID, empty: bool) -> None:
-        async with self._write() as session:
+        async with self._db.write() as session:
             await session.execute(
                 sa.update(TransferJob)
                 .where(TransferJob.request_id == request_id)
@@ -212,7 +198,7 @@ class JobRows(StoreBase):
             )
 
     async def set_checksum(self, request_id: uuid.UUID, checksum: str) -> None:
-        async with self._write() as session:
+        async with self._db.write() as session:
             await session.execute(
                 sa.update(TransferJob)
                 .where(TransferJob.request_id == request_id)
@@ -222,60 +208,12 @@ class JobRows(StoreBase):
     async def add_retries(self, request_id: uuid.UUID, count: int) -> None:
         if count <= 0:
             return
-        async with self._write() as session:
+        async with self._db.write() as session:
             await session.execute(
                 sa.update(TransferJob)
                 .where(TransferJob.request_id == request_id)
                 .values(retries=TransferJob.retries + count)
             )
-
-    async def heartbeat(
-        self, request_id: uuid.UUID, item_ids: Sequence[int], *, planning: bool
-    ) -> tuple[str | None, set[int]]:
-        """Renew this worker's leases; (the request's status, the items whose lease was lost)."""
-        now = self._clock()
-        until = now + self._lease
-        async with self._write() as session:
-            if item_ids:
-                await session.execute(
-                    sa.update(TransferItem)
-                    .where(
-                        TransferItem.id.in_(item_ids),
-                        TransferItem.lease_owner == self.owner,
-                        TransferItem.state == states.ITEM_COPYING,
-                    )
-                    .values(lease_expires_at=until)
-                )
-            if planning:
-                await session.execute(
-                    sa.update(TransferJob)
-                    .where(
-                        TransferJob.request_id == request_id,
-                        TransferJob.lease_owner == self.owner,
-                    )
-                    .values(lease_expires_at=until)
-                )
-            lost: set[int] = set()
-            if item_ids:
-                # Open items this worker no longer holds (finished ones are simply done).
-                lost = set(
-                    (
-                        await session.scalars(
-                            sa.select(TransferItem.id).where(
-                                TransferItem.id.in_(item_ids),
-                                TransferItem.state.in_(states.OPEN_ITEM_STATES),
-                                sa.or_(
-                                    TransferItem.lease_owner.is_(None),
-                                    TransferItem.lease_owner != self.owner,
-                                ),
-                            )
-                        )
-                    ).all()
-                )
-            status = await session.scalar(
-                sa.select(PortabilityRequest.status).where(PortabilityRequest.id == request_id)
-            )
-        return status, lost
 
     # the request row
 
@@ -283,7 +221,7 @@ class JobRows(StoreBase):
         self, request_id: uuid.UUID, changes: Mapping[str, Any], *, only_if: Sequence[str]
     ) -> bool:
         """Merge top-level metadata keys while the request's status is one of `only_if`."""
-        async with self._write() as session:
+        async with self._db.write() as session:
             request = await _locked_request(session, request_id)
             if request is None or request.status not in only_if:
                 return False
@@ -305,8 +243,8 @@ class JobRows(StoreBase):
         Returns the request as finished, or None if there is still work or it is done already.
         `give_up`: fail the request now, the objects not copied yet left as they are.
         """
-        now = self._clock()
-        async with self._write() as session:
+        now = self._leases.clock()
+        async with self._db.write() as session:
             request = await _locked_request(session, request_id)
             if request is None:
                 return None
@@ -356,8 +294,8 @@ class JobRows(StoreBase):
 
     async def fail_request(self, request_id: uuid.UUID, error: str) -> PortabilityRequest | None:
         """End a request that cannot start (its source or destination does not resolve)."""
-        now = self._clock()
-        async with self._write() as session:
+        now = self._leases.clock()
+        async with self._db.write() as session:
             request = await _locked_request(session, request_id)
             if request is None or request.status not in (states.PENDING, states.PROCESSING):
                 return None
@@ -388,10 +326,3 @@ async def _locked_request(
         .values(status=PortabilityRequest.status)
     )
     return await session.get(PortabilityRequest, request_id, populate_existing=True)
-
-
-def _insert_ignore(session: AsyncSession, table: type[Any]) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING in the session's dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()

@@ -102,7 +102,7 @@ class TransferWorker:
 
     async def run_once(self) -> bool:
         """One pass: run the first job that has work for this worker. True if it did any."""
-        for request_id in await self.store.find_work():
+        for request_id in await self.store.jobs.find_work():
             if self._stop.is_set():
                 return False
             if await self._run_job(request_id):
@@ -110,10 +110,10 @@ class TransferWorker:
         return False
 
     async def _run_job(self, request_id: uuid.UUID) -> bool:
-        job = await self.store.open_job(request_id)
+        job = await self.store.jobs.open_job(request_id)
         if job is None or job.state == states.FINISHED:
             return False
-        request = await self.store.request(request_id)
+        request = await self.store.jobs.request(request_id)
         if request is None:
             return False
         try:
@@ -126,7 +126,7 @@ class TransferWorker:
             else:
                 reason = f"{type(exc).__name__}: {exc}"
             log.warning("transfer %s cannot start: %s", request_id, reason)
-            failed = await self.store.fail_request(request_id, f"cannot start: {reason}")
+            failed = await self.store.jobs.fail_request(request_id, f"cannot start: {reason}")
             if failed is not None:
                 await self._finished(failed)
                 return True

@@ -1,13 +1,12 @@
 """The export worker: claims pending export requests and builds them.
 
 Any number of workers (in `ferry serve` and `ferry worker` processes) may share one database.
-A request is claimed in one transaction: candidates are read `FOR UPDATE SKIP LOCKED` (on
-PostgreSQL; SQLite has one writer anyway) and switched to `processing` with a
-compare-and-set on the status, so two workers never build the same export. The claim
-carries a lease in `metadata.lease`, renewed with every progress write (about once a
-second); a request whose lease ran out (its worker crashed) is claimed again and rebuilt
-from the start. Each heartbeat also notices a cancel: the build stops, its uploads are
-aborted and what it stored is deleted.
+An export is claimed with a lease in its request row (queue.py, with the claim statement
+and heartbeat the transfer worker uses too), so two workers never build the same export.
+The lease is renewed with every progress write (about once a second); a request whose lease
+ran out (its worker crashed) is claimed again and rebuilt from the start. Each heartbeat
+also notices a cancel: the build stops, its uploads are aborted and what it stored is
+deleted. What the worker keeps in `metadata` is typed in state.py.
 
     pending ─► processing ─► ready ─► completed (every link or object fetched in full)
                    └──────► failed (metadata.error)
@@ -25,10 +24,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.leases import Leaseholder
 from db.models import (
     ApiKey,
     AuditLog,
@@ -52,20 +52,18 @@ from portability.exports.links import (
     object_url,
 )
 from portability.exports.listing import iter_objects, totals
-from portability.exports.manifest import ManifestWriter, read_entries
+from portability.exports.manifest import ManifestWriter
 from portability.exports.notify import Notifier, want
 from portability.exports.personal import personal_data
-from portability.exports.receipt import build_receipt
-from portability.exports.service import (
-    lock_request,
-    revoke_request_credentials,
-    user_buckets,
-)
+from portability.exports.queue import ExportQueue
+from portability.exports.receipt_refresh import ReceiptRefresher
+from portability.exports.service import revoke_request_credentials, user_buckets
 from portability.exports.settings import ExportSettings
 from portability.exports.sink import StorageSink
 from portability.exports.sources import PersonalDataSources
+from portability.exports.state import ExportState, Options, Progress, StoredFile
 from portability.exports.sweeper import Sweeper, purge_objects
-from portability.requests import COMPLETED, FAILED, PENDING, PROCESSING, READY, iso, update_meta
+from portability.requests import FAILED, PENDING, READY
 from storage.base import Storage
 from storage.exceptions import NoSuchKey, StorageError
 
@@ -92,17 +90,20 @@ class _Heartbeat:
         elapsed = max(moment - self.started, 1e-3)
         rate = int(bytes_done / elapsed)
         left = max(self.bytes_total - bytes_done, 0)
-        progress = {
-            "bytes_done": bytes_done,
-            "bytes_total": max(self.bytes_total, bytes_done),
-            "objects_done": objects_done,
-            "objects_total": max(self.objects_total, objects_done),
-            "bytes_per_second": rate,
-            "eta_seconds": int(left / rate) if rate > 0 else None,
-        }
+        progress = Progress(
+            bytes_done=bytes_done,
+            bytes_total=max(self.bytes_total, bytes_done),
+            objects_done=objects_done,
+            objects_total=max(self.objects_total, objects_done),
+            bytes_per_second=rate,
+            eta_seconds=int(left / rate) if rate > 0 else None,
+        )
         async with self.worker.sessions.begin() as session:
+            # owned() renews the lease: the progress write is the heartbeat.
             request = await self.worker.owned(session, self.request_id)
-            update_meta(request, progress=progress, lease=self.worker.lease())
+            state = ExportState.load(request.meta)
+            state.progress = progress
+            state.store(request)
 
 
 class ExportWorker:
@@ -128,7 +129,11 @@ class ExportWorker:
         self.notifier = notifier
         self.clock = clock
         self.worker_id = worker_id or uuid.uuid4().hex
+        self.queue = ExportQueue(
+            sessions, Leaseholder(self.worker_id, settings.lease_seconds, clock=clock)
+        )
         self.sweeper = Sweeper(sessions, storage, settings, notifier=notifier, clock=clock)
+        self.receipts = ReceiptRefresher(sessions, storage, clock)
         self._receipts_at = 0.0
         # Woken when a request is created (db.wakeup); poll_interval is then the fallback.
         self._wake = wake or Subscription()
@@ -158,58 +163,15 @@ class ExportWorker:
             await self.refresh_receipts()
         return swept > 0
 
-    def lease(self) -> dict[str, Any]:
-        until = self.clock() + timedelta(seconds=self.settings.lease_seconds)
-        return {"worker": self.worker_id, "until": iso(until)}
-
     # claiming
 
     async def claim(self) -> uuid.UUID | None:
-        now = self.clock()
-        async with self.sessions.begin() as session:
-            waiting = await session.scalars(
-                select(PR)
-                .where(PR.request_type == "export", PR.status == PENDING)
-                .order_by(PR.created_at)
-                .limit(10)
-                .with_for_update(skip_locked=True)
-            )
-            candidates = list(waiting.all())
-            if not candidates:
-                running = await session.scalars(
-                    select(PR)
-                    .where(PR.request_type == "export", PR.status == PROCESSING)
-                    .with_for_update(skip_locked=True)
-                )
-                candidates = [r for r in running.all() if _lease_expired(r, now)]
-            for request in candidates:
-                meta = dict(request.meta or {})
-                meta["lease"] = self.lease()
-                meta["attempts"] = int(meta.get("attempts", 0)) + 1
-                meta["started_at"] = iso(now)
-                claimed = await session.execute(
-                    update(PR)
-                    .where(PR.id == request.id, PR.status == request.status)
-                    .values(status=PROCESSING, meta=meta)
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(claimed, "rowcount", 0) == 1:
-                    log.info("export %s claimed by %s", request.id, self.worker_id)
-                    return request.id
-        return None
+        """Claim the next export to build (see queue.py); None if nothing is waiting."""
+        return await self.queue.claim()
 
     async def owned(self, session: AsyncSession, request_id: uuid.UUID) -> PortabilityRequest:
         """The request, locked, if this worker still holds it; else ExportCancelled."""
-        request = await lock_request(session, request_id)
-        lease = (request.meta or {}).get("lease") if request is not None else None
-        if (
-            request is None
-            or request.status != PROCESSING
-            or not lease
-            or lease.get("worker") != self.worker_id
-        ):
-            raise ExportCancelled(f"export {request_id} is no longer ours")
-        return request
+        return await self.queue.owned(session, request_id)
 
     # building
 
@@ -222,7 +184,7 @@ class ExportWorker:
             target = await export_bucket(
                 session, self.storage, user, backend_bucket=self.settings.exports_bucket
             )
-            options = dict((request.meta or {}).get("options") or {})
+            options = ExportState.load(request.meta).options
             fmt = request.format or "json"
         try:
             # A retried build starts from nothing: drop whatever a crashed attempt stored.
@@ -258,7 +220,7 @@ class ExportWorker:
                     request = await self.owned(session, request_id)
                     await purge_objects(self.storage, target, request_id)
                     request.status = PENDING
-                    update_meta(request, lease=None)
+                    await self.queue.release(session, request_id)
                 return
             except ExportCancelled:
                 return
@@ -326,9 +288,9 @@ class ExportWorker:
         user: User,
         target: Bucket,
         buckets: list[Bucket],
-        options: dict[str, Any],
+        options: Options,
     ) -> ArchiveResult:
-        include = options.get("include") or ["personal", "files"]
+        include = options.include
         files = "files" in include
         counts = await totals(self.storage, buckets) if files else (0, 0)
         beat = _Heartbeat(self, request_id, counts)
@@ -338,7 +300,7 @@ class ExportWorker:
             settings=self.settings,
             export_bucket=target,
             request_id=request_id,
-            archive_format=options.get("archive_format") or "zip",
+            archive_format=options.archive_format,
             now=now,
             progress=beat,
         )
@@ -424,15 +386,12 @@ class ExportWorker:
             # The secret stays sealed in the credentials table: links are signed when the
             # owner asks (downloads.py), so no working link is written anywhere.
             # An s3 export whose hand-off links the manifest has its credential already.
-            credential = await _issued_link_credential(session, request)
+            state = ExportState.load(request.meta)
+            credential = await _issued_link_credential(session, state.link_credential)
             if credential is None:
                 credential, _ = await issue_link_credential(
                     session, self.master_key, user, target, request_id, ttl_seconds=ttl, now=now
                 )
-            parts = [
-                {"name": p.name, "key": p.key, "size": p.size, "sha256": p.sha256}
-                for p in result.parts
-            ]
             first = result.parts[0] if result.parts else result.manifest
             request.status = READY
             request.completed_at = now
@@ -441,23 +400,19 @@ class ExportWorker:
                 object_url(self.settings.gateway_url, target.name, first.key) if first else None
             )
             request_event(session, "request.ready", request)
-            meta = request.meta or {}
-            report = {
+            state.parts = [StoredFile(p.name, p.key, p.size, p.sha256) for p in result.parts]
+            state.manifest_key = result.manifest.key if result.manifest else None
+            state.link_credential = credential.access_key_id
+            state.report = report = {
                 "objects": result.objects,
                 "bytes": result.bytes,
                 "skipped": result.skipped,
-                "parts": len(parts),
+                "parts": len(state.parts),
                 "archive_bytes": sum(p.size for p in result.parts),
-                "duration_seconds": _since(meta.get("started_at"), now),
+                "duration_seconds": _since(state.started_at, now),
             }
-            update_meta(
-                request,
-                parts=parts,
-                manifest_key=result.manifest.key if result.manifest else None,
-                link_credential=credential.access_key_id,
-                report=report,
-                lease=None,
-            )
+            state.store(request)
+            await self.queue.release(session, request_id)
             want(request, "export_ready")
             events.record(
                 session,
@@ -489,7 +444,11 @@ class ExportWorker:
                 return
             request.status = FAILED
             request.completed_at = now
-            update_meta(request, error=reason.splitlines()[0][:500], lease=None, purged_at=iso(now))
+            state = ExportState.load(request.meta)
+            state.error = reason.splitlines()[0][:500]
+            state.purged_at = now
+            state.store(request)
+            await self.queue.release(session, request_id)
             request_event(session, "request.failed", request)
             await revoke_request_credentials(session, request, now=now)
             want(request, "export_failed")
@@ -500,98 +459,19 @@ class ExportWorker:
 
     async def refresh_receipts(self) -> int:
         """Update `metadata.receipt` of ready exports; complete those fetched in full."""
-        async with self.sessions() as session:
-            ready = list(
-                (
-                    await session.scalars(
-                        select(PR).where(PR.request_type == "export", PR.status == READY)
-                    )
-                ).all()
-            )
-        for request in ready:
-            try:
-                await self.refresh_receipt(request.id)
-            except Exception:
-                log.exception("receipt of export %s failed", request.id)
-        return len(ready)
+        return await self.receipts.refresh_all()
 
     async def refresh_receipt(self, request_id: uuid.UUID) -> dict[str, Any] | None:
-        now = self.clock()
-        async with self.sessions() as session:
-            request = await session.get(PR, request_id)
-            meta = (request.meta or {}) if request is not None else {}
-            # Revoked links serve nothing more, and their files are gone: the receipt stands.
-            if request is None or request.status != READY or meta.get("links_revoked_at"):
-                return None
-            target = await session.scalar(
-                select(Bucket).where(Bucket.name == _bucket_name(request))
-            )
-            if request.format == "s3":
-                keys = [c["access_key_id"] for c in meta.get("credentials") or []]
-                wanted = self._manifest_objects(target, meta.get("manifest_key"))
-            else:
-                keys = [meta["link_credential"]] if meta.get("link_credential") else []
-                wanted = _parts(target, meta.get("parts") or [])
-            ids = list(
-                (
-                    await session.scalars(
-                        select(Credential.id).where(Credential.access_key_id.in_(keys))
-                    )
-                ).all()
-            )
-            receipt = await build_receipt(session, ids, wanted, now=now)
-        async with self.sessions.begin() as session:
-            locked = await lock_request(session, request_id)
-            if locked is None or locked.status != READY:
-                return receipt
-            update_meta(locked, receipt=receipt)
-            if receipt["complete"]:
-                locked.status = COMPLETED
-                request_event(session, "request.completed", locked)
-        return receipt
-
-    async def _manifest_objects(self, target: Bucket | None, key: str | None) -> Any:
-        if target is None or not key:
-            return
-        async for entry in read_entries(
-            self.storage, target.backend_bucket, target.backend_prefix + key
-        ):
-            if not entry.get("error"):
-                yield entry["bucket"], entry["key"], int(entry["size"])
+        return await self.receipts.refresh(request_id)
 
 
-async def _parts(target: Bucket | None, parts: list[dict[str, Any]]) -> Any:
-    if target is None:
-        return
-    for part in parts:
-        yield target.name, part["key"], int(part["size"])
-
-
-def _bucket_name(request: PortabilityRequest) -> str:
-    from portability.exports.links import bucket_name
-
-    return bucket_name(request.user_id)
-
-
-def _lease_expired(request: PortabilityRequest, now: datetime) -> bool:
-    lease = (request.meta or {}).get("lease") or {}
-    until = lease.get("until")
-    if not until:
-        return True
-    return datetime.fromisoformat(str(until).replace("Z", "+00:00")) <= now
-
-
-def _since(started: str | None, now: datetime) -> float | None:
-    if not started:
+def _since(started: datetime | None, now: datetime) -> float | None:
+    if started is None:
         return None
-    begun = datetime.fromisoformat(started.replace("Z", "+00:00"))
-    return round((now - begun).total_seconds(), 3)
+    return round((now - started).total_seconds(), 3)
 
 
-async def _issued_link_credential(
-    session: AsyncSession, request: PortabilityRequest
-) -> Credential | None:
-    key = (request.meta or {}).get("link_credential")
+async def _issued_link_credential(session: AsyncSession, key: str | None) -> Credential | None:
     if not key:
         return None
     found: Credential | None = await session.scalar(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ TABLES = {
     "buckets",
     "credentials",
     "portability_requests",
+    "export_jobs",
     "transfer_jobs",
     "transfer_items",
     "transfer_parts",
@@ -64,9 +66,11 @@ def test_upgrade_twice_downgrade_and_again(empty_database_url: str) -> None:
     url = empty_database_url
     assert migrate.current(url) is None
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0009"
+    assert migrate.current(url) == migrate.head() == "0010"
     assert _tables(url) == TABLES | {"alembic_version"}
     migrate.upgrade(url)  # at head already: nothing to do, no error
+    migrate.downgrade(url, "0009")
+    assert "export_jobs" not in _tables(url)
     migrate.downgrade(url, "0006")
     assert "last_sign_in_method" not in _columns(url, "users")
     migrate.downgrade(url, "0004")
@@ -147,6 +151,85 @@ def test_upgrade_drops_the_links_stored_by_older_versions(empty_database_url: st
     }
     assert rows[pending].export_url is None
     assert rows[pending].metadata == {"progress": {}}
+
+
+def _lease_rows(url: str) -> tuple[sa.Engine, sa.TableClause]:
+    requests = sa.table(
+        "portability_requests",
+        sa.column("id", sa.Uuid()),
+        sa.column("user_id", sa.Uuid()),
+        sa.column("request_type", sa.String()),
+        sa.column("status", sa.String()),
+        sa.column("metadata", sa.JSON()),
+    )
+    return sa.create_engine(sync_url(url), poolclass=sa.NullPool), requests
+
+
+users = sa.table("users", sa.column("id", sa.Uuid()), sa.column("email", sa.String()))
+
+
+def _check_export_leases_move_to_export_jobs(url: str) -> None:
+    migrate.upgrade(url, "0009")
+    engine, requests = _lease_rows(url)
+    user, running, ready = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    lease = {"worker": "host-1", "until": "2030-01-02T03:04:05Z"}
+    try:
+        with engine.begin() as conn:
+            conn.execute(users.insert().values(id=user, email="lease@example.com"))
+            conn.execute(
+                requests.insert(),
+                [
+                    dict(
+                        id=running,
+                        user_id=user,
+                        request_type="export",
+                        status="processing",
+                        metadata={"progress": {}, "attempts": 1, "lease": lease},
+                    ),
+                    dict(
+                        id=ready,
+                        user_id=user,
+                        request_type="export",
+                        status="ready",
+                        metadata={"report": {}, "lease": None},
+                    ),
+                ],
+            )
+        migrate.upgrade(url)
+        assert migrate.diff(url) == []
+        jobs = sa.table(
+            "export_jobs",
+            sa.column("request_id", sa.Uuid()),
+            sa.column("lease_owner", sa.String()),
+            sa.column("lease_expires_at", sa.DateTime(timezone=True)),
+        )
+        with engine.connect() as conn:
+            meta = dict(conn.execute(sa.select(requests.c.id, requests.c.metadata)).all())
+            held = conn.execute(sa.select(jobs)).all()
+        assert meta[running] == {"progress": {}, "attempts": 1}
+        assert meta[ready] == {"report": {}}
+        ((job, owner, until),) = held  # the running export's, and only it
+        assert (job, owner) == (running, "host-1")
+        assert until.replace(tzinfo=until.tzinfo or UTC) == datetime(
+            2030, 1, 2, 3, 4, 5, tzinfo=UTC
+        )
+
+        migrate.downgrade(url, "0009")
+        with engine.connect() as conn:
+            back = dict(conn.execute(sa.select(requests.c.id, requests.c.metadata)).all())
+        assert back[running] == {"progress": {}, "attempts": 1, "lease": lease}
+        assert back[ready] == {"report": {}}
+    finally:
+        engine.dispose()
+
+
+def test_a_running_export_keeps_its_lease_across_the_upgrade(empty_database_url: str) -> None:
+    """Migration 0010 moves `metadata.lease` into export_jobs (and back on downgrade)."""
+    _check_export_leases_move_to_export_jobs(empty_database_url)
+
+
+def test_a_running_export_keeps_its_lease_across_the_upgrade_on_sqlite(tmp_path: Path) -> None:
+    _check_export_leases_move_to_export_jobs(f"sqlite+aiosqlite:///{tmp_path}/ferry.db")
 
 
 def test_metadata_create_all_builds_the_migrated_schema(empty_database_url: str) -> None:

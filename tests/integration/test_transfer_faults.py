@@ -23,7 +23,7 @@ from tests.support.transfer_worker import End, new_transfer, resolver, run_until
 from transfer import TransferConfig, TransferWorker
 from transfer.checksums import b64
 from transfer.copier import PROBE_PART
-from transfer.store import JobStore
+from transfer.store import ItemRows
 
 MiB = 1024 * 1024
 QUICK = {
@@ -295,16 +295,16 @@ async def test_a_worker_that_dies_right_after_completing_an_upload_is_not_made_t
     body = os.urandom(11 * MiB)
     bucket = _fill(seaweedfs, {"big.bin": body})
     destination = target.new_bucket("dst")
-    real_record_done = JobStore.record_done
+    real_record_done = ItemRows.record_done
     crashes: list[str] = []
 
-    async def record_done_once_fails(self: JobStore, item: Any, **kwargs: Any) -> None:
+    async def record_done_once_fails(self: ItemRows, item: Any, **kwargs: Any) -> None:
         if not crashes:
             crashes.append(item.key)
             raise RuntimeError("the worker died here")
         await real_record_done(self, item, **kwargs)
 
-    monkeypatch.setattr(JobStore, "record_done", record_done_once_fails)
+    monkeypatch.setattr(ItemRows, "record_done", record_done_once_fails)
     async with FaultProxy(target.endpoint_url) as proxy:
         worker = TransferWorker(
             db_sessions,

@@ -46,39 +46,39 @@ async def test_a_lapsed_lease_is_taken_over_and_the_old_holder_can_no_longer_wri
     a = JobStore(db_sessions, owner="a", lease_seconds=30, clock=clock)
     b = JobStore(db_sessions, owner="b", lease_seconds=30, clock=clock)
     request_id = await new_transfer(db_sessions)
-    await a.open_job(request_id)
-    assert await a.claim_planning(request_id)
-    assert not await b.claim_planning(request_id)
+    await a.jobs.open_job(request_id)
+    assert await a.jobs.claim_planning(request_id)
+    assert not await b.jobs.claim_planning(request_id)
     rows = [{"key": k, "target_key": k, "target": "t", "size": 10, "etag": "e"} for k in "xyz"]
-    await a.store_page(request_id, rows, "z")
-    await a.store_page(request_id, rows, "z")  # a repeated page adds nothing
-    await a.finish_planning(request_id)
-    job = await a.job(request_id)
+    await a.jobs.store_page(request_id, rows, "z")
+    await a.jobs.store_page(request_id, rows, "z")  # a repeated page adds nothing
+    await a.jobs.finish_planning(request_id)
+    job = await a.jobs.job(request_id)
     assert job is not None and (job.objects_total, job.bytes_total) == (3, 30)
 
-    held = await a.claim_items(request_id, 2)
+    held = await a.items.claim_items(request_id, 2)
     assert [i.key for i in held] == ["x", "y"]
-    b_held = await b.claim_items(request_id, 5)
+    b_held = await b.items.claim_items(request_id, 5)
     assert [i.key for i in b_held] == ["z"]
-    assert await b.claim_items(request_id, 5) == []
+    assert await b.items.claim_items(request_id, 5) == []
 
     clock.now += timedelta(seconds=20)
     status, lost = await a.heartbeat(request_id, [i.id for i in held], planning=False)
     assert status == "processing" and lost == set()
     await b.heartbeat(request_id, [i.id for i in b_held], planning=False)
     clock.now += timedelta(seconds=20)  # renewed: 10 s left, not lapsed
-    assert await b.claim_items(request_id, 5) == []
+    assert await b.items.claim_items(request_id, 5) == []
 
     await b.heartbeat(request_id, [i.id for i in b_held], planning=False)
     clock.now += timedelta(seconds=21)  # "a" stopped beating: its leases ran out
-    taken = await b.claim_items(request_id, 5)
+    taken = await b.items.claim_items(request_id, 5)
     assert [(i.key, i.attempts) for i in taken] == [("x", 2), ("y", 2)]
     with pytest.raises(LeaseLost):
-        await a.record_part(held[0], StoredPart(1, 10, "0" * 32, None, "etag"))
+        await a.items.record_part(held[0], StoredPart(1, 10, "0" * 32, None, "etag"))
     _, lost = await a.heartbeat(request_id, [i.id for i in held], planning=False)
     assert lost == {i.id for i in held}
 
-    uploading = await b.record_upload(
+    uploading = await b.items.record_upload(
         taken[0],
         upload_id="upload-1",
         part_size=10,
@@ -86,11 +86,11 @@ async def test_a_lapsed_lease_is_taken_over_and_the_old_holder_can_no_longer_wri
         content_type="text/plain",
         attributes={"metadata": {}, "headers": {}},
     )
-    await b.record_part(uploading, StoredPart(1, 10, "0" * 32, None, "etag"))
-    job = await b.job(request_id)
+    await b.items.record_part(uploading, StoredPart(1, 10, "0" * 32, None, "etag"))
+    job = await b.jobs.job(request_id)
     assert job is not None and job.bytes_done == 10
-    await b.record_done(uploading, verified="etag", target_etag="etag")
-    job = await b.job(request_id)
+    await b.items.record_done(uploading, verified="etag", target_etag="etag")
+    job = await b.jobs.job(request_id)
     assert job is not None and (job.objects_copied, job.bytes_done) == (1, 10)
 
 
@@ -101,31 +101,32 @@ async def test_a_batch_of_finished_items_records_only_those_still_held(
     a = JobStore(db_sessions, owner="a", lease_seconds=30, clock=clock)
     b = JobStore(db_sessions, owner="b", lease_seconds=30, clock=clock)
     request_id = await new_transfer(db_sessions)
-    await a.open_job(request_id)
-    assert await a.claim_planning(request_id)
+    await a.jobs.open_job(request_id)
+    assert await a.jobs.claim_planning(request_id)
     rows = [{"key": k, "target_key": k, "target": "t", "size": 10, "etag": "e"} for k in "uvwxyz"]
-    await a.store_page(request_id, rows, "z")
-    await a.finish_planning(request_id)
+    await a.jobs.store_page(request_id, rows, "z")
+    await a.jobs.finish_planning(request_id)
 
-    held = await a.claim_items(request_id, 4)
+    held = await a.items.claim_items(request_id, 4)
     assert [(i.key, i.attempts) for i in held] == [("u", 1), ("v", 1), ("w", 1), ("x", 1)]
     # Claimed ahead and never started: given back with the claim's attempt returned.
-    await a.release_unstarted(held[3:])
+    await a.items.release_unstarted(held[3:])
     clock.now += timedelta(seconds=31)  # a's leases lapse; b takes them over
-    taken = await b.claim_items(request_id, 2)
+    taken = await b.items.claim_items(request_id, 2)
     assert [(i.key, i.attempts) for i in taken] == [("u", 2), ("v", 2)]
 
     # a finished u, v and w: only w is still a's to record; u and v come back as lost.
     done = [Finished(i, "done", "etag", "e") for i in held[:3]]
-    lost = await a.record_finished(done)
+    lost = await a.items.record_finished(done)
     assert [i.key for i in lost] == ["u", "v"]
-    job = await a.job(request_id)
+    job = await a.jobs.job(request_id)
     assert job is not None and (job.objects_copied, job.bytes_done) == (1, 10)
     # All held: the fast path, with the counters moved once per item.
-    assert await b.record_finished([Finished(i, "skipped", "skip:etag", "e") for i in taken]) == []
-    job = await b.job(request_id)
+    skipped = [Finished(i, "skipped", "skip:etag", "e") for i in taken]
+    assert await b.items.record_finished(skipped) == []
+    job = await b.jobs.job(request_id)
     assert job is not None and (job.objects_copied, job.objects_skipped) == (1, 2)
-    rest = await b.claim_items(request_id, 5)
+    rest = await b.items.claim_items(request_id, 5)
     assert [(i.key, i.attempts) for i in rest] == [("x", 1), ("y", 1), ("z", 1)]
 
 
@@ -137,16 +138,16 @@ async def test_releasing_an_item_already_done_leaves_it_done(
     clock = Clock()
     a = JobStore(db_sessions, owner="a", lease_seconds=30, clock=clock)
     request_id = await new_transfer(db_sessions)
-    await a.open_job(request_id)
-    assert await a.claim_planning(request_id)
+    await a.jobs.open_job(request_id)
+    assert await a.jobs.claim_planning(request_id)
     rows = [{"key": k, "target_key": k, "target": "t", "size": 10, "etag": "e"} for k in "xy"]
-    await a.store_page(request_id, rows, "y")
-    await a.finish_planning(request_id)
-    x, y = await a.claim_items(request_id, 2)
-    await a.record_done(x, verified="etag", target_etag="etag")
-    await a.release(x, "a late retry")
-    await a.release(y, "a real retry")
-    again = await a.claim_items(request_id, 5)
+    await a.jobs.store_page(request_id, rows, "y")
+    await a.jobs.finish_planning(request_id)
+    x, y = await a.items.claim_items(request_id, 2)
+    await a.items.record_done(x, verified="etag", target_etag="etag")
+    await a.items.release(x, "a late retry")
+    await a.items.release(y, "a real retry")
+    again = await a.items.claim_items(request_id, 5)
     assert [i.key for i in again] == ["y"]
 
 

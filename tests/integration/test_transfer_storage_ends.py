@@ -299,7 +299,7 @@ async def test_an_interrupted_multipart_copy_into_local_resumes_without_resendin
         assert await copy_job(request_id, observer=first, stop=stop, **ends) is None
         # Nothing half-written is visible; the upload and its first parts are kept.
         assert (await local.list("mine")).objects == []
-        (item,) = await store.open_uploads(request_id, mine_only=False)
+        (item,) = await store.items.open_uploads(request_id, mine_only=False)
         assert item.upload_id is not None
         kept = await local.list_parts("mine", "big.bin", item.upload_id)
         assert [p.part_number for p in kept][:2] == [1, 2]
