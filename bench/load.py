@@ -1,15 +1,15 @@
 """Load on the gateway: many concurrent clients, each with its own credential, for a fixed time.
 
     .venv/bin/python bench/load.py [--clients 200] [--duration 60] [--revoke 50] [--rate R]
-                                   [--database-url URL] [--json PATH]
+                                   [--processes N] [--database-url URL] [--json PATH]
 
-Starts SeaweedFS and `ferry serve` (one process, as users run it, on the s3 backend) on
-loopback, seeds 200 objects of 4 KiB and 4 of 1 MiB under `load/`, and issues one read-only
-credential per client, scoped to `load/`, through the REST API. The clients run in two worker
-processes (so the generator never shares the gateway's event loop), each client a loop of
-ListObjectsV2, HeadObject, 4 KiB GETs and 64 KiB ranged GETs of the 1 MiB objects, signed with
-botocore's S3SigV4Auth (one signer per credential). Every GET body is checked against the
-ETag and the bytes the seed made; a mismatch is "wrong bytes".
+Starts SeaweedFS and `ferry serve` (one process, as users run it, or `--processes N`; on the
+s3 backend) on loopback, seeds 200 objects of 4 KiB and 4 of 1 MiB under `load/`, and issues
+one read-only credential per client, scoped to `load/`, through the REST API. The clients
+run in two worker processes (so the generator never shares the gateway's event loop), each
+client a loop of ListObjectsV2, HeadObject, 4 KiB GETs and 64 KiB ranged GETs of the 1 MiB
+objects, signed with botocore's S3SigV4Auth (one signer per credential). Every GET body is
+checked against the ETag and the bytes the seed made; a mismatch is "wrong bytes".
 
 At half time the owner revokes `--revoke` of the credentials through the API; for each, the
 run records the time from the revoke call returning to that client's first 403 and whether
@@ -311,24 +311,41 @@ class ProcessPeaks:
     """Peaks of a process's resident memory and open descriptors, sampled from /proc."""
 
     pid: int
-    rss_mib: float = 0.0
-    fds: int = 0
+    rss_mib: float = 0.0  # the largest of any one process's peak
+    fds: int = 0  # the largest of any one process's count
     cpu_seconds: float = 0.0
 
-    def sample(self) -> None:
+    def processes(self) -> list[int]:
+        """The process and its children (a supervisor's serving processes)."""
         try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.rss_mib = max(self.rss_mib, int(line.split()[1]) / 1024)
-            self.fds = max(self.fds, len(os.listdir(f"/proc/{self.pid}/fd")))
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         except OSError:
-            pass  # the process has ended; keep the peaks seen
+            return [self.pid]
+        return [self.pid, *map(int, children)]
+
+    def sample(self) -> None:
+        for pid in self.processes():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.rss_mib = max(self.rss_mib, int(line.split()[1]) / 1024)
+                self.fds = max(self.fds, len(os.listdir(f"/proc/{pid}/fd")))
+            except OSError:
+                pass  # the process has ended; keep the peaks seen
 
     def cpu(self) -> float:
-        """utime + stime, in seconds, of the process and its reaped children."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        """utime + stime, in seconds, of the process, its children and its reaped children."""
         ticks = os.sysconf("SC_CLK_TCK")
-        return sum(int(f) for f in fields[11:15]) / ticks
+        total = 0
+        for index, pid in enumerate(self.processes()):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # a child that ended between the listing and now
+            # cutime and cstime (reaped children) of the parent only: a live child's own
+            # figures are counted above, a dead one's are in its parent's.
+            total += sum(int(f) for f in fields[11 : 15 if index == 0 else 13])
+        return total / ticks
 
 
 @dataclass
@@ -370,7 +387,7 @@ class LoadResult:
     max_served_after_revoke_s: float  # the largest last_served_sent_after
     refused_not_revoked: int  # 403s seen by clients whose credential was not revoked
     not_revoked_refused_at_end: int  # of the others, refused a HEAD after the run
-    peak_rss_mib: float  # of the target's server process
+    peak_rss_mib: float  # of the target's server process (the largest, of several)
     peak_fds: int
     gateway_cpu_cores: float
     seaweedfs_cpu_cores: float
@@ -383,6 +400,7 @@ class LoadResult:
     late_ms: dict[str, float] = field(default_factory=dict)  # how late sends were: p50..max
     held_sends: int = 0  # open loop: waited for one of the client's MAX_IN_FLIGHT slots
     not_sent: int = 0  # open loop: could not be sent before the deadline (also "no answer")
+    processes: int = 1  # `ferry serve --processes`
 
     @property
     def revocations_ok(self) -> bool:
@@ -569,7 +587,13 @@ def _drive(
 
 
 def _summary(
-    drive: _Drive, *, clients: int, duration: float, target: str, database: str
+    drive: _Drive,
+    *,
+    clients: int,
+    duration: float,
+    target: str,
+    database: str,
+    processes: int = 1,
 ) -> LoadResult:
     samples = drive.samples
     # From when each request was due: in an open loop a stalled server shows up here, not as
@@ -621,6 +645,7 @@ def _summary(
         late_ms=percentiles(lateness),
         held_sends=sum(1 for s in samples if s.held),
         not_sent=len(samples) - len(sent),
+        processes=processes,
     )
 
 
@@ -685,8 +710,12 @@ def run_load(
     revoke: int = 50,
     seaweedfs_pid: int | None = None,
     rate: float | None = None,
+    processes: int = 1,
 ) -> LoadResult:
-    """Seed, serve, issue, load, revoke mid-run, and measure; `server` is a running SeaweedFS."""
+    """Seed, serve, issue, load, revoke mid-run, and measure; `server` is a running SeaweedFS.
+
+    `processes`: `ferry serve --processes N`; CPU is summed over its processes, and the peak
+    RSS and open descriptors are those of the largest one."""
     from tests.support.ferry import Ferry
 
     if not 0 <= revoke <= clients:
@@ -708,7 +737,12 @@ def run_load(
         email, bucket = f"load-{tag}@example.com", f"load-{tag}"
         owner = ferry.create_user(email)
         ferry.run("buckets", "create", bucket, "--owner", email, "--backend-bucket", backend_bucket)
-        gateway = ferry.serve()
+        gateway = ferry.serve(*(["--processes", str(processes)] if processes > 1 else []))
+        deadline = time.monotonic() + 30
+        while len(ProcessPeaks(gateway.pid).processes()) < processes + (processes > 1):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateway's processes did not start")
+            time.sleep(0.1)
         creds = _issue(ferry, owner["api_key"], bucket, clients)
         chosen = sorted(random.Random(1).sample(range(clients), revoke))
         revocations = [Revocation(creds[i]["access_key_id"], i) for i in chosen]
@@ -738,6 +772,7 @@ def run_load(
         duration=duration,
         target="ferry",
         database=database_url.split(":", 1)[0],
+        processes=processes,
     )
     by_client: dict[int, list[Sample]] = {}
     for s in drive.samples:
@@ -793,6 +828,10 @@ def _mode(r: LoadResult) -> str:
     )
 
 
+def _processes(r: LoadResult) -> str:
+    return "one process" if r.processes == 1 else f"{r.processes} processes"
+
+
 def _latency(p: dict[str, float]) -> str:
     return f"{p['p50']:.0f} / {p['p95']:.0f} / {p['p99']:.0f}"
 
@@ -802,7 +841,7 @@ def render(result: LoadResult, peer: LoadResult | None = None) -> str:
     r = result
     lines = [
         f"{r.clients} clients (one credential each), {_mode(r)}, for {r.duration:.0f} s; "
-        f"{r.revoked} credentials revoked at half time. `ferry serve` (one process, "
+        f"{r.revoked} credentials revoked at half time. `ferry serve` ({_processes(r)}, "
         f"{r.database}) on SeaweedFS; {r.cores} cores shared by the gateway, SeaweedFS and "
         "the generator (two processes)."
         + (
@@ -975,6 +1014,9 @@ def main() -> None:
         help="open loop: offer this many requests/s in all, latency from each one's due time "
         "(default: closed loops, no pause)",
     )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="ferry serve --processes (default 1)"
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the SeaweedFS-direct run")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument(
@@ -1024,6 +1066,7 @@ def main() -> None:
             revoke=options.revoke,
             seaweedfs_pid=pid,
             rate=options.rate,
+            processes=options.processes,
         )
     finally:
         process.stop()

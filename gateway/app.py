@@ -49,6 +49,9 @@ log = logging.getLogger("ferry.gateway")
 # CUTTABLE_BYTES go out in a chunk or two and are not watched.
 REVOKED_POLL_S = 0.25
 CUTTABLE_BYTES = 1024 * 1024
+# Bodies up to this size are read whole and sent in one message (see _send_small): about what
+# the pump holds in its buffers for one download anyway, so memory is no worse.
+WHOLE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -211,15 +214,71 @@ class GatewayApp:
         raw = [
             (k.encode("latin-1"), v.encode("latin-1", errors="replace")) for k, v in headers.items()
         ]
-        await send({"type": "http.response.start", "status": reply.status, "headers": raw})
-        if reply.stream is None or head:
-            if reply.stream is not None:
-                await reply.stream.aclose()
+        stream = reply.stream
+        start: Message = {"type": "http.response.start", "status": reply.status, "headers": raw}
+        if stream is None or head:
+            await send(start)
+            if stream is not None:
+                await stream.aclose()
             await send({"type": "http.response.body", "body": b"" if head else reply.body})
             return
-        request.event.bytes = await self._pump(request, reply.stream, receive, send)
-        info = reply.stream.info
-        request.event.whole_object = request.event.bytes == info.size and reply.stream.start == 0
+        if stream.end - stream.start < WHOLE_BYTES and self._throttle(request) is None:
+            request.event.bytes = await self._send_small(request, stream, start, send)
+        else:
+            await send(start)
+            request.event.bytes = await self._pump(request, stream, receive, send)
+        request.event.whole_object = request.event.bytes == stream.info.size and stream.start == 0
+
+    async def _send_small(
+        self, request: GatewayRequest, stream: ObjectStream, start: Message, send: Send
+    ) -> int:
+        """A body of at most WHOLE_BYTES, read whole in the request's own task and sent as
+        one message: the pump's two tasks per request and a write per backend chunk cost
+        more than the read takes. The answer is the pump's: should the backend read fail,
+        the status line goes out with the bytes read and the body stops short."""
+        chunks: list[bytes] = []
+        failed: Exception | None = None
+        try:
+            async for chunk in stream.body:
+                chunks.append(chunk)
+        except Exception as exc:
+            failed = exc
+        finally:
+            await stream.aclose()
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        await send(start)
+        if failed is None:
+            await send({"type": "http.response.body", "body": body})
+            return len(body)
+        if body:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        self._body_failed(request, failed, len(body))
+        return len(body)
+
+    def _throttle(self, request: GatewayRequest) -> TokenBucket | SharedTokenBucket | None:
+        """The bandwidth cap of the request's credential, if it has one."""
+        credential = request.credential
+        if credential is None or not credential.max_bytes_per_second:
+            return None
+        throttle = self._throttles.get(credential.access_key_id)
+        if throttle is None or throttle.rate != credential.max_bytes_per_second:
+            throttle = self._new_throttle(credential.access_key_id, credential.max_bytes_per_second)
+            self._throttles[credential.access_key_id] = throttle
+        return throttle
+
+    def _body_failed(self, request: GatewayRequest, failed: BaseException, sent: int) -> None:
+        # The status line has gone out, so the only honest signal left is a short body:
+        # return without finishing it and the server closes the connection. The audit
+        # keeps the bytes that did go out and why the rest did not.
+        code, _ = _storage_error(failed)
+        request.event.error = code
+        log.warning(
+            "request %s: body ended after %d bytes: %s",
+            request.id,
+            sent,
+            failed,
+            exc_info=failed if code == "InternalError" else None,
+        )
 
     async def _pump(
         self, request: GatewayRequest, stream: ObjectStream, receive: Receive, send: Send
@@ -227,14 +286,7 @@ class GatewayApp:
         """Stream the body; a client that goes away cancels the backend read."""
         sent = 0
         credential = request.credential
-        throttle = None
-        if credential is not None and credential.max_bytes_per_second:
-            throttle = self._throttles.get(credential.access_key_id)
-            if throttle is None or throttle.rate != credential.max_bytes_per_second:
-                throttle = self._new_throttle(
-                    credential.access_key_id, credential.max_bytes_per_second
-                )
-                self._throttles[credential.access_key_id] = throttle
+        throttle = self._throttle(request)
 
         async def pump() -> None:
             nonlocal sent
@@ -286,18 +338,7 @@ class GatewayApp:
             return sent
         failed = pumping.exception() if pumping.done() and not pumping.cancelled() else None
         if failed is not None:
-            # The status line has gone out, so the only honest signal left is a short body:
-            # return without finishing it and the server closes the connection. The audit
-            # keeps the bytes that did go out and why the rest did not.
-            code, _ = _storage_error(failed)
-            request.event.error = code
-            log.warning(
-                "request %s: body ended after %d bytes: %s",
-                request.id,
-                sent,
-                failed,
-                exc_info=failed if code == "InternalError" else None,
-            )
+            self._body_failed(request, failed, sent)
         return sent
 
     # authentication and authorisation

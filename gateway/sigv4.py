@@ -9,6 +9,7 @@ both name the same key, so accepting either grants nothing more.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -84,8 +85,22 @@ def _header_values(headers: Headers) -> dict[str, list[str]]:
     return values
 
 
+# What quote() leaves as it is: most keys and every query value a client sends are made of
+# these alone, and a match is a tenth of quote()'s cost.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+_UNRESERVED_OR_SLASH = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
 def _uri_encode(value: str, *, keep_slash: bool) -> str:
+    if (_UNRESERVED_OR_SLASH if keep_slash else _UNRESERVED).fullmatch(value):
+        return value
     return quote(value, safe="/~" if keep_slash else "~", errors="surrogateescape")
+
+
+# A client signs request after request with one key for a day: the four HMACs that derive it
+# are a tenth of a small GET's verification. Keyed on the secret itself, so a rotated secret
+# is a new entry, never a stale hit.
+_signing_key = functools.lru_cache(maxsize=1024)(signing_key)
 
 
 _ISO_BASIC = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
@@ -321,7 +336,7 @@ def verify(
         raise SigV4Error("AccessDenied", "the host header must be signed")
     cq = canonical_query(query, presigned=signed.presigned)
     ch = canonical_headers(signed, headers)
-    key = signing_key(secret, signed.date, signed.region, signed.service)
+    key = _signing_key(secret, signed.date, signed.region, signed.service)
     as_sent = raw_path.decode("utf-8", errors="surrogateescape")
     candidates = [as_sent]
     aws_encoded = _uri_encode(unquote(as_sent, errors="surrogateescape"), keep_slash=True)
