@@ -23,7 +23,7 @@ from ferry.runtime import Runtime, personal_data_sources
 from portability.exports.notify import Notifier
 from portability.exports.settings import ExportSettings
 from portability.exports.worker import ExportWorker
-from portability.imports.runner import manifest_check, manifest_report, resolve_import
+from portability.imports.runner import manifest_check, resolve_import
 from portability.imports.service import REQUEST_TYPE as IMPORT
 from portability.mail import Mailer, MailSettings
 from portability.transfers import open_destination
@@ -136,10 +136,6 @@ async def _run_workers(
     )
 
     async def transfer_finished(request: PortabilityRequest) -> None:
-        if request.request_type == IMPORT:
-            await manifest_report(
-                sessions, request, master_key=runtime.master_key, egress=runtime.egress
-            )
         await notify.notify_transfer_finished(request)
 
     async def observe(request: PortabilityRequest) -> SourceObserver | None:

@@ -139,6 +139,7 @@ class JobRunner:
                     verify=self._verify,
                     failures_limit=self.config.report_failures_limit,
                     objects_limit=self.config.report_objects_limit,
+                    sections=getattr(self.observer, "report", None),
                     destination={
                         "destination": {
                             "endpoint_url": _where(self.destination),
@@ -452,6 +453,7 @@ class JobRunner:
                 failures_limit=self.config.report_failures_limit,
                 objects_limit=self.config.report_objects_limit,
                 cause=cause,
+                sections=getattr(self.observer, "report", None),
             ),
             give_up=True,
         )

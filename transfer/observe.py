@@ -24,6 +24,9 @@ Contract, per object (per item attempt):
   again) through `read` and calls `finished` once more; if that raises, the object is
   deleted from the target before the error goes on. Only a resumed object is briefly
   visible before it is checked.
+- An observer may also have `async report(session, request_id) -> (sections, error)`: the
+  engine calls it in the transaction that finishes the job and adds `sections` to the
+  report; `error`, when the job failed, is the request's error.
 - Objects found on the target already (skipped) are not read; with an observer the engine
   never copies server-side, so every copied byte passes through `read`.
 """

@@ -8,8 +8,9 @@ for jobs of at most `objects_limit` objects.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import TransferItem, TransferJob
 from transfer import states
 from transfer.store import JobView
+
+# (session, request id) -> (sections to add to the report, the request's error if it failed)
+Sections = Callable[[AsyncSession, uuid.UUID], Awaitable[tuple[dict[str, Any], str | None]]]
 
 
 def iso(when: datetime | None) -> str | None:
@@ -93,8 +97,11 @@ class ReportBuilder:
         objects_limit: int,
         destination: dict[str, Any] | None = None,
         cause: str | None = None,
+        sections: Sections | None = None,
     ) -> None:
         self.cause = cause  # why the job gave up before every object was tried
+        # More of the report (an import's manifest section), and an error that says it better.
+        self.sections = sections
         self.verify = verify
         self.failures_limit = failures_limit
         self.objects_limit = objects_limit
@@ -190,8 +197,14 @@ class ReportBuilder:
             ]
         else:
             report["items_truncated"] = True
+        said = None
+        if self.sections is not None:
+            more, said = await self.sections(session, job.request_id)
+            report.update(more)
         error = None
-        if status == states.FAILED and self.cause:
+        if status == states.FAILED and said:
+            error = said
+        elif status == states.FAILED and self.cause:
             left = report["objects"]["not_copied"] + job.objects_failed
             error = f"{self.cause} ({left} of {job.objects_total} objects not copied)"
         elif status == states.FAILED:

@@ -4,13 +4,14 @@ The worker (transfer.TransferWorker) runs imports beside transfers: `resolve_imp
 the source (the old provider, an `S3Storage` on a session of the egress policy, closed when
 the run ends) and the target (the user's bucket in Ferry's own backend, local or s3);
 `ManifestCheck` hashes every object's bytes as the engine reads them and refuses, before the
-object becomes visible, one whose SHA-256 or size is not the manifest's; `manifest_report`
-adds the manifest's section to the finished request's report.
+object becomes visible, one whose SHA-256 or size is not the manifest's, and writes the
+manifest's section of the report in the transaction that finishes the job.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import Bucket, PortabilityRequest, TransferItem
 from portability.imports.manifest import Expected, fetch_manifest
 from portability.imports.service import open_source
-from portability.requests import FAILED, update_meta
 from storage.base import Storage
 from storage.egress import EgressPolicy
 from storage.s3 import S3Storage
@@ -105,6 +105,17 @@ class ManifestCheck:
         if entry.sha256 is not None and hasher.hexdigest() != entry.sha256:
             raise ItemFailed(f"{MISMATCH} (sha256 {hasher.hexdigest()[:16]}…)")
 
+    async def report(
+        self, session: AsyncSession, request_id: uuid.UUID
+    ) -> tuple[dict[str, Any], str | None]:
+        """The report's `manifest` section, and the request's error if objects mismatched:
+        run in the transaction that finishes the job, so no reader sees one without the
+        other."""
+        section = await _compare(session, request_id, self.expected)
+        mismatched = section["mismatched"]
+        error = f"{mismatched} object(s) do not match the source's manifest" if mismatched else None
+        return {"manifest": section}, error
+
 
 async def manifest_check(
     request: PortabilityRequest, *, master_key: bytes, egress: EgressPolicy
@@ -121,53 +132,16 @@ async def manifest_check(
     return ManifestCheck(expected)
 
 
-async def manifest_report(
-    sessions: async_sessionmaker[AsyncSession],
-    request: PortabilityRequest,
-    *,
-    master_key: bytes,
-    egress: EgressPolicy,
-) -> None:
-    """Add the manifest's section to a finished import's report (and to its error)."""
-    source = open_source(master_key, request)
-    if request.request_type != "import" or not source["manifest_url"]:
-        return
-    try:
-        expected = await fetch_manifest(
-            egress, source["manifest_url"], bucket=source["bucket"], prefix=source["prefix"] or ""
-        )
-    except TransferError as exc:
-        section: dict[str, Any] = {"error": str(exc)}
-    else:
-        section = await _compare(sessions, request, expected)
-    async with sessions.begin() as session:
-        row = await session.get(PortabilityRequest, request.id, with_for_update=True)
-        if row is None:
-            return
-        report = dict((row.meta or {}).get("report") or {})
-        report["manifest"] = section
-        update_meta(row, report=report)
-        if section.get("mismatched"):
-            row.status = FAILED
-            update_meta(
-                row,
-                error=f"{section['mismatched']} object(s) do not match the source's manifest",
-            )
-
-
 async def _compare(
-    sessions: async_sessionmaker[AsyncSession],
-    request: PortabilityRequest,
-    expected: dict[str, Expected],
+    session: AsyncSession, request_id: uuid.UUID, expected: dict[str, Expected]
 ) -> dict[str, Any]:
-    async with sessions() as session:
-        rows = (
-            await session.execute(
-                sa.select(TransferItem.key, TransferItem.state, TransferItem.error).where(
-                    TransferItem.request_id == request.id
-                )
+    rows = (
+        await session.execute(
+            sa.select(TransferItem.key, TransferItem.state, TransferItem.error).where(
+                TransferItem.request_id == request_id
             )
-        ).all()
+        )
+    ).all()
     seen = {key for key, _, _ in rows}
     verified = sorted(k for k, state, _ in rows if state == "done" and k in expected)
     mismatches = sorted(k for k, state, e in rows if state == "failed" and MISMATCH in (e or ""))
