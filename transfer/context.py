@@ -1,4 +1,4 @@
-"""What one job's copies share in one worker."""
+"""What one job's copies share in one worker and never change while it runs."""
 
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ from transfer.store import ItemRows
 from transfer.throttle import MemoryBudget
 
 
-@dataclass
-class CopyContext:
-    """Everything one job's copies share in one worker."""
+@dataclass(frozen=True)
+class CopyJob:
+    """The ends, limits and collaborators of one job's copies in one worker.
+
+    What the copies learn about the ends as they go is kept apart, in one mutable
+    TargetFindings (transfer/findings.py).
+    """
 
     source: Source
     target: Target
@@ -28,23 +32,13 @@ class CopyContext:
     budget: MemoryBudget
     throttle: TokenBucket | None
     retry: RetryPolicy
-    algorithm: str | None  # flexible checksum in use; None: Content-MD5 alone
-    server_side: bool  # the target's storage can copy from the source's itself
+    # Called once when the target refuses the flexible checksum, to record it for the job.
     on_checksum_fallback: Callable[[], Awaitable[None]]
-    # Whether an object may be on the target already (False: the target was empty at
-    # planning, so the per-object HEAD is skipped).
-    check_target: bool = True
     # Where items finished without an upload are queued to be recorded in batches;
     # None: each is recorded at once.
     finished: FinishedBatch | None = None
     # Sees every object's bytes as they are read (transfer/observe.py).
     observer: SourceObserver | None = None
-    # Whether a source's plain-hex ETag may stand in for the MD5 of a single PUT's body;
-    # cleared for the job the first time one does not match the bytes.
-    source_md5: bool = True
-    # Whether the target refuses a part whose flexible checksum does not match its bytes;
-    # None until ObjectCopier._probe has asked it. True: parts are not hashed with MD5.
-    checksum_checked: bool | None = None
 
 
 def attributes(info: ObjectInfo) -> dict[str, Any]:

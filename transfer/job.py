@@ -22,7 +22,7 @@ from storage.retry import RetryPolicy
 from storage.throttle import TokenBucket
 from transfer import states
 from transfer.config import TransferConfig
-from transfer.context import CopyContext
+from transfer.context import CopyJob
 from transfer.copier import ObjectCopier
 from transfer.exceptions import (
     ChecksumRefused,
@@ -34,6 +34,7 @@ from transfer.exceptions import (
     UploadGone,
     VerificationFailed,
 )
+from transfer.findings import TargetFindings
 from transfer.finished import FinishedBatch
 from transfer.observe import SourceObserver
 from transfer.planner import plan
@@ -93,7 +94,7 @@ class JobRunner:
         self._planning = False
         self._active: dict[int, asyncio.Task[None]] = {}
         # Claimed ahead of the copy slots, in claim order: a claim is a write transaction, and
-        # claiming a handful at a time cost as much CPU as signing every request.
+        # claiming a handful at a time costs as much CPU as signing every request.
         self._queued: dict[int, Item] = {}
         self._rate = RateMeter(clock=monotonic)
         self._retries_flushed = 0
@@ -116,7 +117,8 @@ class JobRunner:
             target = d.open(http) if isinstance(d, Destination) else d
             copier = self._copier(target, job.checksum, job.target_empty)
             if job.checksum is None:
-                await self.store.jobs.set_checksum(self.request_id, copier.c.algorithm or "md5")
+                algorithm = copier.findings.algorithm or "md5"
+                await self.store.jobs.set_checksum(self.request_id, algorithm)
             heartbeat = asyncio.create_task(self._heartbeat(copier))
             try:
                 if not self.cancelled:
@@ -125,7 +127,7 @@ class JobRunner:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
-                await self._flush_retries(copier.c.retry)
+                await self._flush_retries(copier.job.retry)
             if self.cancelled:
                 return await self._clean_up_cancelled(copier)
             if self.refused is not None:
@@ -146,7 +148,7 @@ class JobRunner:
                             "bucket": self.destination.bucket,
                             "prefix": self.destination.prefix,
                         },
-                        "server_side_copy": copier.c.server_side,
+                        "server_side_copy": copier.findings.server_side,
                         "on_conflict": target.on_conflict,
                     },
                 ),
@@ -171,7 +173,7 @@ class JobRunner:
         async def fall_back() -> None:
             await self.store.jobs.set_checksum(self.request_id, "md5")
 
-        context = CopyContext(
+        job = CopyJob(
             source=self.source,
             target=target,
             store=self.store.items,
@@ -179,14 +181,16 @@ class JobRunner:
             budget=self.budget,
             throttle=throttle,
             retry=retry,
-            algorithm=algorithm,
-            server_side=target.storage.can_copy_from(self.source.storage),
             on_checksum_fallback=fall_back,
-            check_target=not target_empty,
             finished=self._finished,
             observer=self.observer,
         )
-        return ObjectCopier(context)
+        findings = TargetFindings(
+            algorithm=algorithm,
+            server_side=target.storage.can_copy_from(self.source.storage),
+            check_target=not target_empty,
+        )
+        return ObjectCopier(job, findings)
 
     async def _plan_and_copy(self, copier: ObjectCopier, state: str) -> None:
         log.debug("job %s is %s", self.request_id, state)
@@ -197,7 +201,7 @@ class JobRunner:
             planning = asyncio.create_task(self._plan(copier))
         else:
             job = await self.store.jobs.job(self.request_id)
-            copier.c.check_target = job is None or not job.target_empty
+            copier.findings.found_target_empty(job is not None and job.target_empty)
         try:
             # Copying starts with the first page stored, not after the last: a bucket of a
             # million objects is a thousand pages, each listed and stored.
@@ -212,9 +216,9 @@ class JobRunner:
             await plan(
                 request_id=self.request_id,
                 source=self.source,
-                target=copier.c.target,
+                target=copier.job.target,
                 store=self.store.jobs,
-                retry=copier.c.retry,
+                retry=copier.job.retry,
                 page_size=self.config.list_page_size,
                 target_is_empty=lambda: self._target_is_empty(copier),
                 stopping=lambda: self.cancelled or self.stop.is_set(),
@@ -223,7 +227,7 @@ class JobRunner:
             self._planning = False
 
     async def _target_is_empty(self, copier: ObjectCopier) -> bool:
-        d = copier.c.target
+        d = copier.job.target
         try:
             page = await d.storage.list(d.bucket, prefix=d.prefix, max_keys=1)
         except Exception as exc:
@@ -231,15 +235,14 @@ class JobRunner:
             log.info("cannot list the target (%s); checking objects one by one", exc)
             return False
         empty = not page.objects and not page.common_prefixes
-        copier.c.check_target = not empty  # before the first page is stored, so in time
+        copier.findings.found_target_empty(empty)  # before the first page is stored: in time
         return empty
 
     async def _copy_items(
         self, copier: ObjectCopier, planning: asyncio.Task[None] | None = None
     ) -> None:
-        # Claiming and recording run beside the copies rather than between them: a loop
-        # that waited for the database left copy slots empty while it answered, which
-        # halved the rate for small objects.
+        # Claiming and recording run beside the copies rather than between them, so that
+        # no copy slot stands empty while the database answers.
         stop_waiter = asyncio.create_task(self.stop.wait())
         claiming: asyncio.Task[list[Item]] | None = None
         flushing: asyncio.Task[None] | None = None
@@ -251,7 +254,7 @@ class JobRunner:
         try:
             while not self.cancelled and not self.stop.is_set() and self.refused is None:
                 if planning is not None and planning.done():
-                    planning.result()  # a planning error ends the job's run, as before
+                    planning.result()  # a planning error ends the job's run
                     planning, exhausted = None, False  # the last pages: claim again
                 while self._queued and len(self._active) < slots:
                     self._start(copier, self._queued.pop(next(iter(self._queued))))
@@ -279,7 +282,7 @@ class JobRunner:
                     failed = flushing.exception()
                     flushing = None
                     if failed is not None:
-                        raise failed  # a database error ends the loop, as an inline flush did
+                        raise failed  # a database error ends the loop
                 if claiming is not None and claiming.done():
                     claimed = claiming.result()
                     claiming = None
@@ -396,7 +399,7 @@ class JobRunner:
                     self.cancelled = True
                     for task in self._active.values():
                         task.cancel()
-                await self._flush_retries(copier.c.retry)
+                await self._flush_retries(copier.job.retry)
                 if self._finished.due():
                     # The copy loop flushes when a copy ends; this covers long quiet spells
                     # (one big object still running) so the progress shows finished items.

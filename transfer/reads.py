@@ -6,8 +6,9 @@ import asyncio
 
 from storage.base import ObjectInfo, ObjectStream, Storage
 from transfer.checksums import Digest, Hasher, is_plain_md5
-from transfer.context import CopyContext
+from transfer.context import CopyJob
 from transfer.exceptions import SourceChanged, TransferError, Transient
+from transfer.findings import TargetFindings
 from transfer.retry import translate
 from transfer.store import Item
 
@@ -24,12 +25,15 @@ async def hash_md5(hasher: Hasher, buffer: bytearray) -> None:
         hasher.update_md5(buffer)
 
 
-class SourceReads:
-    """Reads for ObjectCopier; every byte read is hashed (see HASH_ON_THREAD and `_read`)."""
+class SourceReader:
+    """The copies' reads: every byte read is hashed (see HASH_ON_THREAD and `read`), paced
+    by the job's bandwidth limit and shown to its observer."""
 
-    c: CopyContext
+    def __init__(self, job: CopyJob, findings: TargetFindings) -> None:
+        self._job = job
+        self._findings = findings
 
-    async def _hash_object(
+    async def hash_object(
         self,
         storage: Storage,
         bucket: str,
@@ -39,8 +43,9 @@ class SourceReads:
         start: int = 0,
         length: int | None = None,
     ) -> str:
+        """The MD5 of an object (or of `length` bytes from `start`), read from either end."""
 
-        async def read() -> str:
+        async def read_and_hash() -> str:
             ranged = length is not None and length > 0
             stream = await self._open(
                 storage,
@@ -53,8 +58,8 @@ class SourceReads:
             hasher = Hasher(None)
             try:
                 async for chunk in stream.body:
-                    if self.c.throttle is not None:
-                        await self.c.throttle.take(len(chunk))
+                    if self._job.throttle is not None:
+                        await self._job.throttle.take(len(chunk))
                     hasher.update(chunk)
             except Exception as exc:
                 raise translate(exc, side) from exc
@@ -62,9 +67,7 @@ class SourceReads:
                 await stream.aclose()
             return hasher.result().md5_hex or ""  # Hasher(None) always hashes MD5
 
-        return await self.c.retry.call(f"read back {key!r}", read)
-
-    # source reads
+        return await self._job.retry.call(f"read back {key!r}", read_and_hash)
 
     async def _open(
         self, storage: Storage, bucket: str, key: str, side: str, start: int | None, end: int | None
@@ -74,9 +77,10 @@ class SourceReads:
         except Exception as exc:
             raise translate(exc, side) from exc
 
-    async def _head_source(self, item: Item) -> ObjectInfo:
+    async def head_source(self, item: Item) -> ObjectInfo:
+        """The source object's metadata; SourceChanged if it is not the listed version."""
         try:
-            info = await self.c.source.storage.head(self.c.source.bucket, item.key)
+            info = await self._job.source.storage.head(self._job.source.bucket, item.key)
         except Exception as exc:
             raise translate(exc, "source") from exc
         self._same_version(item, info)
@@ -89,7 +93,7 @@ class SourceReads:
                 f"{item.size} → {info.size} bytes)"
             )
 
-    async def _read(
+    async def read(
         self,
         item: Item,
         start: int,
@@ -100,28 +104,28 @@ class SourceReads:
         md5: bool = True,
     ) -> tuple[bytearray, Digest, ObjectInfo]:
         """Bytes start..start+length of the source, hashed as they arrive (`md5=False`: with
-        the flexible checksum alone, for a target that checks it; see ObjectCopier._probe).
+        the flexible checksum alone, for a target that checks it; see PartSender.probe).
 
         A whole object read for one PUT skips the MD5 when the source's ETag is one and a
         flexible checksum is hashed instead (as rclone does): the ETag goes out as the
         Content-MD5, the target checks the bytes against it, and the checksum proves the
-        target stored the bytes read. ObjectCopier._hashed hashes them after all if either fails.
+        target stored the bytes read. ObjectCopier hashes them after all if either fails.
         """
         ranged = length > 0
         stream = await self._open(
-            self.c.source.storage,
-            self.c.source.bucket,
+            self._job.source.storage,
+            self._job.source.bucket,
             item.key,
             "source",
             start if ranged else None,
             start + length - 1 if ranged else None,
         )
-        buffer = self.c.budget.buffer(length)
+        buffer = self._job.budget.buffer(length)
         info = stream.info
         take_source_md5 = (
             whole_object
             and algorithm is not None
-            and self.c.source_md5
+            and self._findings.source_md5
             and info.etag_is_md5
             and is_plain_md5(info.etag)
         )
@@ -145,8 +149,8 @@ class SourceReads:
                     end = position + len(chunk)
                     if end > length:
                         raise SourceChanged(f"{item.key!r} is longer than when it was listed")
-                    if self.c.throttle is not None:
-                        await self.c.throttle.take(len(chunk))
+                    if self._job.throttle is not None:
+                        await self._job.throttle.take(len(chunk))
                     view[position:end] = chunk
                     if on_thread:
                         hasher.update_checksum(chunk)
@@ -163,9 +167,7 @@ class SourceReads:
             raise Transient(f"source: {item.key!r} ended after {position} of {length} bytes")
         if on_thread:
             await hash_md5(hasher, buffer)
-        if self.c.observer is not None:
+        if self._job.observer is not None:
             with memoryview(buffer) as view:
-                self.c.observer.read(item.key, start, view[:length])
+                self._job.observer.read(item.key, start, view[:length])
         return buffer, hasher.result(), info
-
-    # cleanup

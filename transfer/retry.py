@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import aiohttp
 
@@ -30,6 +31,8 @@ from transfer.exceptions import (
     UploadGone,
     VerificationFailed,
 )
+
+T = TypeVar("T")
 
 _AUTH_CODES = frozenset(
     {
@@ -116,3 +119,11 @@ def translate(exc: BaseException, side: str) -> TransferError:
     if isinstance(exc, storage_errors.StorageError):
         return refused(text)
     return refused(f"{side}: unexpected {type(exc).__name__}: {exc}")
+
+
+async def target_call(call: Awaitable[T]) -> T:
+    """Await a request to the target's storage, its errors translated."""
+    try:
+        return await call
+    except Exception as exc:
+        raise translate(exc, "target") from exc

@@ -21,8 +21,10 @@ from transfer.checksums import (
     multipart_etag,
     same_checksum,
 )
+from transfer.context import CopyJob
 from transfer.exceptions import Corrupted, VerificationFailed
-from transfer.reads import SourceReads
+from transfer.findings import TargetFindings
+from transfer.reads import SourceReader
 from transfer.retry import translate
 from transfer.store import Item, StoredPart
 
@@ -45,12 +47,17 @@ class Ack:
         return cls(part.etag, answered, part.size)
 
 
-class Verification(SourceReads):
-    """The checks ObjectCopier applies; see states.py for the names of the methods."""
+class Verifier:
+    """The checks the copies apply; see states.py for the names of the methods returned."""
 
-    def _check_ack(self, ack: Ack, digest: Digest, algorithm: str | None, what: str) -> None:
+    def __init__(self, job: CopyJob, findings: TargetFindings, reader: SourceReader) -> None:
+        self._job = job
+        self._findings = findings
+        self._reader = reader
+
+    def check_ack(self, ack: Ack, digest: Digest, algorithm: str | None, what: str) -> None:
         """Refuse an acknowledgement that does not match the bytes sent (retried as Corrupted)."""
-        trust_checksum = self.c.target.checksum in ("crc32c", "sha256")
+        trust_checksum = self._job.target.checksum in ("crc32c", "sha256")
         answered = ack.checksums.get(algorithm) if algorithm else None
         if answered is not None and answered != digest.checksum_b64:
             raise Corrupted(
@@ -69,7 +76,9 @@ class Verification(SourceReads):
                     f"the bytes sent have MD5 {digest.md5_hex}"
                 )
 
-    def _method(self, *, etag_ok: bool, checksum_ok: bool, algorithm: str | None) -> str:
+    @staticmethod
+    def method(*, etag_ok: bool, checksum_ok: bool, algorithm: str | None) -> str:
+        """The name of the verification that held, as recorded for the item."""
         if etag_ok and checksum_ok:
             return f"etag+{algorithm}"
         if etag_ok:
@@ -78,13 +87,14 @@ class Verification(SourceReads):
             return f"checksum-{algorithm}"
         return "size"
 
-    async def _verify_multipart(self, item: Item, parts: list[StoredPart], ack: Ack) -> str:
+    async def multipart(self, item: Item, parts: list[StoredPart], ack: Ack) -> str:
+        """Check a completed multipart object against its parts as read; the method name."""
         # Parts sent to a target that checks their checksums were not hashed with MD5: the
         # ETag then cannot be compared, and the object's checksum must be.
         hashed = all(p.md5 for p in parts)
         expected = multipart_etag(bytes.fromhex(p.md5 or "") for p in parts)
         etag_ok = False
-        trust_checksum = self.c.target.checksum in ("crc32c", "sha256")
+        trust_checksum = self._job.target.checksum in ("crc32c", "sha256")
         if hashed and is_md5_etag(ack.etag):
             etag_ok = ack.etag.lower() == expected
             if not etag_ok and not trust_checksum:
@@ -96,10 +106,10 @@ class Verification(SourceReads):
         if algorithm and all(p.checksum for p in parts):
             answered = ack.checksums.get(algorithm)
             if not answered and not hashed:
-                head = await self._head_target(item)
+                head = await self.head_target(item)
                 answered = head.checksums.get(algorithm) if head else None
             if answered:
-                wanted = self._parts_checksum(algorithm, parts)
+                wanted = self.parts_checksum(algorithm, parts)
                 checksum_ok = same_checksum(answered, wanted)
                 if not checksum_ok:
                     raise VerificationFailed(
@@ -107,7 +117,7 @@ class Verification(SourceReads):
                         f"the parts read give {wanted}"
                     )
         if not hashed and not checksum_ok:
-            self.c.checksum_checked = False  # the next try hashes the parts with MD5
+            self._findings.checksum_unanswered()
             raise VerificationFailed(
                 f"the target answered no {algorithm} for the completed object, and its parts "
                 "were not hashed with MD5"
@@ -116,36 +126,36 @@ class Verification(SourceReads):
             raise VerificationFailed(
                 f"the completed object has ETag {ack.etag}; the parts read give {expected}"
             )
-        method = self._method(etag_ok=etag_ok, checksum_ok=checksum_ok, algorithm=algorithm)
+        method = self.method(etag_ok=etag_ok, checksum_ok=checksum_ok, algorithm=algorithm)
         if method == "size":
-            await self._check_size(item)
-        if self.c.config.verify == "full":
+            await self.check_size(item)
+        if self._job.config.verify == "full":
             spans = [
                 ((p.part_number - 1) * (item.part_size or 0), p.size, p.md5 or "") for p in parts
             ]
-            await self._reread(item, spans)
+            await self.reread(item, spans)
             method += "+full"
         return method
 
-    async def _verify_server_copy(self, item: Item, ack: Ack) -> str:
-        await self._check_size(item)
+    async def server_copy(self, item: Item, ack: Ack) -> str:
+        """Check an object the target copied itself, as far as config asks; the method name."""
+        await self.check_size(item)
         source_md5 = item.etag.strip('"').lower()
         if is_plain_md5(source_md5) and ack.etag.lower() == source_md5:
             return "server-copy+etag"
-        if self.c.config.verify_server_copies and is_plain_md5(source_md5):
-            await self._reread(item, [(0, item.size, source_md5)])
+        if self._job.config.verify_server_copies and is_plain_md5(source_md5):
+            await self.reread(item, [(0, item.size, source_md5)])
             return "server-copy+md5"
-        if self.c.config.verify == "full":
-            source = await self._hash_object(
-                self.c.source.storage, self.c.source.bucket, item.key, "source"
-            )
-            await self._reread(item, [(0, item.size, source)])
+        if self._job.config.verify == "full":
+            source = self._job.source
+            md5 = await self._reader.hash_object(source.storage, source.bucket, item.key, "source")
+            await self.reread(item, [(0, item.size, md5)])
             return "server-copy+full"
         return "server-copy+size"
 
-    async def _head_target(self, item: Item) -> Ack | None:
+    async def head_target(self, item: Item) -> Ack | None:
         """The target object's ETag, checksums and size; None if it is not there."""
-        target = self.c.target
+        target = self._job.target
 
         async def head() -> Ack | None:
             try:
@@ -156,25 +166,25 @@ class Verification(SourceReads):
                 raise translate(exc, "target") from exc
             return Ack.of_object(info)
 
-        return await self.c.retry.call(f"HEAD target {item.target_key!r}", head)
+        return await self._job.retry.call(f"HEAD target {item.target_key!r}", head)
 
     @staticmethod
-    def _parts_checksum(algorithm: str, parts: list[StoredPart]) -> str:
+    def parts_checksum(algorithm: str, parts: list[StoredPart]) -> str:
         """The composite checksum the target should answer for an object of these parts."""
         return composite_checksum(algorithm, (base64.b64decode(p.checksum or "") for p in parts))
 
-    async def _check_size(self, item: Item) -> None:
-        head = await self._head_target(item)
+    async def check_size(self, item: Item) -> None:
+        head = await self.head_target(item)
         if head is None or head.size != item.size:
             found = "nothing" if head is None else f"{head.size} bytes"
             raise VerificationFailed(f"the target holds {found}; {item.size} bytes were sent")
 
-    async def _reread(self, item: Item, spans: list[tuple[int, int, str]]) -> None:
+    async def reread(self, item: Item, spans: list[tuple[int, int, str]]) -> None:
         """Read the target back (verify="full") and compare each span's MD5."""
         for start, length, md5 in spans:
-            found = await self._hash_object(
-                self.c.target.storage,
-                self.c.target.bucket,
+            found = await self._reader.hash_object(
+                self._job.target.storage,
+                self._job.target.bucket,
                 item.target_key,
                 "target",
                 start=start,

@@ -22,7 +22,7 @@ from tests.support.faultproxy import FaultProxy, Seen
 from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final, s3_end
 from transfer import TransferConfig, TransferWorker
 from transfer.checksums import b64
-from transfer.copier import PROBE_PART
+from transfer.multipart import PROBE_PART
 from transfer.store import ItemRows
 
 MiB = 1024 * 1024

@@ -28,7 +28,7 @@ from db.models import TransferItem, TransferPart
 from tests.fixtures.servers import S3Server
 from tests.support.faultproxy import FaultProxy
 from tests.support.transfer_worker import new_transfer, s3_end, wait_final, write_spec
-from transfer.copier import PROBE_PART
+from transfer.multipart import PROBE_PART
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[2]
@@ -234,7 +234,7 @@ async def test_kill_9_in_the_middle_resumes_without_resending_finished_parts(
         )
         assert resent == [], f"parts {resent} were uploaded again"
         # Each worker asks the target whether it checks part checksums (see
-        # ObjectCopier._probe): that part 10,000 is never part of the object.
+        # MultipartCopier._probe): that part 10,000 is never part of the object.
         resumed = {
             s.part_number
             for s in after
