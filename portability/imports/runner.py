@@ -73,7 +73,8 @@ class ManifestCheck:
     """A SourceObserver: each object's SHA-256, computed as it is read, against the manifest.
 
     Spans may arrive out of order (parts are read in parallel): those ahead of the hash are
-    kept until the gap is filled, which the engine's memory budget already bounds.
+    copied and kept until the gap is filled: at most the parts in flight, but these copies are
+    not counted in the engine's memory budget.
     """
 
     def __init__(self, expected: dict[str, Expected]) -> None:
