@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 
@@ -137,10 +138,7 @@ class JobRunner:
             await self._write_progress()
             return await self.store.jobs.finish(
                 self.request_id,
-                ReportBuilder(
-                    verify=self._verify,
-                    failures_limit=self.config.report_failures_limit,
-                    objects_limit=self.config.report_objects_limit,
+                self._report(
                     sections=getattr(self.observer, "report", None),
                     destination={
                         "destination": {
@@ -436,29 +434,21 @@ class JobRunner:
         """Abort every open upload nobody else holds, then close the job once."""
         await self._abort_open_uploads(copier)
         # Uploads other live workers hold are theirs to abort: they notice the cancel too.
-        return await self.store.jobs.finish(
-            self.request_id,
-            ReportBuilder(
-                verify=self._verify,
-                failures_limit=self.config.report_failures_limit,
-                objects_limit=self.config.report_objects_limit,
-            ),
-        )
+        return await self.store.jobs.finish(self.request_id, self._report())
 
     async def _give_up(self, copier: ObjectCopier, cause: str) -> PortabilityRequest | None:
         """The source refused the credential: abort the uploads, end the job as failed with
         the objects not yet copied left as they are (counted in the report)."""
         await self._abort_open_uploads(copier)
-        return await self.store.jobs.finish(
-            self.request_id,
-            ReportBuilder(
-                verify=self._verify,
-                failures_limit=self.config.report_failures_limit,
-                objects_limit=self.config.report_objects_limit,
-                cause=cause,
-                sections=getattr(self.observer, "report", None),
-            ),
-            give_up=True,
+        report = self._report(cause=cause, sections=getattr(self.observer, "report", None))
+        return await self.store.jobs.finish(self.request_id, report, give_up=True)
+
+    def _report(self, **extra: Any) -> ReportBuilder:
+        return ReportBuilder(
+            verify=self._verify,
+            failures_limit=self.config.report_failures_limit,
+            objects_limit=self.config.report_objects_limit,
+            **extra,
         )
 
     async def _abort_open_uploads(self, copier: ObjectCopier) -> None:

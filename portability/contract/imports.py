@@ -11,15 +11,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from portability.contract.base import Body, Says, refuse
-from portability.contract.transfers import http_url
+from portability.contract.transfers import http_url, null_is
 from transfer.spec import ON_CONFLICT
 
 AddressingStyle = Literal["path", "virtual"]
 URL = {"format": "uri"}
-
-
-def _null_is(default: str) -> BeforeValidator:
-    return BeforeValidator(lambda value: default if value is None else value)
 
 
 class HandoffDocument(Body):
@@ -76,9 +72,9 @@ class ImportSource(Body):
     endpoint_url: Annotated[
         str, _source_says("endpoint_url"), Field(min_length=1, json_schema_extra=URL)
     ]
-    region: Annotated[str, _null_is("us-east-1"), _source_says("region")] = "us-east-1"
+    region: Annotated[str, null_is("us-east-1"), _source_says("region")] = "us-east-1"
     bucket: Annotated[str, _source_says("bucket"), Field(min_length=1, max_length=255)]
-    prefix: Annotated[str, _null_is(""), _source_says("prefix")] = ""
+    prefix: Annotated[str, null_is(""), _source_says("prefix")] = ""
     access_key_id: Annotated[str, _source_says("access_key_id"), Field(min_length=1)]
     secret_access_key: Annotated[str, _source_says("secret_access_key"), Field(min_length=1)]
     session_token: Annotated[
@@ -88,7 +84,7 @@ class ImportSource(Body):
     ] = None
     addressing_style: Annotated[
         AddressingStyle,
-        _null_is("path"),
+        null_is("path"),
         Says("source.addressing_style must be one of path, virtual"),
     ] = "path"
 
@@ -118,7 +114,7 @@ class BucketPlace(Body):
     unknown_fields = not_an_object
 
     bucket: Annotated[str | None, Says("target.bucket must be a string")] = None
-    prefix: Annotated[str, _null_is(""), Says("target.prefix must be a string")] = ""
+    prefix: Annotated[str, null_is(""), Says("target.prefix must be a string")] = ""
 
 
 class ImportRequest(Body):

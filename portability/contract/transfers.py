@@ -22,7 +22,7 @@ Checksum = Literal["auto", "md5", "crc32c", "sha256"]
 AddressingStyle = Literal["path", "virtual"]
 
 
-def _null_is(default: str) -> BeforeValidator:
+def null_is(default: str) -> BeforeValidator:
     """An optional text field sent as null (or, for some, empty) takes its default."""
     return BeforeValidator(lambda value: default if value is None else value)
 
@@ -59,9 +59,9 @@ class Destination(Body):
     endpoint_url: Annotated[
         str, _required("endpoint_url"), Field(min_length=1, json_schema_extra={"format": "uri"})
     ]
-    region: Annotated[str, _null_is("us-east-1"), _required("region")] = "us-east-1"
+    region: Annotated[str, null_is("us-east-1"), _required("region")] = "us-east-1"
     bucket: Annotated[str, _required("bucket"), Field(min_length=3, max_length=63)]
-    prefix: Annotated[str, _null_is(""), _required("prefix")] = ""
+    prefix: Annotated[str, null_is(""), _required("prefix")] = ""
     access_key_id: Annotated[str, _required("access_key_id"), Field(min_length=1)]
     secret_access_key: Annotated[SecretStr, _required("secret_access_key"), Field(min_length=1)]
     session_token: Annotated[
@@ -71,12 +71,12 @@ class Destination(Body):
     ] = None
     addressing_style: Annotated[
         AddressingStyle,
-        _null_is("path"),
+        null_is("path"),
         Says("destination.addressing_style must be one of path, virtual"),
     ] = "path"
     checksum: Annotated[
         Checksum,
-        _null_is("auto"),
+        null_is("auto"),
         Says(f"destination.checksum must be one of {', '.join(spec.CHECKSUMS)}"),
     ] = "auto"
 
@@ -123,7 +123,7 @@ class TransferSource(Body):
     unknown_fields = not_an_object
 
     bucket: Annotated[str | None, Says("source.bucket must be a string")] = None
-    prefix: Annotated[str, _null_is(""), Says("source.prefix must be a string")] = ""
+    prefix: Annotated[str, null_is(""), Says("source.prefix must be a string")] = ""
 
 
 class TransferRequest(Body):

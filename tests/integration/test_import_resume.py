@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from portability.imports.manifest import Expected
 from portability.imports.runner import ManifestCheck
 from storage.base import ObjectStream
 from storage.local import LocalStorage
+from tests.support.objects import read_object, stream_of
 from tests.support.transfer_worker import new_transfer
 from transfer import TransferConfig, copy_job
 from transfer.store import JobStore
@@ -65,10 +65,6 @@ class StopAt(ManifestCheck):
             self.stop.set()
 
 
-async def _body(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 async def _interrupted_then_resumed(
     tmp_path: Path, db_sessions: async_sessionmaker[AsyncSession], manifest_sha: str | None
 ) -> tuple[Any, CountingSource, LocalStorage, bytes]:
@@ -76,7 +72,7 @@ async def _interrupted_then_resumed(
     await source.create_bucket("theirs")
     await ferry.create_bucket("mine")
     body = os.urandom(4 * PART + 7)
-    await source.put("theirs", "big.bin", _body(body), size=len(body))
+    await source.put("theirs", "big.bin", stream_of(body), size=len(body))
     sha = manifest_sha or hashlib.sha256(body).hexdigest()
     expected = {"big.bin": Expected(size=len(body), sha256=sha)}
     request_id = await new_transfer(db_sessions)
@@ -98,14 +94,6 @@ async def _interrupted_then_resumed(
     return finished, source, ferry, body
 
 
-async def _read(storage: LocalStorage, key: str) -> bytes:
-    stream = await storage.get("mine", key)
-    try:
-        return b"".join([chunk async for chunk in stream.body])
-    finally:
-        await stream.aclose()
-
-
 async def test_a_resumed_object_is_checked_without_fetching_its_sent_parts_again(
     tmp_path: Path, db_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -115,7 +103,7 @@ async def test_a_resumed_object_is_checked_without_fetching_its_sent_parts_again
         starts = sorted(start or 0 for start, _ in source.reads)
         # Parts 1 and 2 were stored before the stop: only the rest is fetched again.
         assert starts and min(starts) >= 2 * PART, source.reads
-        assert await _read(ferry, "big.bin") == body
+        assert await read_object(ferry, "mine", "big.bin") == body
     finally:
         await source.close()
         await ferry.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from storage.local import LocalStorage
 from storage.s3 import S3Storage
 from tests.fixtures.servers import S3Server
 from tests.support.egress import LOOPBACK
+from tests.support.objects import read_object, stream_of
 from tests.support.transfer_worker import new_transfer
 from transfer import TransferConfig, copy_job
 from transfer.exceptions import InvalidDestination
@@ -40,20 +40,8 @@ SOURCE = {
 THEIRS = b"the target's own version, a different length"
 
 
-async def _body(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 async def _put(storage: Storage, bucket: str, key: str, data: bytes) -> None:
-    await storage.put(bucket, key, _body(data), size=len(data))
-
-
-async def _read(storage: Storage, bucket: str, key: str) -> bytes:
-    stream = await storage.get(bucket, key)
-    try:
-        return b"".join([chunk async for chunk in stream.body])
-    finally:
-        await stream.aclose()
+    await storage.put(bucket, key, stream_of(data), size=len(data))
 
 
 def _sha(data: bytes) -> str:
@@ -90,13 +78,14 @@ async def _run_rules(
         )
         assert finished is not None, rule
         reports[rule] = (finished.status, (finished.meta or {})["report"], finished.meta)
-        arrived = {k: _sha(await _read(target, target_bucket, prefix + k)) for k in SOURCE}
+        arrived = {k: _sha(await read_object(target, target_bucket, prefix + k)) for k in SOURCE}
         kept_theirs = rule == "fail"
         expected = {k: _sha(v) for k, v in SOURCE.items()}
         if kept_theirs:
             expected["differs.txt"] = _sha(THEIRS)
         assert arrived == expected, rule
-        assert await _read(target, target_bucket, prefix + "unrelated.txt") == b"not in the source"
+        unrelated = await read_object(target, target_bucket, prefix + "unrelated.txt")
+        assert unrelated == b"not in the source"
 
     status, report, _ = reports["skip_identical"]
     assert status == "completed"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from storage.local import LocalStorage
 from storage.s3 import S3Storage
 from tests.fixtures.servers import S3Server
 from tests.support.egress import LOOPBACK
+from tests.support.objects import read_object, stream_of
 from tests.support.transfer_worker import new_transfer
 from tests.support.tricky_keys import TRICKY_KEYS
 from transfer import TransferConfig, copy_job
@@ -63,10 +63,6 @@ class Tree:
     objects: dict[str, tuple[str, str, dict[str, str]]] = field(default_factory=dict)
 
 
-async def _body(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 async def _fill(storage: Storage, bucket: str, prefix: str, keys: list[str]) -> Tree:
     tree = Tree()
     bodies = {key: f"body of {key}".encode() for key in keys}
@@ -78,7 +74,7 @@ async def _fill(storage: Storage, bucket: str, prefix: str, keys: list[str]) -> 
         await storage.put(
             bucket,
             prefix + key,
-            _body(body),
+            stream_of(body),
             size=len(body),
             content_type=content_type,
             metadata=metadata,
@@ -87,20 +83,12 @@ async def _fill(storage: Storage, bucket: str, prefix: str, keys: list[str]) -> 
     return tree
 
 
-async def _read(storage: Storage, bucket: str, key: str) -> bytes:
-    stream = await storage.get(bucket, key)
-    try:
-        return b"".join([chunk async for chunk in stream.body])
-    finally:
-        await stream.aclose()
-
-
 async def _check_arrived(storage: Storage, bucket: str, prefix: str, tree: Tree) -> None:
     listed = await storage.list(bucket, prefix=prefix, max_keys=1000)
     assert sorted(o.key for o in listed.objects) == sorted(prefix + k for k in tree.objects)
     for key, (sha256, content_type, metadata) in tree.objects.items():
         info = await storage.head(bucket, prefix + key)
-        body = await _read(storage, bucket, prefix + key)
+        body = await read_object(storage, bucket, prefix + key)
         assert hashlib.sha256(body).hexdigest() == sha256, key
         assert info.content_type == content_type, key
         assert dict(info.metadata) == metadata, key
@@ -266,7 +254,7 @@ async def test_an_interrupted_multipart_copy_into_local_resumes_without_resendin
     bucket = seaweedfs.new_bucket("src")
     await local.create_bucket("mine")
     body = os.urandom(4 * PART + 7)
-    await source.put(bucket, "big.bin", _body(body), size=len(body))
+    await source.put(bucket, "big.bin", stream_of(body), size=len(body))
     stop = asyncio.Event()
 
     class StopAtThirdPart:
@@ -309,7 +297,7 @@ async def test_an_interrupted_multipart_copy_into_local_resumes_without_resendin
         assert finished is not None and finished.status == "completed", finished and finished.meta
         # The parts stored before the interruption were not read (nor sent) again.
         assert 0 not in second.offsets and PART not in second.offsets
-        assert await _read(local, "mine", "big.bin") == body
+        assert await read_object(local, "mine", "big.bin") == body
     finally:
         await source.close()
         await local.close()
