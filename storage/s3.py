@@ -58,8 +58,9 @@ from storage.s3_answers import (
     translate,
 )
 from storage.s3_bodies import ResponseBody
+from storage.s3_http import Answer
 from storage.s3_listing import page_from, request_start_after
-from storage.s3_transport import S3Transport, is_transient
+from storage.s3_transport import Response, S3Transport, is_transient
 from storage.s3_wire import (
     Endpoint,
     Signer,
@@ -257,7 +258,9 @@ class S3Storage(Storage):
             # A server may ignore the Range header and send everything; so do we then.
             first_byte, last_byte, size = 0, length - 1, length
         info = object_info(key, response.headers, size)
-        body = ResponseBody(response, self._chunk_size)
+        body: Answer | ResponseBody = (
+            response if isinstance(response, Answer) else ResponseBody(response, self._chunk_size)
+        )
         return ObjectStream(info, first_byte, last_byte, body)
 
     # writes
@@ -455,9 +458,7 @@ class S3Storage(Storage):
         )
 
     @staticmethod
-    def _copy_answer(
-        body: bytes, response: aiohttp.ClientResponse, what: str
-    ) -> tuple[str, dict[str, str]]:
+    def _copy_answer(body: bytes, response: Response, what: str) -> tuple[str, dict[str, str]]:
         # CopyObject and UploadPartCopy may answer 200 with an error in the body.
         if s3_xml.is_error(body):
             raise translate(200, body, what)

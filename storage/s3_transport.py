@@ -1,6 +1,11 @@
-"""Signed requests to one S3 endpoint over one pooled aiohttp session: what S3Storage says
-goes over the wire through here, retried by one RetryPolicy on connection errors, 5xx, 429
-and SlowDown, and every answer that is not OK read into storage.exceptions."""
+"""Signed requests to one S3 endpoint: what S3Storage says goes over the wire through here,
+retried by one RetryPolicy on connection errors, 5xx, 429 and SlowDown, and every answer
+that is not OK read into storage.exceptions.
+
+Requests go over one pooled aiohttp session; the bodiless reads (GET, HEAD) of a transport
+that makes its own connections go over the lean HttpPool (s3_http.py) instead, which costs a
+fraction of the CPU per request. A transport given a session (the egress policy's, for an
+address a user supplied) sends everything through that session."""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ from storage.exceptions import BackendUnavailable, StorageError
 from storage.retry import RetryPolicy
 from storage.s3_answers import checksum_refused, refused_checksum, transient, translate
 from storage.s3_bodies import SizedBody, in_memory_payload
+from storage.s3_http import Answer, HttpError, HttpPool
 from storage.s3_wire import (
+    ANSWER_LIMIT,
     AnswerTooLarge,
     Endpoint,
     Signer,
@@ -23,10 +30,15 @@ from storage.s3_wire import (
     read_answer,
 )
 
+# What a request answers: aiohttp's response, or the lean pool's for a bodiless read. Both
+# give status, headers, release() and close(); S3Transport.read reads either's body.
+Response = aiohttp.ClientResponse | Answer
+
 
 class S3Transport:
     """`session`: an aiohttp session to use; without one, a pooled session is made on first
-    use. `close()` closes the session when `owns_session`."""
+    use, and reads go over a lean HttpPool. `close()` closes the session when
+    `owns_session`."""
 
     def __init__(
         self,
@@ -46,8 +58,22 @@ class S3Transport:
         self._owns_session = owns_session
         self._retry = retry
         self._timeout = timeout
+        self._reads: HttpPool | None = None
+        if session is None and addressing_style == "path":
+            # Path style only: one host, one pool (virtual style names a host per bucket).
+            https = endpoint.scheme == "https"
+            self._reads = HttpPool(
+                endpoint.hostname,
+                endpoint.port or (443 if https else 80),
+                tls=https,
+                limit=64,
+                connect_timeout=timeout.sock_connect or 10.0,
+                read_timeout=timeout.sock_read or 60.0,
+            )
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -75,7 +101,7 @@ class S3Transport:
         ok: tuple[int, ...] = (200,),
         sign_body: bool = True,
         checksum_sent: bool = False,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """A request with an in-memory body, retried by the policy on transient failures.
 
         `sign_body=False` sends the body as UNSIGNED-PAYLOAD: hashing an object part with
@@ -83,16 +109,23 @@ class S3Transport:
         """
         what = f"{method} {bucket or ''}/{key}"
 
-        async def attempt() -> aiohttp.ClientResponse:
+        lean = self._reads is not None and not body and method in ("GET", "HEAD")
+
+        async def attempt() -> Response:
             try:
-                response = await self.send(
-                    method, bucket, key, query, headers or {}, body, sign_body=sign_body
-                )
+                if lean:
+                    response: Response = await self.read_request(
+                        method, bucket, key, query, headers or {}
+                    )
+                else:
+                    response = await self.send(
+                        method, bucket, key, query, headers or {}, body, sign_body=sign_body
+                    )
             except TimeoutError as exc:
                 # A backend silent for the whole read timeout would likely be silent again:
                 # the caller hears at once (503 at the gateway) rather than after retries.
                 raise BackendUnavailable(f"{what}: {exc or type(exc).__name__}") from exc
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, HttpError) as exc:
                 raise _Again(f"{what}: {exc or type(exc).__name__}") from exc
             if response.status in ok:
                 return response
@@ -110,7 +143,7 @@ class S3Transport:
         body: Body,
         size: int,
         checksum_sent: bool,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """An object or part body: from memory through `call` (so retried), or streamed."""
         if size < 0:
             raise ValueError("size must not be negative")
@@ -198,8 +231,32 @@ class S3Transport:
             auto_decompress=False,
         )
 
-    async def read(self, response: aiohttp.ClientResponse) -> bytes:
+    async def read_request(
+        self,
+        method: str,
+        bucket: str | None,
+        key: str,
+        query: Sequence[tuple[str, str | None]],
+        headers: Mapping[str, str],
+    ) -> Answer:
+        """A bodiless request over the lean pool."""
+        assert self._reads is not None
+        url, host = build_url(
+            self.endpoint, self.addressing_style, bucket, key, encode_query(query)
+        )
+        to_sign = {"Host": host, "Accept-Encoding": "identity", **headers}
+        signed = self._signer.sign(method, url, to_sign, b"")
+        return await self._reads.request(method, _request_target(url), signed)
+
+    async def read(self, response: Response) -> bytes:
         """The whole (small, XML) body of a response, which is then released."""
+        if isinstance(response, Answer):
+            try:
+                return await response.read(ANSWER_LIMIT)
+            except HttpError as exc:
+                raise BackendUnavailable(f"reading an S3 answer failed: {exc}") from exc
+            finally:
+                response.release()
         try:
             return await read_answer(response)
         except AnswerTooLarge as exc:
@@ -208,6 +265,12 @@ class S3Transport:
             raise BackendUnavailable(f"reading an S3 answer failed: {exc}") from exc
         finally:
             response.release()
+
+
+def _request_target(url: str) -> str:
+    """The origin-form of an absolute URL: its path and query."""
+    slash = url.find("/", url.find("//") + 2)
+    return url[slash:] if slash >= 0 else "/"
 
 
 class _Again(BackendUnavailable):
