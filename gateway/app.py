@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway import s3xml, sigv4, sts_api
 from gateway.audit import AccessEvent, AuditWriter
 from gateway.auth import Authenticator
-from gateway.errors import S3Error, error_response, new_request_id
+from gateway.errors import S3Error, as_s3_error, new_request_id
 from gateway.listing import OutOfScope, ScopedLister
 from gateway.metrics import REQUEST_ID, report
 from gateway.reads import ObjectReads
@@ -30,14 +30,6 @@ from gateway.request import GatewayRequest, Reply, xml_reply
 from gateway.routing import BAD_LIST_TYPE, KNOWN_METHODS, NOT_ALLOWED, Target, classify
 from gateway.sts_api import StsService
 from storage.base import ObjectStream, Storage
-from storage.exceptions import (
-    BackendUnavailable,
-    InvalidKey,
-    InvalidPartNumber,
-    NoSuchBucket,
-    NoSuchKey,
-    PartsUnknown,
-)
 from storage.throttle import SharedTokenBucket, TokenBucket
 from storage.validation import parse_decimal
 from sts.scope import Network, client_address
@@ -154,35 +146,21 @@ class GatewayApp:
         event.client_addr = request.client
         event.user_agent = headers.get("user-agent")
         head = request.method == "HEAD"
+        reply: Reply | None
         try:
             if self.sts is not None and sts_api.is_sts_request(request.method, raw_path, headers):
                 reply = await self.sts.serve(request, receive)
             else:
                 reply = await self._serve(request)
-        except S3Error as exc:
+        except Exception as exc:  # translate anything at this edge; never a trace
             reply = None
-            response = error_response(
-                exc.code,
-                exc.message,
-                request_id=request.id,
-                resource=raw_path.decode("latin-1"),
-                head=head,
-                headers=exc.headers,
-            )
-            event.error = exc.code
-        except Exception as exc:  # translate anything else at this edge; never a trace
-            reply = None
-            code, message = _storage_error(exc)
-            if code == "InternalError":
+            error = as_s3_error(exc)
+            if error is not exc and error.code == "InternalError":
                 log.exception("request %s failed", request.id)
-            response = error_response(
-                code,
-                message,
-                request_id=request.id,
-                resource=raw_path.decode("latin-1"),
-                head=head,
+            response = error.response(
+                request_id=request.id, resource=raw_path.decode("latin-1"), head=head
             )
-            event.error = code
+            event.error = error.code
         try:
             if reply is None:
                 event.status = response.status_code
@@ -270,7 +248,7 @@ class GatewayApp:
         # The status line has gone out, so the only honest signal left is a short body:
         # return without finishing it and the server closes the connection. The audit
         # keeps the bytes that did go out and why the rest did not.
-        code, _ = _storage_error(failed)
+        code = as_s3_error(failed).code
         request.event.error = code
         log.warning(
             "request %s: body ended after %d bytes: %s",
@@ -452,19 +430,3 @@ def _decode_token(token: str) -> str:
         return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise S3Error("InvalidArgument", "The continuation token provided is incorrect") from None
-
-
-def _storage_error(exc: BaseException) -> tuple[str, str]:
-    if isinstance(exc, NoSuchKey):
-        return "NoSuchKey", "The specified key does not exist."
-    if isinstance(exc, NoSuchBucket):
-        return "NoSuchBucket", "The specified bucket does not exist"
-    if isinstance(exc, InvalidPartNumber):
-        return "InvalidPartNumber", "The requested partnumber is not satisfiable"
-    if isinstance(exc, PartsUnknown):
-        return "NotImplemented", "The part layout of this object was not recorded; use Range"
-    if isinstance(exc, InvalidKey):
-        return "InvalidArgument", str(exc)
-    if isinstance(exc, BackendUnavailable):
-        return "SlowDown", "The storage backend is unavailable; please retry."
-    return "InternalError", "We encountered an internal error. Please try again."
