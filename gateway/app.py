@@ -1,14 +1,13 @@
-"""The S3 listener as one pure ASGI app: authenticate, authorise, serve read-only, audit.
+"""The S3 listener as one pure ASGI app: the request cycle around every request.
 
-Every answer, success or error, leaves one audit row. Authentication is in auth.py, object
-reads in reads.py, listings in listing.py, writing answers in send.py; this module holds the
-request cycle.
+Layers, outermost first: this module (request id, client address, audit row, metrics, and
+any error turned into S3 XML, in one place), authentication and authorisation with one
+handler per S3 operation (s3_api.py; STS's actions in sts_api.py), then writing the answer
+to the client (send.py). Every answer, success or error, leaves one audit row.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import time
 from collections.abc import Callable
@@ -18,21 +17,18 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Receive, Scope, Send
 
-from gateway import s3xml, sigv4, sts_api
+from gateway import sigv4, sts_api
 from gateway.audit import AccessEvent, AuditWriter
 from gateway.auth import Authenticator
-from gateway.errors import S3Error, as_s3_error, new_request_id
-from gateway.listing import OutOfScope, ScopedLister
+from gateway.errors import as_s3_error, new_request_id
 from gateway.metrics import REQUEST_ID, report
-from gateway.reads import ObjectReads
-from gateway.request import GatewayRequest, Reply, xml_reply
-from gateway.routing import BAD_LIST_TYPE, KNOWN_METHODS, NOT_ALLOWED, Target, classify
+from gateway.request import GatewayRequest, Reply
+from gateway.s3_api import S3Service
 from gateway.send import ReplySender
 from gateway.sts_api import StsService
 from storage.base import Storage
-from storage.validation import parse_decimal
 from sts.scope import Network, client_address
-from sts.store import CredentialStore, LiveCredential
+from sts.store import CredentialStore
 
 log = logging.getLogger("ferry.gateway")
 
@@ -73,7 +69,9 @@ class GatewayApp:
             regions=self.settings.regions,
             sigv2_enabled=self.settings.sigv2,
         )
-        self.reads = ObjectReads(storage)
+        self.s3 = S3Service(
+            storage, self.auth, domain=self.settings.domain, region=self.settings.region
+        )
         self.sts = StsService(sts[0], sts[1], self.auth, clock=clock) if sts else None
         self.sender = ReplySender(credentials, shared_dir=self.settings.shared_dir)
 
@@ -92,8 +90,6 @@ class GatewayApp:
         await self.credentials.close()
         await self.audit.close()
         await send({"type": "lifespan.shutdown.complete"})
-
-    # the request cycle
 
     def _client_address(self, scope: Scope, headers: dict[str, str]) -> str | None:
         peer = scope.get("client")
@@ -137,7 +133,7 @@ class GatewayApp:
             if self.sts is not None and sts_api.is_sts_request(request.method, raw_path, headers):
                 reply = await self.sts.serve(request, receive)
             else:
-                reply = await self._serve(request)
+                reply = await self.s3.serve(request)
         except Exception as exc:  # translate anything at this edge; never a trace
             reply = None
             error = as_s3_error(exc)
@@ -166,115 +162,3 @@ class GatewayApp:
                 access_key_id=request.access_key_id,
             )
             REQUEST_ID.reset(id_token)
-
-    # authentication and authorisation
-
-    async def _serve(self, request: GatewayRequest) -> Reply:
-        if sum(1 for name, _ in request.header_list if name.lower() == b"host") > 1:
-            # RFC 9112 3.2: a request with more than one Host is answered 400. Which bucket
-            # (virtual-host style) and which signed host would it mean?
-            raise S3Error("InvalidRequest", "A request must carry exactly one Host header.")
-        target = classify(
-            request.method, request.raw_path, request.params, request.headers, self.settings.domain
-        )
-        event = request.event
-        event.action, event.bucket, event.key = target.operation, target.bucket, target.key
-        event.range = request.headers.get("range")
-        if request.method not in KNOWN_METHODS or target.operation == NOT_ALLOWED:
-            # Before authentication, as S3 answers: the method rules out every resource.
-            raise S3Error(
-                "MethodNotAllowed", "The specified method is not allowed against this resource."
-            )
-        bucket_prefix = f"/{target.bucket}" if target.virtual_host else ""
-        credential = await self.auth.authenticate(request, bucket_prefix=bucket_prefix)
-        if target.write or target.operation.startswith(("Bucket:", "Object:")):
-            raise S3Error("AccessDenied", "Access Denied")
-        if target.operation == BAD_LIST_TYPE:
-            raise S3Error("InvalidArgument", "Invalid List Type specified in Request")
-        if target.operation == "ListBuckets":
-            body = s3xml.list_buckets(
-                credential.scope.bucket, credential.not_before, str(credential.user_id)
-            )
-            return xml_reply(body)
-        if target.bucket != credential.scope.bucket:
-            raise S3Error("AccessDenied", "Access Denied")
-        if target.key is None:
-            return await self._bucket_operation(request, target, credential)
-        return await self.reads.serve(request, target, credential)
-
-    async def _bucket_operation(
-        self, request: GatewayRequest, target: Target, credential: LiveCredential
-    ) -> Reply:
-        if target.operation in ("HeadBucket", "GetBucketLocation"):
-            # The bucket is registered, but its backend bucket may be gone: S3's answer for a
-            # bucket that does not exist is NoSuchBucket, not a 200.
-            if not await self.storage.bucket_exists(credential.backend_bucket):
-                raise S3Error("NoSuchBucket", "The specified bucket does not exist")
-            if target.operation == "HeadBucket":
-                return Reply(headers={"x-amz-bucket-region": self.settings.region})
-            return xml_reply(s3xml.location(self.settings.region))
-        return await self._list(request, credential, v2=target.operation == "ListObjectsV2")
-
-    async def _list(
-        self, request: GatewayRequest, credential: LiveCredential, *, v2: bool
-    ) -> Reply:
-        p = request.params
-        encoding = p.get("encoding-type")
-        if encoding is not None and encoding != "url":
-            raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request")
-        try:
-            # S3 reads max-keys as a 32-bit integer and caps what it returns at 1000.
-            asked = parse_decimal(p.get("max-keys", "1000"), maximum=2**31 - 1)
-        except ValueError:
-            raise S3Error(
-                "InvalidArgument", "Provided max-keys not an integer or within integer range"
-            ) from None
-        prefix, delimiter = p.get("prefix", ""), p.get("delimiter", "")
-        token = p.get("continuation-token")
-        if v2:
-            start_after = p.get("start-after", "")
-            position = _decode_token(token) if token is not None else start_after
-        else:
-            position = p.get("marker", "")
-        lister = ScopedLister(self.storage, credential.backend_bucket, credential.backend_prefix)
-        try:
-            page = await lister.page(
-                credential.scope.prefixes,
-                prefix=prefix,
-                delimiter=delimiter,
-                start_after=position,
-                max_keys=min(asked, 1000),
-            )
-        except OutOfScope:
-            raise S3Error("AccessDenied", "Access Denied") from None
-        body = s3xml.list_objects(
-            v2=v2,
-            bucket=credential.scope.bucket,
-            prefix=prefix,
-            delimiter=delimiter,
-            max_keys=asked,  # echoed as asked, as S3 does; at most 1000 are listed
-            url=encoding == "url",
-            objects=page.objects,
-            prefixes=page.common_prefixes,
-            truncated=page.is_truncated,
-            marker=p.get("marker", ""),
-            next_marker=page.last_name,
-            start_after=p.get("start-after", ""),
-            continuation_token=token,
-            next_token=_encode_token(page.last_name) if page.last_name else None,
-            owner=str(credential.user_id) if (not v2 or p.get("fetch-owner") == "true") else None,
-        )
-        return xml_reply(body)
-
-
-def _encode_token(name: str) -> str:
-    # Unpadded: a token is pasted into URLs, where '=' invites double decoding.
-    raw = base64.urlsafe_b64encode(name.encode("utf-8", errors="surrogateescape"))
-    return raw.decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise S3Error("InvalidArgument", "The continuation token provided is incorrect") from None
