@@ -1,57 +1,36 @@
-"""The S3 listener as one pure ASGI app: authenticate, authorise, serve read-only, audit.
+"""The S3 listener as one pure ASGI app: the request cycle around every request.
 
-Every answer, success or error, leaves one audit row. Authentication is in auth.py, object
-reads in reads.py, listings in listing.py; this module holds the request cycle.
+Layers, outermost first: this module (request id, client address, audit row, metrics, and
+any error turned into S3 XML, in one place), authentication and authorisation with one
+handler per S3 operation (s3_api.py; STS's actions in sts_api.py), then writing the answer
+to the client (send.py). Every answer, success or error, leaves one audit row.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from gateway import s3xml, sigv4, sts_api
+from gateway import sigv4, sts_api
 from gateway.audit import AccessEvent, AuditWriter
 from gateway.auth import Authenticator
-from gateway.errors import S3Error, error_response, new_request_id
-from gateway.listing import OutOfScope, ScopedLister
+from gateway.errors import as_s3_error, new_request_id
 from gateway.metrics import REQUEST_ID, report
-from gateway.reads import ObjectReads
-from gateway.request import GatewayRequest, Reply, xml_reply
-from gateway.routing import BAD_LIST_TYPE, KNOWN_METHODS, NOT_ALLOWED, Target, classify
+from gateway.request import GatewayRequest, Reply
+from gateway.s3_api import S3Service
+from gateway.send import ReplySender
 from gateway.sts_api import StsService
-from storage.base import ObjectStream, Storage
-from storage.exceptions import (
-    BackendUnavailable,
-    InvalidKey,
-    InvalidPartNumber,
-    NoSuchBucket,
-    NoSuchKey,
-    PartsUnknown,
-)
-from storage.throttle import SharedTokenBucket, TokenBucket
-from storage.validation import parse_decimal
+from storage.base import Storage
 from sts.scope import Network, client_address
-from sts.store import CredentialStore, LiveCredential
+from sts.store import CredentialStore
 
 log = logging.getLogger("ferry.gateway")
-
-# How often a download under way asks whether its credential was revoked; bodies smaller than
-# CUTTABLE_BYTES go out in a chunk or two and are not watched.
-REVOKED_POLL_S = 0.25
-CUTTABLE_BYTES = 1024 * 1024
-# Bodies up to this size are read whole and sent in one message (see _send_small): about what
-# the pump holds in its buffers for one download anyway, so memory is no worse.
-WHOLE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,20 +63,17 @@ class GatewayApp:
         self.audit = audit
         self.settings = settings or GatewaySettings()
         self.clock = clock
-        self._throttles: dict[str, TokenBucket | SharedTokenBucket] = {}
         self.auth = Authenticator(
             credentials,
             clock=clock,
             regions=self.settings.regions,
             sigv2_enabled=self.settings.sigv2,
         )
-        self.reads = ObjectReads(storage)
+        self.s3 = S3Service(
+            storage, self.auth, domain=self.settings.domain, region=self.settings.region
+        )
         self.sts = StsService(sts[0], sts[1], self.auth, clock=clock) if sts else None
-
-    def _new_throttle(self, access_key_id: str, rate: int) -> TokenBucket | SharedTokenBucket:
-        if not self.settings.shared_dir:
-            return TokenBucket(rate)
-        return SharedTokenBucket(Path(self.settings.shared_dir) / f"rate-{access_key_id}", rate)
+        self.sender = ReplySender(credentials, shared_dir=self.settings.shared_dir)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -114,8 +90,6 @@ class GatewayApp:
         await self.credentials.close()
         await self.audit.close()
         await send({"type": "lifespan.shutdown.complete"})
-
-    # the request cycle
 
     def _client_address(self, scope: Scope, headers: dict[str, str]) -> str | None:
         peer = scope.get("client")
@@ -154,42 +128,28 @@ class GatewayApp:
         event.client_addr = request.client
         event.user_agent = headers.get("user-agent")
         head = request.method == "HEAD"
+        reply: Reply | None
         try:
             if self.sts is not None and sts_api.is_sts_request(request.method, raw_path, headers):
                 reply = await self.sts.serve(request, receive)
             else:
-                reply = await self._serve(request)
-        except S3Error as exc:
+                reply = await self.s3.serve(request)
+        except Exception as exc:  # translate anything at this edge; never a trace
             reply = None
-            response = error_response(
-                exc.code,
-                exc.message,
-                request_id=request.id,
-                resource=raw_path.decode("latin-1"),
-                head=head,
-                headers=exc.headers,
-            )
-            event.error = exc.code
-        except Exception as exc:  # translate anything else at this edge; never a trace
-            reply = None
-            code, message = _storage_error(exc)
-            if code == "InternalError":
+            error = as_s3_error(exc)
+            if error is not exc and error.code == "InternalError":
                 log.exception("request %s failed", request.id)
-            response = error_response(
-                code,
-                message,
-                request_id=request.id,
-                resource=raw_path.decode("latin-1"),
-                head=head,
+            response = error.response(
+                request_id=request.id, resource=raw_path.decode("latin-1"), head=head
             )
-            event.error = code
+            event.error = error.code
         try:
             if reply is None:
                 event.status = response.status_code
                 await response(scope, receive, send)
             else:
                 event.status = reply.status
-                await self._send(request, reply, receive, send, head=head)
+                await self.sender.send(request, reply, receive, send, head=head)
         finally:
             elapsed = time.monotonic() - request.started
             event.duration_ms = int(elapsed * 1000)
@@ -202,269 +162,3 @@ class GatewayApp:
                 access_key_id=request.access_key_id,
             )
             REQUEST_ID.reset(id_token)
-
-    async def _send(
-        self, request: GatewayRequest, reply: Reply, receive: Receive, send: Send, *, head: bool
-    ) -> None:
-        headers = {**reply.headers, "x-amz-request-id": request.id}
-        if reply.stream is None and reply.status != 304:
-            # A 304 carries no Content-Length: RFC 9110 §15.4.5 allows only the length the
-            # 200 would have had, and S3 sends none.
-            headers.setdefault("content-length", str(len(reply.body)))
-        raw = [
-            (k.encode("latin-1"), v.encode("latin-1", errors="replace")) for k, v in headers.items()
-        ]
-        stream = reply.stream
-        start: Message = {"type": "http.response.start", "status": reply.status, "headers": raw}
-        if stream is None or head:
-            await send(start)
-            if stream is not None:
-                await stream.aclose()
-            await send({"type": "http.response.body", "body": b"" if head else reply.body})
-            return
-        if stream.end - stream.start < WHOLE_BYTES and self._throttle(request) is None:
-            request.event.bytes = await self._send_small(request, stream, start, send)
-        else:
-            await send(start)
-            request.event.bytes = await self._pump(request, stream, receive, send)
-        request.event.whole_object = request.event.bytes == stream.info.size and stream.start == 0
-
-    async def _send_small(
-        self, request: GatewayRequest, stream: ObjectStream, start: Message, send: Send
-    ) -> int:
-        """A body of at most WHOLE_BYTES, read whole in the request's own task and sent as
-        one message: the pump's two tasks per request and a write per backend chunk cost
-        more than the read takes. The answer is the pump's: should the backend read fail,
-        the status line goes out with the bytes read and the body stops short."""
-        chunks: list[bytes] = []
-        failed: Exception | None = None
-        try:
-            async for chunk in stream.body:
-                chunks.append(chunk)
-        except Exception as exc:
-            failed = exc
-        finally:
-            await stream.aclose()
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        await send(start)
-        if failed is None:
-            await send({"type": "http.response.body", "body": body})
-            return len(body)
-        if body:
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-        self._body_failed(request, failed, len(body))
-        return len(body)
-
-    def _throttle(self, request: GatewayRequest) -> TokenBucket | SharedTokenBucket | None:
-        """The bandwidth cap of the request's credential, if it has one."""
-        credential = request.credential
-        if credential is None or not credential.max_bytes_per_second:
-            return None
-        throttle = self._throttles.get(credential.access_key_id)
-        if throttle is None or throttle.rate != credential.max_bytes_per_second:
-            throttle = self._new_throttle(credential.access_key_id, credential.max_bytes_per_second)
-            self._throttles[credential.access_key_id] = throttle
-        return throttle
-
-    def _body_failed(self, request: GatewayRequest, failed: BaseException, sent: int) -> None:
-        # The status line has gone out, so the only honest signal left is a short body:
-        # return without finishing it and the server closes the connection. The audit
-        # keeps the bytes that did go out and why the rest did not.
-        code, _ = _storage_error(failed)
-        request.event.error = code
-        log.warning(
-            "request %s: body ended after %d bytes: %s",
-            request.id,
-            sent,
-            failed,
-            exc_info=failed if code == "InternalError" else None,
-        )
-
-    async def _pump(
-        self, request: GatewayRequest, stream: ObjectStream, receive: Receive, send: Send
-    ) -> int:
-        """Stream the body; a client that goes away cancels the backend read."""
-        sent = 0
-        credential = request.credential
-        throttle = self._throttle(request)
-
-        async def pump() -> None:
-            nonlocal sent
-            async for chunk in stream.body:
-                if throttle is not None:
-                    await throttle.take(len(chunk))
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-        async def watch() -> None:
-            message: Message = {"type": ""}
-            while message["type"] != "http.disconnect":
-                message = await receive()
-
-        async def revoked() -> None:
-            # A revoke stops downloads under way too, not only new requests: a leaked key
-            # must stop moving bytes within the second. A lookup is a dict read while the
-            # store's background round keeps the key fresh.
-            assert credential is not None
-            while True:
-                await asyncio.sleep(REVOKED_POLL_S)
-                try:
-                    live = await self.credentials.get(credential.access_key_id)
-                except Exception as exc:
-                    # The database is out of reach: new requests are refused meanwhile, but
-                    # a download that was allowed goes on rather than every one being cut.
-                    log.debug("request %s: revocation check failed: %s", request.id, exc)
-                    continue
-                if live is None or live.revoked_at is not None:
-                    return
-
-        pumping = asyncio.ensure_future(pump())
-        watching = asyncio.ensure_future(watch())
-        tasks = {pumping, watching}
-        if credential is not None and stream.end - stream.start >= CUTTABLE_BYTES:
-            tasks.add(asyncio.ensure_future(revoked()))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await stream.aclose()
-        if not done & {pumping, watching}:
-            # Cut short like a failed backend read (the status line has gone out).
-            request.event.error = "CredentialRevoked"
-            log.info("request %s: credential revoked after %d bytes were sent", request.id, sent)
-            return sent
-        failed = pumping.exception() if pumping.done() and not pumping.cancelled() else None
-        if failed is not None:
-            self._body_failed(request, failed, sent)
-        return sent
-
-    # authentication and authorisation
-
-    async def _serve(self, request: GatewayRequest) -> Reply:
-        if sum(1 for name, _ in request.header_list if name.lower() == b"host") > 1:
-            # RFC 9112 3.2: a request with more than one Host is answered 400. Which bucket
-            # (virtual-host style) and which signed host would it mean?
-            raise S3Error("InvalidRequest", "A request must carry exactly one Host header.")
-        target = classify(
-            request.method, request.raw_path, request.params, request.headers, self.settings.domain
-        )
-        event = request.event
-        event.action, event.bucket, event.key = target.operation, target.bucket, target.key
-        event.range = request.headers.get("range")
-        if request.method not in KNOWN_METHODS or target.operation == NOT_ALLOWED:
-            # Before authentication, as S3 answers: the method rules out every resource.
-            raise S3Error(
-                "MethodNotAllowed", "The specified method is not allowed against this resource."
-            )
-        bucket_prefix = f"/{target.bucket}" if target.virtual_host else ""
-        credential = await self.auth.authenticate(request, bucket_prefix=bucket_prefix)
-        if target.write or target.operation.startswith(("Bucket:", "Object:")):
-            raise S3Error("AccessDenied", "Access Denied")
-        if target.operation == BAD_LIST_TYPE:
-            raise S3Error("InvalidArgument", "Invalid List Type specified in Request")
-        if target.operation == "ListBuckets":
-            body = s3xml.list_buckets(
-                credential.scope.bucket, credential.not_before, str(credential.user_id)
-            )
-            return xml_reply(body)
-        if target.bucket != credential.scope.bucket:
-            raise S3Error("AccessDenied", "Access Denied")
-        if target.key is None:
-            return await self._bucket_operation(request, target, credential)
-        return await self.reads.serve(request, target, credential)
-
-    async def _bucket_operation(
-        self, request: GatewayRequest, target: Target, credential: LiveCredential
-    ) -> Reply:
-        if target.operation in ("HeadBucket", "GetBucketLocation"):
-            # The bucket is registered, but its backend bucket may be gone: S3's answer for a
-            # bucket that does not exist is NoSuchBucket, not a 200.
-            if not await self.storage.bucket_exists(credential.backend_bucket):
-                raise S3Error("NoSuchBucket", "The specified bucket does not exist")
-            if target.operation == "HeadBucket":
-                return Reply(headers={"x-amz-bucket-region": self.settings.region})
-            return xml_reply(s3xml.location(self.settings.region))
-        return await self._list(request, credential, v2=target.operation == "ListObjectsV2")
-
-    async def _list(
-        self, request: GatewayRequest, credential: LiveCredential, *, v2: bool
-    ) -> Reply:
-        p = request.params
-        encoding = p.get("encoding-type")
-        if encoding is not None and encoding != "url":
-            raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request")
-        try:
-            # S3 reads max-keys as a 32-bit integer and caps what it returns at 1000.
-            asked = parse_decimal(p.get("max-keys", "1000"), maximum=2**31 - 1)
-        except ValueError:
-            raise S3Error(
-                "InvalidArgument", "Provided max-keys not an integer or within integer range"
-            ) from None
-        prefix, delimiter = p.get("prefix", ""), p.get("delimiter", "")
-        token = p.get("continuation-token")
-        if v2:
-            start_after = p.get("start-after", "")
-            position = _decode_token(token) if token is not None else start_after
-        else:
-            position = p.get("marker", "")
-        lister = ScopedLister(self.storage, credential.backend_bucket, credential.backend_prefix)
-        try:
-            page = await lister.page(
-                credential.scope.prefixes,
-                prefix=prefix,
-                delimiter=delimiter,
-                start_after=position,
-                max_keys=min(asked, 1000),
-            )
-        except OutOfScope:
-            raise S3Error("AccessDenied", "Access Denied") from None
-        body = s3xml.list_objects(
-            v2=v2,
-            bucket=credential.scope.bucket,
-            prefix=prefix,
-            delimiter=delimiter,
-            max_keys=asked,  # echoed as asked, as S3 does; at most 1000 are listed
-            url=encoding == "url",
-            objects=page.objects,
-            prefixes=page.common_prefixes,
-            truncated=page.is_truncated,
-            marker=p.get("marker", ""),
-            next_marker=page.last_name,
-            start_after=p.get("start-after", ""),
-            continuation_token=token,
-            next_token=_encode_token(page.last_name) if page.last_name else None,
-            owner=str(credential.user_id) if (not v2 or p.get("fetch-owner") == "true") else None,
-        )
-        return xml_reply(body)
-
-
-def _encode_token(name: str) -> str:
-    # Unpadded: a token is pasted into URLs, where '=' invites double decoding.
-    raw = base64.urlsafe_b64encode(name.encode("utf-8", errors="surrogateescape"))
-    return raw.decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise S3Error("InvalidArgument", "The continuation token provided is incorrect") from None
-
-
-def _storage_error(exc: BaseException) -> tuple[str, str]:
-    if isinstance(exc, NoSuchKey):
-        return "NoSuchKey", "The specified key does not exist."
-    if isinstance(exc, NoSuchBucket):
-        return "NoSuchBucket", "The specified bucket does not exist"
-    if isinstance(exc, InvalidPartNumber):
-        return "InvalidPartNumber", "The requested partnumber is not satisfiable"
-    if isinstance(exc, PartsUnknown):
-        return "NotImplemented", "The part layout of this object was not recorded; use Range"
-    if isinstance(exc, InvalidKey):
-        return "InvalidArgument", str(exc)
-    if isinstance(exc, BackendUnavailable):
-        return "SlowDown", "The storage backend is unavailable; please retry."
-    return "InternalError", "We encountered an internal error. Please try again."

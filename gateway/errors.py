@@ -1,7 +1,11 @@
 """S3 XML errors: the only place the gateway turns a failure into bytes on the wire.
 
-S3Error               an answer with an S3 error code; its HTTP status comes from STATUS
+S3Error               an answer with an S3 error code: it carries its code, message and the
+│                     HTTP status STATUS gives the code, and renders itself (`response`)
 └── sigv4.SigV4Error  a signature that cannot be accepted (SigV4 or SigV2)
+
+Anything else that reaches the gateway's edge is translated by `as_s3_error`: storage's
+exceptions through STORAGE_ERRORS, the rest as InternalError.
 """
 
 from __future__ import annotations
@@ -10,6 +14,16 @@ import secrets
 from xml.sax.saxutils import escape
 
 from starlette.responses import Response
+
+from storage.exceptions import (
+    BackendUnavailable,
+    InvalidKey,
+    InvalidPartNumber,
+    NoSuchBucket,
+    NoSuchKey,
+    PartsUnknown,
+    StorageError,
+)
 
 # AWS's status for each error code the gateway produces. tests/unit/test_gateway_errors.py
 # renders every code raised anywhere in gateway/ and fails on one missing here.
@@ -39,35 +53,22 @@ STATUS = {
 # the server error it is, rather than failing while the error is being rendered.
 UNKNOWN_CODE_STATUS = 500
 
-
-def status_of(code: str) -> int:
-    return STATUS.get(code, UNKNOWN_CODE_STATUS)
+# Storage's exceptions as S3 answers, tried in order; a message of None answers with the
+# exception's own text (InvalidKey says which rule the key breaks). Any other exception is
+# INTERNAL_ERROR, which tells the client nothing of what failed.
+STORAGE_ERRORS: tuple[tuple[type[StorageError], str, str | None], ...] = (
+    (NoSuchKey, "NoSuchKey", "The specified key does not exist."),
+    (NoSuchBucket, "NoSuchBucket", "The specified bucket does not exist"),
+    (InvalidPartNumber, "InvalidPartNumber", "The requested partnumber is not satisfiable"),
+    (PartsUnknown, "NotImplemented", "The part layout of this object was not recorded; use Range"),
+    (InvalidKey, "InvalidArgument", None),
+    (BackendUnavailable, "SlowDown", "The storage backend is unavailable; please retry."),
+)
+INTERNAL_ERROR = ("InternalError", "We encountered an internal error. Please try again.")
 
 
 def new_request_id() -> str:
     return secrets.token_hex(8).upper()
-
-
-def error_response(
-    code: str,
-    message: str,
-    *,
-    request_id: str,
-    resource: str = "",
-    head: bool = False,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """An S3 error document. HEAD answers carry no body, as S3's do."""
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
-        f"<Resource>{escape(resource)}</Resource><RequestId>{request_id}</RequestId></Error>"
-    )
-    headers = {**(headers or {}), "x-amz-request-id": request_id}
-    status = status_of(code)
-    if head:
-        return Response(status_code=status, headers=headers, media_type="application/xml")
-    return Response(body, status_code=status, headers=headers, media_type="application/xml")
 
 
 class S3Error(Exception):
@@ -77,8 +78,29 @@ class S3Error(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = STATUS.get(code, UNKNOWN_CODE_STATUS)
         self.headers = headers or {}
 
-    @property
-    def status(self) -> int:
-        return status_of(self.code)
+    def response(self, *, request_id: str, resource: str = "", head: bool = False) -> Response:
+        """This error as S3 answers it. HEAD answers carry no body, as S3's do."""
+        headers = {**self.headers, "x-amz-request-id": request_id}
+        if head:
+            return Response(status_code=self.status, headers=headers, media_type="application/xml")
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{escape(self.code)}</Code><Message>{escape(self.message)}</Message>"
+            f"<Resource>{escape(resource)}</Resource><RequestId>{request_id}</RequestId></Error>"
+        )
+        return Response(
+            body, status_code=self.status, headers=headers, media_type="application/xml"
+        )
+
+
+def as_s3_error(exc: BaseException) -> S3Error:
+    """The S3 answer to `exc`: itself if it is one, else its translation."""
+    if isinstance(exc, S3Error):
+        return exc
+    for kind, code, message in STORAGE_ERRORS:
+        if isinstance(exc, kind):
+            return S3Error(code, str(exc) if message is None else message)
+    return S3Error(*INTERNAL_ERROR)

@@ -19,47 +19,56 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 class ObjectReads:
+    """The object handlers. Each is called once the request is authenticated and its key is
+    within the credential's scope (s3_api.py)."""
+
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    async def serve(
+    async def get_object_tagging(
         self, request: GatewayRequest, target: Target, credential: LiveCredential
     ) -> Reply:
-        key = target.key
-        assert key is not None
-        if not credential.scope.allows_key(key):
-            if credential.scope.is_ancestor(key):
-                # rclone HEADs a folder's name before listing it: "not a file" is the answer.
-                raise S3Error("NoSuchKey", "The specified key does not exist.")
-            raise S3Error("AccessDenied", "Access Denied")
-        backend_key = credential.backend_prefix + key
-        bucket = credential.backend_bucket
-        if target.operation == "GetObjectTagging":
-            await self.storage.head(bucket, backend_key)
-            return xml_reply(s3xml.tagging())
-        if target.operation == "GetObjectAttributes":
-            info = await self.storage.head(bucket, backend_key)
-            wanted = {
-                a.strip().lower()
-                for a in request.headers.get("x-amz-object-attributes", "").split(",")
-            }
-            modified = object_headers(info, {}, overrides_allowed=False)["last-modified"]
-            return xml_reply(s3xml.object_attributes(info, wanted), {"last-modified": modified})
+        await self.storage.head(credential.backend_bucket, _backend_key(target, credential))
+        return xml_reply(s3xml.tagging())
+
+    async def get_object_attributes(
+        self, request: GatewayRequest, target: Target, credential: LiveCredential
+    ) -> Reply:
+        info = await self.storage.head(credential.backend_bucket, _backend_key(target, credential))
+        wanted = {
+            a.strip().lower() for a in request.headers.get("x-amz-object-attributes", "").split(",")
+        }
+        modified = object_headers(info, {}, overrides_allowed=False)["last-modified"]
+        return xml_reply(s3xml.object_attributes(info, wanted), {"last-modified": modified})
+
+    async def head_object(
+        self, request: GatewayRequest, target: Target, credential: LiveCredential
+    ) -> Reply:
+        bucket, key = credential.backend_bucket, _backend_key(target, credential)
         check_overrides(request.params)
         part = _part_number(request)
         if part is not None:
-            return await self._part(request, target, bucket, backend_key, part)
+            return await self._part(request, bucket, key, part, head=True)
         span = parse_range(request.headers.get("range"))
-        if target.operation == "HeadObject":
-            info = await self.storage.head(bucket, backend_key)
-            return _conditional(request, info) or _object_reply(request, info, span, None)
+        info = await self.storage.head(bucket, key)
+        return _conditional(request, info) or _object_reply(request, info, span, None)
+
+    async def get_object(
+        self, request: GatewayRequest, target: Target, credential: LiveCredential
+    ) -> Reply:
+        bucket, key = credential.backend_bucket, _backend_key(target, credential)
+        check_overrides(request.params)
+        part = _part_number(request)
+        if part is not None:
+            return await self._part(request, bucket, key, part, head=False)
+        span = parse_range(request.headers.get("range"))
         try:
             stream = await self.storage.get(
-                bucket, backend_key, start=span[0] if span else None, end=span[1] if span else None
+                bucket, key, start=span[0] if span else None, end=span[1] if span else None
             )
         except InvalidRange:
             # Preconditions come before the range (RFC 9110 §13.2.2): 412 or 304 first.
-            info = await self.storage.head(bucket, backend_key)
+            info = await self.storage.head(bucket, key)
             precondition = _conditional(request, info)
             if precondition is not None:
                 return precondition
@@ -67,7 +76,7 @@ class ObjectReads:
         return await _streamed(request, stream, span, None)
 
     async def _part(
-        self, request: GatewayRequest, target: Target, bucket: str, key: str, part: int
+        self, request: GatewayRequest, bucket: str, key: str, part: int, *, head: bool
     ) -> Reply:
         """A read of one part: 206 with the part's bytes and the object's part count."""
         if "range" in request.headers:
@@ -85,10 +94,15 @@ class ObjectReads:
                 "InvalidPartNumber", "The requested partnumber is not satisfiable"
             ) from None
         span = (layout.first, layout.last)
-        if target.operation == "HeadObject":
+        if head:
             return _conditional(request, info) or _object_reply(request, info, span, layout)
         stream = await self.storage.get(bucket, key, start=layout.first, end=layout.last)
         return await _streamed(request, stream, span, layout)
+
+
+def _backend_key(target: Target, credential: LiveCredential) -> str:
+    assert target.key is not None  # object operations are classified from a key
+    return credential.backend_prefix + target.key
 
 
 def _part_number(request: GatewayRequest) -> int | None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway.app import CUTTABLE_BYTES, WHOLE_BYTES, GatewayApp
 from gateway.audit import AccessEvent
 from gateway.request import GatewayRequest, Reply
+from gateway.send import CUTTABLE_BYTES, WHOLE_BYTES, ReplySender
 from storage.base import ObjectInfo, ObjectStream
 from storage.exceptions import BackendUnavailable
 
@@ -43,10 +43,10 @@ class Body:
         self.closed = True
 
 
-def _app() -> GatewayApp:
-    # _send touches neither the storage, the credentials nor the audit.
+def _sender() -> ReplySender:
+    # The requests carry no credential, so no revocation watch asks the store.
     unused: Any = object()
-    return GatewayApp(storage=unused, credentials=unused, audit=unused)
+    return ReplySender(unused)
 
 
 def _request() -> GatewayRequest:
@@ -85,7 +85,7 @@ async def _served(size: int, fail_after: int | None = None) -> tuple[list[Any], 
     async def receive() -> Any:
         await asyncio.sleep(3600)
 
-    await _app()._send(request, reply, receive, send, head=False)
+    await _sender().send(request, reply, receive, send, head=False)
     return sent, request.event, body
 
 
