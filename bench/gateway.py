@@ -224,7 +224,7 @@ def main() -> None:
                     row = rows[(tool, set_, source.label)]
                     wall = statistics.median(row.times)
                     rate = sizes[set_] / MiB / wall
-                    cpu = per_gib = per_request = ""
+                    per_gib = per_request = ""
                     if row.cpu:
                         cpu = statistics.median(row.cpu)
                         per_gib = f"{cpu / (sizes[set_] / GiB):.2f}"
