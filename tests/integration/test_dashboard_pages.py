@@ -253,6 +253,13 @@ def test_admin_pages_are_for_admins(site: Site) -> None:
     assert "Admins only" in answer.text
 
 
+def test_the_admin_console_has_a_plain_title_and_one_user_list(site: Site) -> None:
+    login(site, "admin")
+    page = site.client.get("/admin").text
+    assert "<title>Admin · Ferry</title>" in page
+    assert page.count('id="users-heading"') == 1
+
+
 def test_revoking_the_api_key_ends_the_session(site: Site) -> None:
     login(site)
 
