@@ -13,20 +13,15 @@ from typing import Any
 import pytest
 
 from tests.fixtures.servers import S3Server
-from tests.support.ferry import Ferry, http
+from tests.support.ferry import Ferry, http, served_demo
 
 
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferry]:
-    ferry = Ferry.create(
+    with served_demo(
         tmp_path_factory.mktemp("served"), database_url, egress_allowed_cidrs="127.0.0.0/8"
-    )
-    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
-    ferry.serve()
-    try:
+    ) as ferry:
         yield ferry
-    finally:
-        ferry.stop()
 
 
 def wait_for(ferry: Ferry, key: str, request_id: str, states: tuple[str, ...]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,15 @@ class Ferry:
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+
+
+@contextlib.contextmanager
+def served_demo(workdir: Path, database_url: str, **settings: str) -> Iterator[Ferry]:
+    """A Ferry with the demo's users and keys (in `keys.txt`), serving until the block ends."""
+    ferry = Ferry.create(workdir, database_url, **settings)
+    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
+    ferry.serve()
+    try:
+        yield ferry
+    finally:
+        ferry.stop()
