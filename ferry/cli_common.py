@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from db.exceptions import DatabaseError
 from ferry.config import Config, ConfigError, load_config
 from portability.accounts import AccountError
+from portability.exports.exceptions import ExportError
 from portability.sizes import size_text
 from storage.egress import EgressRefused
 from storage.exceptions import StorageError
@@ -48,7 +49,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; known failures become one line on stderr."""
     try:
         return asyncio.run(coro)
-    except (ConfigError, AccountError, DatabaseError, StsError, EgressRefused) as exc:
+    except (ConfigError, AccountError, DatabaseError, StsError, EgressRefused, ExportError) as exc:
         raise click.ClickException(str(exc)) from None
     except StorageError as exc:
         raise click.ClickException(f"storage: {exc}") from None
