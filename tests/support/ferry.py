@@ -135,6 +135,24 @@ class Ferry:
                 return key
         raise AssertionError(f"no demo key for {email}")
 
+    def wait_for_request(
+        self, key: str, request_id: str, states: tuple[str, ...], *, seconds: float = 180
+    ) -> dict[str, Any]:
+        """The request's resource from the API once its status is one of `states`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            status, body = http(
+                "GET", f"{self.api_url}/api/portability/requests/{request_id}", token=key
+            )
+            assert status == 200, body
+            if body["status"] in states:
+                return dict(body)
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"request {request_id} stayed {body['status']}: {self.log()[-3000:]}"
+                )
+            time.sleep(0.25)
+
     def log(self, index: int = 0) -> str:
         return (self.workdir / f"serve-{index}.log").read_text(errors="replace")
 
