@@ -149,6 +149,7 @@ def main() -> None:
         data = {
             "mode": result.mode,
             "offered_rate": result.offered_rate,
+            "processes": options.processes,
             "ferry": asdict(result),
             "direct": asdict(peer) if peer else None,
             "markdown": render(result, peer),

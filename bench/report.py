@@ -1,6 +1,6 @@
 """Run every benchmark and write one Markdown report: bench/REPORT.md (`make bench`).
 
-    .venv/bin/python bench/report.py [--quick] [--only gateway,copy,export,load,load-open]
+    .venv/bin/python bench/report.py [--quick] [--only gateway,copy,export,load,load-2,load-open]
                                      [--out PATH]
 
 Each benchmark runs as its own process, one after the other (never two at once: they would
@@ -93,6 +93,24 @@ BENCHMARKS: list[tuple[str, str, str, list[str], list[str]]] = [
         "Load: concurrent clients with their own credentials, revocation mid-run (closed loops)",
         ["--postgres", POSTGRES],
         ["--postgres", POSTGRES, "--clients", "20", "--duration", "10", "--revoke", "5"],
+    ),
+    (
+        "load-2",
+        "load",
+        "Load on `ferry serve --processes 2` (closed loops): what a second core adds",
+        ["--postgres", POSTGRES, "--processes", "2"],
+        [
+            "--postgres",
+            POSTGRES,
+            "--clients",
+            "20",
+            "--duration",
+            "10",
+            "--revoke",
+            "5",
+            "--processes",
+            "2",
+        ],
     ),
     (
         "load-open",
@@ -199,10 +217,16 @@ def _tables(output: str) -> str:
 
 
 def _args(o: Outcome) -> str:
-    """What tells two runs of one script apart in the report (the load benchmark's rate)."""
-    if o.load is not None and o.load.get("offered_rate") is not None:
-        return f" --rate {o.load['offered_rate']:.0f}"
-    return ""
+    """What tells two runs of one script apart in the report (the load benchmark's rate and
+    processes)."""
+    if o.load is None:
+        return ""
+    args = ""
+    if o.load.get("offered_rate") is not None:
+        args += f" --rate {o.load['offered_rate']:.0f}"
+    if o.load.get("processes", 1) > 1:
+        args += f" --processes {o.load['processes']}"
+    return args
 
 
 def render(outcomes: list[Outcome], *, quick: bool, started: datetime, loads: list[str]) -> str:
@@ -249,7 +273,9 @@ def render(outcomes: list[Outcome], *, quick: bool, started: datetime, loads: li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: check the pipeline")
-    parser.add_argument("--only", help="comma-separated subset: gateway,copy,export,load,load-open")
+    parser.add_argument(
+        "--only", help="comma-separated subset: gateway,copy,export,load,load-2,load-open"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "REPORT.md")
     options = parser.parse_args()
     wanted = set(options.only.split(",")) if options.only else None

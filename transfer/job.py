@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from db.engine import first_line
 from db.models import PortabilityRequest
 from storage.egress import EgressPolicy
 from storage.retry import RetryPolicy
@@ -290,6 +291,13 @@ class JobRunner:
                     if task.done():
                         del self._active[item_id]
                         exhausted = False
+        except Exception as exc:
+            # A database error (or the planning's) ends the loop, not the copies in flight:
+            # a copy cancelled now may already be written at the target, and given back it
+            # would be written again. They need no database to finish, and what they finish
+            # joins the finished batch, which this runner keeps for its next run.
+            await self._let_copies_finish(first_line(exc))
+            raise
         finally:
             stop_waiter.cancel()
             if claiming is not None:
@@ -310,6 +318,28 @@ class JobRunner:
                 self._active.clear()
             # Copied and verified: record them even when stopping (else they are copied again).
             await self._finished.flush()
+
+    async def _let_copies_finish(self, cause: str) -> None:
+        """Wait for the copies in flight, unless the worker stops or the job is cancelled."""
+        if not self._active:
+            return
+        log.warning(
+            "transfer %s: %s; letting %d copies in flight finish",
+            self.request_id,
+            cause,
+            len(self._active),
+        )
+        stop_waiter = asyncio.create_task(self.stop.wait())
+        try:
+            while self._active and not self.cancelled and not self.stop.is_set():
+                await asyncio.wait(
+                    [*self._active.values(), stop_waiter], return_when=asyncio.FIRST_COMPLETED
+                )
+                for item_id, task in list(self._active.items()):
+                    if task.done():
+                        del self._active[item_id]
+        finally:
+            stop_waiter.cancel()
 
     def _start(self, copier: ObjectCopier, item: Item) -> None:
         self.worked = True

@@ -8,12 +8,15 @@ signatures still verify upstream), records what it saw, and applies the first ma
     slowdown     answer 503 SlowDown without forwarding
     reset        drop the connection without answering
     forbidden    answer 403 AccessDenied without forwarding
+    hold-answer  forward (the target acts on it), then keep the answer back until the test
+                 calls `let_through`: a write that landed while its sender has not heard so
 
 Rules are (predicate, action, times): `times` None applies the rule every time it matches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -82,6 +85,7 @@ class FaultProxy:
         self._rng = random.Random(self.seed)
         self._runner: web.AppRunner | None = None
         self._client: aiohttp.ClientSession | None = None
+        self._held: list[asyncio.Future[None]] = []
 
     @property
     def url(self) -> str:
@@ -106,6 +110,19 @@ class FaultProxy:
     def operations(self) -> Counter[str]:
         return Counter(s.operation for s in self.seen)
 
+    @property
+    def holding(self) -> int:
+        """Answers kept back by `hold-answer` now."""
+        return len(self._held)
+
+    def let_through(self, count: int | None = None) -> None:
+        """Relay the `count` oldest answers kept back (all if None)."""
+        released = self._held[:count] if count is not None else self._held[:]
+        del self._held[: len(released)]
+        for waiter in released:
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def start(self) -> FaultProxy:
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -117,6 +134,7 @@ class FaultProxy:
         return self
 
     async def stop(self) -> None:
+        self.let_through()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._client is not None:
@@ -178,6 +196,13 @@ class FaultProxy:
             allow_redirects=False,
         ) as upstream:
             answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+            if action == "hold-answer":
+                # Counted as the target answered: the write happened whether or not the
+                # sender is still there to hear of it.
+                self.seen.append(Seen(**{**record.__dict__, "status": upstream.status}))
+                waiter = asyncio.get_running_loop().create_future()
+                self._held.append(waiter)
+                await waiter
             if action == "wrong-etag":
                 for name in [n for n in answer_headers if n.lower() == "etag"]:
                     answer_headers[name] = '"0123456789abcdef0123456789abcdef"'
@@ -186,7 +211,8 @@ class FaultProxy:
                 if "Content-Length" in upstream.headers:
                     response.headers["Content-Length"] = upstream.headers["Content-Length"]
                 await response.prepare(request)
-                self.seen.append(Seen(**{**record.__dict__, "status": upstream.status}))
+                if action != "hold-answer":
+                    self.seen.append(Seen(**{**record.__dict__, "status": upstream.status}))
                 return response
             if "Content-Length" in upstream.headers:
                 response.content_length = int(upstream.headers["Content-Length"])
@@ -194,7 +220,8 @@ class FaultProxy:
             async for chunk in upstream.content.iter_chunked(256 * 1024):
                 await response.write(chunk)
             await response.write_eof()
-            self.seen.append(Seen(**{**record.__dict__, "status": upstream.status}))
+            if action != "hold-answer":
+                self.seen.append(Seen(**{**record.__dict__, "status": upstream.status}))
             return response
 
 

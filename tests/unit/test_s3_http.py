@@ -188,3 +188,25 @@ async def test_a_dropped_answer_gives_its_slot_back() -> None:
         answer = await pool.request("GET", "/b/k", {"Host": "s3"})
         del answer
         assert await asyncio.wait_for(get(pool), 5) == (200, b"b")
+
+
+async def test_bytes_past_the_announced_length_are_dropped_with_the_connection() -> None:
+    async def late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the head first: the body comes by the counted path
+        writer.write(b"body!!HTTP/1.1 200 OK\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(late, "127.0.0.1", 0)
+    pool = HttpPool("127.0.0.1", server.sockets[0].getsockname()[1], tls=False)
+    try:
+        assert await get(pool) == (200, b"body!!")
+        assert not pool._idle  # not trusted with another request
+    finally:
+        await pool.close()
+        server.close()
+        await asyncio.sleep(0.05)
