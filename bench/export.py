@@ -138,7 +138,7 @@ def _discarding(root: Path) -> object:
     """The local backend, except that writes to ferry-exports are hashed and dropped."""
     import hashlib
 
-    from storage.base import ObjectInfo, PartInfo
+    from storage.base import Body, Checksum, ObjectInfo, PartInfo
     from storage.local import LocalStorage
 
     class Discard(LocalStorage):
@@ -147,20 +147,51 @@ def _discarding(root: Path) -> object:
                 return await super().create_multipart(bucket, key, **kw)  # type: ignore[arg-type]
             return "discard"
 
-        async def upload_part(self, bucket, key, upload_id, part_number, body, *, size):  # type: ignore[no-untyped-def]
+        async def upload_part(
+            self,
+            bucket: str,
+            key: str,
+            upload_id: str,
+            part_number: int,
+            body: Body,
+            *,
+            size: int,
+            content_md5: str | None = None,
+            checksum: Checksum | None = None,
+        ) -> PartInfo:
             if upload_id != "discard":
                 return await super().upload_part(
-                    bucket, key, upload_id, part_number, body, size=size
+                    bucket,
+                    key,
+                    upload_id,
+                    part_number,
+                    body,
+                    size=size,
+                    content_md5=content_md5,
+                    checksum=checksum,
                 )
             md5 = hashlib.md5()  # noqa: S324 - what an S3 server computes for the ETag
-            async for chunk in body:
-                # In a thread: a real server hashes in its own process, not on Ferry's loop.
-                await asyncio.to_thread(md5.update, chunk)
+            if isinstance(body, bytes | bytearray):
+                md5.update(body)
+            else:
+                async for chunk in body:
+                    # In a thread: a real server hashes in its own process, not on Ferry's loop.
+                    await asyncio.to_thread(md5.update, chunk)
             return PartInfo(part_number, size, md5.hexdigest())
 
-        async def complete_multipart(self, bucket, key, upload_id, parts):  # type: ignore[no-untyped-def]
+        async def complete_multipart(
+            self,
+            bucket: str,
+            key: str,
+            upload_id: str,
+            parts: list[PartInfo],
+            *,
+            checksum_algorithm: str | None = None,
+        ) -> ObjectInfo:
             if upload_id != "discard":
-                return await super().complete_multipart(bucket, key, upload_id, parts)
+                return await super().complete_multipart(
+                    bucket, key, upload_id, parts, checksum_algorithm=checksum_algorithm
+                )
             size = sum(p.size for p in parts)
             return ObjectInfo(key, size, "x", datetime.now(UTC))
 
@@ -329,7 +360,10 @@ def main() -> None:
             _make_files(tree, work / "storage", args.big_mib, args.small, args.jpegs)
         )
         tar_s, zip_s, tar_size, zip_size = _system(tree, work)
-        rate = lambda s: f"{total / MiB / s:.0f} MiB/s"  # noqa: E731
+
+        def rate(seconds: float) -> str:
+            return f"{total / MiB / seconds:.0f} MiB/s"
+
         rows.append(
             (
                 f"tar -cf - \\| gzip -1 ({total / MiB:.0f} MiB)",

@@ -35,40 +35,13 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 else:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.procfs import cpu_seconds, peak_rss_mib, processes_of
 from tests.fixtures.servers import start_seaweedfs
 from tests.support.ferry import Ferry
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 BIN = Path(sys.executable).parent
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def processes_of(pid: int) -> list[int]:
-    """`pid` and its children (a supervisor's serving processes)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return [pid]
-    return [pid, *map(int, children)]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def gateway_requests(api_url: str) -> float:
@@ -222,8 +195,7 @@ def main() -> None:
                 )
                 out = work / "out"
                 args = command(tool, source, f"{set_}/", out, env)
-                pids = processes_of(source.pid) if source.pid else []
-                cpu0 = cpu_seconds(pids)
+                cpu0 = cpu_seconds(source.pid) if source.pid else 0.0
                 requests0 = gateway_requests(source.ferry.api_url) if source.ferry else 0.0
                 start = time.perf_counter()
                 subprocess.run(args, env=env, check=True, capture_output=True, timeout=900)
@@ -231,7 +203,7 @@ def main() -> None:
                 row = rows.setdefault((tool, set_, source.label), Row([], [], []))
                 row.times.append(elapsed)
                 if source.ferry:
-                    row.cpu.append(cpu_seconds(processes_of(source.pid)) - cpu0)
+                    row.cpu.append(cpu_seconds(source.pid) - cpu0)
                     row.requests.append(gateway_requests(source.ferry.api_url) - requests0)
                 shutil.rmtree(out, ignore_errors=True)
 
@@ -252,7 +224,7 @@ def main() -> None:
                     row = rows[(tool, set_, source.label)]
                     wall = statistics.median(row.times)
                     rate = sizes[set_] / MiB / wall
-                    cpu = per_gib = per_request = ""
+                    per_gib = per_request = ""
                     if row.cpu:
                         cpu = statistics.median(row.cpu)
                         per_gib = f"{cpu / (sizes[set_] / GiB):.2f}"

@@ -8,6 +8,7 @@ run, starts the revocations at half time, and collects every worker's samples.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load_clients import Sample
+from bench.procfs import cpu_seconds, open_fds, peak_rss_mib, processes_of
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
@@ -26,44 +28,23 @@ LOAD_SCRIPT = Path(__file__).resolve().with_name("load.py")
 
 @dataclass
 class ProcessPeaks:
-    """Peaks of a process's resident memory and open descriptors, sampled from /proc."""
+    """Peaks of a process tree's resident memory and open descriptors, sampled from /proc."""
 
     pid: int
     rss_mib: float = 0.0  # the largest of any one process's peak
     fds: int = 0  # the largest of any one process's count
-    cpu_seconds: float = 0.0
-
-    def processes(self) -> list[int]:
-        """The process and its children (a supervisor's serving processes)."""
-        try:
-            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        except OSError:
-            return [self.pid]
-        return [self.pid, *map(int, children)]
 
     def sample(self) -> None:
-        for pid in self.processes():
+        for pid in processes_of(self.pid):
             try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.rss_mib = max(self.rss_mib, int(line.split()[1]) / 1024)
-                self.fds = max(self.fds, len(os.listdir(f"/proc/{pid}/fd")))
+                if not math.isnan(rss := peak_rss_mib(pid)):
+                    self.rss_mib = max(self.rss_mib, rss)
+                self.fds = max(self.fds, open_fds(pid))
             except OSError:
                 pass  # the process has ended; keep the peaks seen
 
     def cpu(self) -> float:
-        """utime + stime, in seconds, of the process, its children and its reaped children."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for index, pid in enumerate(self.processes()):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # a child that ended between the listing and now
-            # cutime and cstime (reaped children) of the parent only: a live child's own
-            # figures are counted above, a dead one's are in its parent's.
-            total += sum(int(f) for f in fields[11 : 15 if index == 0 else 13])
-        return total / ticks
+        return cpu_seconds(self.pid)
 
 
 @dataclass

@@ -28,8 +28,9 @@ from bench.load_clients import (
     content,
     small_key,
 )
-from bench.load_drive import ProcessPeaks, drive_clients
+from bench.load_drive import drive_clients
 from bench.load_results import LoadResult, Revocation, summary
+from bench.procfs import processes_of
 
 
 def _seed(server: Any, bucket: str) -> dict[str, str]:
@@ -177,7 +178,7 @@ def run_load(
         ferry.run("buckets", "create", bucket, "--owner", email, "--backend-bucket", backend_bucket)
         gateway = ferry.serve(*(["--processes", str(processes)] if processes > 1 else []))
         deadline = time.monotonic() + 30
-        while len(ProcessPeaks(gateway.pid).processes()) < processes + (processes > 1):
+        while len(processes_of(gateway.pid)) < processes + (processes > 1):
             if time.monotonic() > deadline:
                 raise RuntimeError("the gateway's processes did not start")
             time.sleep(0.1)

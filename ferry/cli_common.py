@@ -18,6 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from db.exceptions import DatabaseError
 from ferry.config import Config, ConfigError, load_config
 from portability.accounts import AccountError
+from portability.exports.exceptions import ExportError
+from portability.sizes import size_text
 from storage.egress import EgressRefused
 from storage.exceptions import StorageError
 from sts.exceptions import StsError
@@ -47,7 +49,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; known failures become one line on stderr."""
     try:
         return asyncio.run(coro)
-    except (ConfigError, AccountError, DatabaseError, StsError, EgressRefused) as exc:
+    except (ConfigError, AccountError, DatabaseError, StsError, EgressRefused, ExportError) as exc:
         raise click.ClickException(str(exc)) from None
     except StorageError as exc:
         raise click.ClickException(f"storage: {exc}") from None
@@ -93,15 +95,6 @@ def progress_bar(progress: dict[str, Any], status: str = "", width: int = 30) ->
         f"{size_text(int(progress.get('bytes_per_second') or 0))}/s  "
         f"ETA {duration_text(eta) if eta is not None else '--'}  {phase}"
     ).rstrip()
-
-
-def size_text(value: float) -> str:
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if amount < 1024 or unit == "TiB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} TiB"
 
 
 def duration_text(seconds: float) -> str:

@@ -77,10 +77,7 @@ def start(
             answer["credentials"] = credentials
         return answer
 
-    try:
-        answer = run(in_session(config, work))
-    except ExportError as exc:
-        raise click.ClickException(str(exc)) from None
+    answer = run(in_session(config, work))
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
@@ -165,7 +162,6 @@ def status(config_path: str | None, request_id: str, follow: bool, as_json: bool
 def revoke_links(config_path: str | None, request_id: str, as_json: bool) -> None:
     """Kill every download link (and pull credential) of a ready or completed export."""
     from portability.exports import service
-    from portability.exports.exceptions import ExportError
 
     config = load(config_path)
     try:
@@ -180,10 +176,7 @@ def revoke_links(config_path: str | None, request_id: str, as_json: bool) -> Non
         done = await service.revoke_links(session, request, now=now(), actor="admin")
         return service.resource(done)
 
-    try:
-        answer = run(in_session(config, work))
-    except ExportError as exc:
-        raise click.ClickException(str(exc)) from None
+    answer = run(in_session(config, work))
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return

@@ -20,8 +20,9 @@ import click
 from db.engine import create_engine, session_factory
 from db.models import PortabilityRequest
 from db.types import utcnow
-from ferry.cli_common import load, progress_bar, run, size_text
+from ferry.cli_common import load, progress_bar, run
 from ferry.cli_options import config_option
+from portability.sizes import size_text
 
 T = TypeVar("T")
 

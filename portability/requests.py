@@ -30,7 +30,9 @@ request (`portability.exports.downloads`).
 
 from __future__ import annotations
 
+import base64
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +41,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PortabilityRequest, User
+from sts.sealing import seal_text, unseal_text
 
 PENDING = "pending"
 PROCESSING = "processing"
@@ -91,6 +94,42 @@ def new_request(
 
 def iso(when: datetime | None) -> str | None:
     return None if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def seal_fields(
+    master_key: bytes, purpose: str, request_id: uuid.UUID, secrets: Mapping[str, str | None]
+) -> dict[str, str | None]:
+    """`<name>_sealed` for each secret: sealed to this request and name, in base64 (or None).
+
+    The other end of a request's stored endpoint (an import's source, a transfer's
+    destination): a database dump shows none of its secrets.
+    """
+    return {
+        f"{name}_sealed": (
+            base64.b64encode(seal_text(master_key, purpose, f"{request_id}/{name}", value)).decode()
+            if value
+            else None
+        )
+        for name, value in secrets.items()
+    }
+
+
+def open_fields(
+    master_key: bytes,
+    purpose: str,
+    request_id: uuid.UUID,
+    stored: Mapping[str, Any],
+    names: Iterable[str],
+) -> dict[str, str | None]:
+    """The secrets that :func:`seal_fields` stored, in the clear (None where there was none)."""
+    return {
+        name: (
+            unseal_text(master_key, purpose, f"{request_id}/{name}", base64.b64decode(value))
+            if (value := stored.get(f"{name}_sealed"))
+            else None
+        )
+        for name in names
+    }
 
 
 def update_meta(request: PortabilityRequest, **changes: Any) -> None:

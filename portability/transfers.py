@@ -7,7 +7,6 @@ cannot be used to write to the user's new provider. The secrets are never return
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from datetime import datetime
@@ -21,10 +20,9 @@ from db.models import Bucket, PortabilityRequest, User
 from db.wakeup import announce_work
 from portability.contract.base import Refused, parse
 from portability.contract.transfers import Destination, TransferRequest
-from portability.requests import new_request
+from portability.requests import new_request, open_fields, seal_fields
 from storage.egress import EgressPolicy
 from sts.exceptions import InvalidRequest
-from sts.sealing import seal_text, unseal_text
 
 PURPOSE = "transfer-destination"
 _SECRETS = ("secret_access_key", "session_token")
@@ -41,14 +39,9 @@ def parse_destination(body: Any) -> dict[str, Any]:
 def seal_destination(master_key: bytes, request_id: uuid.UUID, destination: Destination) -> str:
     """The destination as stored: its public fields, and its secrets sealed to this request."""
     sealed: dict[str, Any] = destination.public()
-    for name in _SECRETS:
-        secret = getattr(destination, name)
-        value = secret.get_secret_value() if secret else None
-        sealed[f"{name}_sealed"] = (
-            base64.b64encode(seal_text(master_key, PURPOSE, f"{request_id}/{name}", value)).decode()
-            if value
-            else None
-        )
+    secrets = {name: getattr(destination, name) for name in _SECRETS}
+    in_clear = {name: s.get_secret_value() if s else None for name, s in secrets.items()}
+    sealed.update(seal_fields(master_key, PURPOSE, request_id, in_clear))
     return json.dumps(sealed)
 
 
@@ -56,13 +49,7 @@ def open_destination(master_key: bytes, request: PortabilityRequest) -> Destinat
     """The destination with its secrets, for the worker that copies to it."""
     stored = json.loads(request.transfer_destination or "{}")
     opened = {k: v for k, v in stored.items() if k in Destination.model_fields}
-    for name in _SECRETS:
-        value = stored.get(f"{name}_sealed")
-        opened[name] = (
-            unseal_text(master_key, PURPOSE, f"{request.id}/{name}", base64.b64decode(value))
-            if value
-            else None
-        )
+    opened.update(open_fields(master_key, PURPOSE, request.id, stored, _SECRETS))
     # Stored by this module after the same checks; constructed, not validated again.
     return Destination.model_construct(
         **{**opened, **{k: SecretStr(v) if v else None for k, v in opened.items() if k in _SECRETS}}

@@ -238,11 +238,20 @@ def routes(dash: Dashboard) -> list[Route]:
             )
         return await new_form(ctx, check=result, status=200 if result.ok else 422)
 
-    async def own(ctx: Ctx) -> dict[str, Any]:
+    async def find_own(ctx: Ctx) -> PortabilityRequest:
         found = await get_for_user(ctx.db, ctx.request.path_params["request_id"], ctx.user.id)
         if found is None:
             raise UserError("There is no such request among yours.", status=404)
-        return (await signed([found], ctx))[0]
+        return found
+
+    async def own(ctx: Ctx) -> dict[str, Any]:
+        return (await signed([await find_own(ctx)], ctx))[0]
+
+    async def lock_own(ctx: Ctx) -> PortabilityRequest:
+        found = await find_own(ctx)
+        locked = await service.lock_request(ctx.db, found.id, ctx.user.id)
+        assert locked is not None
+        return locked
 
     async def show(ctx: Ctx) -> Response:
         item = await own(ctx)
@@ -254,22 +263,14 @@ def routes(dash: Dashboard) -> list[Route]:
         return JSONResponse(await own(ctx), headers=SECURITY_HEADERS)
 
     async def cancel(ctx: Ctx) -> Response:
-        found = await get_for_user(ctx.db, ctx.request.path_params["request_id"], ctx.user.id)
-        if found is None:
-            raise UserError("There is no such request among yours.", status=404)
-        locked = await service.lock_request(ctx.db, found.id, ctx.user.id)
-        assert locked is not None
+        locked = await lock_own(ctx)
         await service.cancel(ctx.db, locked, now=ctx.now)
-        return RedirectResponse(f"/requests/{found.id}", status_code=303)
+        return RedirectResponse(f"/requests/{locked.id}", status_code=303)
 
     async def revoke_links(ctx: Ctx) -> Response:
-        found = await get_for_user(ctx.db, ctx.request.path_params["request_id"], ctx.user.id)
-        if found is None:
-            raise UserError("There is no such request among yours.", status=404)
-        locked = await service.lock_request(ctx.db, found.id, ctx.user.id)
-        assert locked is not None
+        locked = await lock_own(ctx)
         await service.revoke_links(ctx.db, locked, now=ctx.now)
-        return RedirectResponse(f"/requests/{found.id}", status_code=303)
+        return RedirectResponse(f"/requests/{locked.id}", status_code=303)
 
     return [
         Route("/", dash.page(overview), methods=["GET"]),

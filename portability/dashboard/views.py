@@ -9,6 +9,8 @@ from typing import Any
 import jinja2
 from starlette.responses import HTMLResponse
 
+from portability.sizes import size_text
+
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 
@@ -29,14 +31,7 @@ NONE = "\u2013"  # an en dash for "no value"
 
 
 def human_bytes(value: int | float | None) -> str:
-    if value is None:
-        return NONE
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover - the loop always returns
+    return NONE if value is None else size_text(value)
 
 
 def parse_time(value: str | datetime | None) -> datetime | None:

@@ -23,25 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import PortabilityRequest, User
 from portability.mail import Mailer, MailError, render
 from portability.requests import iso, update_meta
+from portability.sizes import size_text
 
 log = logging.getLogger("ferry.exports.notify")
 
 MAX_ATTEMPTS = 5
 
 
-def _size_text(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 def _context(request: PortabilityRequest, kind: str, dashboard_url: str) -> dict[str, Any]:
     meta = request.meta or {}
     files = [
-        {"name": p.get("name") or "download", "size_text": _size_text(p["size"])}
+        {"name": p.get("name") or "download", "size_text": size_text(p["size"])}
         for p in meta.get("parts") or []
     ]
     report = meta.get("report") or {}

@@ -145,21 +145,21 @@ class Sweeper:
             select(Bucket).where(Bucket.name == bucket_name(request.user_id))
         )
 
-    async def _purge(self, request: PortabilityRequest, now: datetime) -> None:
+    async def _delete_objects(self, request: PortabilityRequest) -> None:
         async with self.sessions() as session:
             bucket = await self._bucket(session, request)
         if bucket is not None:
             await purge_objects(self.storage, bucket, request.id)
+
+    async def _purge(self, request: PortabilityRequest, now: datetime) -> None:
+        await self._delete_objects(request)
         async with self.sessions.begin() as session:
             locked = await lock_request(session, request.id)
             if locked is not None:
                 update_meta(locked, purged_at=iso(now))
 
     async def _expire(self, request: PortabilityRequest, now: datetime) -> None:
-        async with self.sessions() as session:
-            bucket = await self._bucket(session, request)
-        if bucket is not None:
-            await purge_objects(self.storage, bucket, request.id)
+        await self._delete_objects(request)
         async with self.sessions.begin() as session:
             locked = await lock_request(session, request.id)
             if locked is None or locked.status not in (READY, COMPLETED):

@@ -17,7 +17,6 @@ Every existing object that differed is listed in the report, whatever the rule.
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from datetime import datetime
@@ -32,10 +31,9 @@ from portability.contract.base import Refused, parse
 from portability.contract.imports import ImportRequest, ImportSource
 from portability.exports.links import is_export_bucket
 from portability.imports.handoff import source_from_handoff
-from portability.requests import new_request
+from portability.requests import new_request, open_fields, seal_fields
 from storage.egress import EgressPolicy
 from sts.exceptions import InvalidRequest
-from sts.sealing import seal_text, unseal_text
 
 REQUEST_TYPE = "import"
 PURPOSE = "import-source"
@@ -56,27 +54,15 @@ def parse_source(body: Any) -> dict[str, Any]:
 
 def seal_source(master_key: bytes, request_id: uuid.UUID, source: dict[str, Any]) -> str:
     sealed: dict[str, Any] = {k: source[k] for k in _PUBLIC}
-    for name in _SEALED:
-        value = source.get(name)
-        sealed[f"{name}_sealed"] = (
-            base64.b64encode(seal_text(master_key, PURPOSE, f"{request_id}/{name}", value)).decode()
-            if value
-            else None
-        )
+    sealed.update(seal_fields(master_key, PURPOSE, request_id, {k: source.get(k) for k in _SEALED}))
     return json.dumps(sealed)
 
 
 def open_source(master_key: bytes, request: PortabilityRequest) -> dict[str, Any]:
     """The source with its secrets and manifest link, for the worker that reads from it."""
     stored = json.loads(request.transfer_destination or "{}")
-    result = {k: stored.get(k) for k in _PUBLIC}
-    for name in _SEALED:
-        value = stored.get(f"{name}_sealed")
-        result[name] = (
-            unseal_text(master_key, PURPOSE, f"{request.id}/{name}", base64.b64decode(value))
-            if value
-            else None
-        )
+    result: dict[str, Any] = {k: stored.get(k) for k in _PUBLIC}
+    result.update(open_fields(master_key, PURPOSE, request.id, stored, _SEALED))
     return result
 
 

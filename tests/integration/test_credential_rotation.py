@@ -11,18 +11,13 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from tests.support.ferry import Ferry, http
+from tests.support.ferry import Ferry, http, served_demo
 
 
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferry]:
-    ferry = Ferry.create(tmp_path_factory.mktemp("rotation"), database_url)
-    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
-    ferry.serve()
-    try:
+    with served_demo(tmp_path_factory.mktemp("rotation"), database_url) as ferry:
         yield ferry
-    finally:
-        ferry.stop()
 
 
 def s3(ferry: Ferry, key_id: str, secret: str, token: str | None = None) -> Any:

@@ -35,7 +35,7 @@ from ferry.config import SecurityConfig
 from ferry.masterkey import load_master_key
 from portability.dashboard.sessions import SESSION_COOKIE, SessionCodec
 from tests.fixtures.servers import S3Server
-from tests.support.ferry import Ferry, http
+from tests.support.ferry import Ferry, http, served_demo
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
@@ -71,15 +71,10 @@ def browser() -> Iterator[Any]:
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferry]:
     # The transfer test's target is SeaweedFS on loopback, which the egress policy refuses
     # unless it is listed.
-    ferry = Ferry.create(
+    with served_demo(
         tmp_path_factory.mktemp("dashboard"), database_url, egress_allowed_cidrs="127.0.0.0/8"
-    )
-    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
-    ferry.serve()
-    try:
+    ) as ferry:
         yield ferry
-    finally:
-        ferry.stop()
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Dashboard pages without a browser: the routes composed on their own, a real database.
 
-Starlette's TestClient drives `dashboard_routes(...)` mounted in a bare app with a clock the
-test moves, so session expiry is exact. What is checked is what a visitor would see: cookie
-flags, the pages for a wrong key, an expired session, a missing CSRF token and a foreign
-request, and that no page ever shows a trace.
+Starlette's TestClient drives `dashboard_routes(...)` mounted in a bare app
+(tests/support/dashboard_site.py). What is checked is what a visitor would see on the pages
+behind the sign-in: forms and their refusals, folders, audit search, webhooks, imports, and
+that no page ever shows a trace. Sign-in and sessions are in test_dashboard_sign_in.py.
 """
 
 from __future__ import annotations
@@ -12,180 +12,36 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from db.engine import create_engine, session_factory
-from db.models import ApiKey, AuditLog, User
-from portability.accounts import create_user, hash_api_key
-from portability.buckets import create_bucket
+from db.models import AuditLog, User
 from portability.credentials import GatewayAddress
 from portability.dashboard import dashboard_routes
 from storage.local import LocalStorage
-
-MASTER_KEY = bytes(range(32))
-START = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Site:
-    client: TestClient
-    clock: Clock
-    keys: dict[str, str]
-    database_url: str
-
-
-async def _one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
-async def _setup(database_url: str, root: Path, tag: str) -> dict[str, str]:
-    engine = create_engine(database_url)
-    storage = LocalStorage(root)
-    keys = {}
-    try:
-        async with session_factory(engine).begin() as session:
-            for name, admin in (("user", False), ("admin", True), ("other", False)):
-                _, keys[name] = await create_user(
-                    session, f"{name}-{tag}@example.com", is_admin=admin
-                )
-            bucket = await create_bucket(
-                session, storage, f"pages-{tag}", owner_email=f"user-{tag}@example.com"
-            )
-            for key in ("docs/a.txt", "docs/b.txt", "photos/c.jpg"):
-                await storage.put(bucket.backend_bucket, key, _one(b"hello"), size=5)
-    finally:
-        await engine.dispose()
-        await storage.close()
-    return keys
+from tests.support.dashboard_site import (
+    MASTER_KEY,
+    START,
+    Site,
+    assert_clean,
+    csrf_of,
+    login,
+    open_site,
+    seed_site,
+)
 
 
 @pytest.fixture
 def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
-    tag = uuid.uuid4().hex[:8]
-    keys = asyncio.run(_setup(database_url, tmp_path / "storage", tag))
-    keys["bucket"] = f"pages-{tag}"
-    clock = Clock()
-    engine = create_engine(database_url)
-    app = Starlette(
-        routes=dashboard_routes(
-            session_factory(engine),
-            LocalStorage(tmp_path / "storage"),
-            MASTER_KEY,
-            GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
-            session_max_age=3600,
-            clock=clock,
-        )
-    )
-    with TestClient(app, follow_redirects=False) as client:
-        yield Site(client, clock, keys, database_url)
-        client.portal.call(engine.dispose)  # type: ignore[union-attr]
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-def login(site: Site, who: str = "user") -> str:
-    """Sign in; returns the session's CSRF token (from the overview page)."""
-    form = site.client.get("/login")
-    answer = site.client.post(
-        "/login", data={"csrf_token": csrf_of(form.text), "api_key": site.keys[who], "next": "/"}
-    )
-    assert answer.status_code == 303, answer.text
-    return csrf_of(site.client.get("/").text)
-
-
-def assert_clean(html: str) -> None:
-    assert "Traceback" not in html and 'File "' not in html
-
-
-def test_pages_need_a_session(site: Site) -> None:
-    answer = site.client.get("/credentials")
-    assert answer.status_code == 303
-    assert answer.headers["location"] == "/login?next=/credentials"
-
-
-def test_the_session_cookie_is_signed_httponly_and_lax(site: Site) -> None:
-    form = site.client.get("/login")
-    assert "httponly" in form.headers["set-cookie"].lower()
-    answer = site.client.post(
-        "/login",
-        data={"csrf_token": csrf_of(form.text), "api_key": site.keys["user"], "next": "/"},
-    )
-    cookie = answer.headers["set-cookie"]
-    assert cookie.startswith("ferry_session=")
-    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
-    assert site.keys["user"] not in cookie
-    page = site.client.get("/")
-    assert page.status_code == 200
-    assert page.headers["cache-control"] == "no-store"
-    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
-
-
-def test_the_cookie_is_secure_over_tls(database_url: str, site: Site) -> None:
-    client = site.client
-    client.base_url = client.base_url.copy_with(scheme="https")
-    form = client.get("/login")
-    answer = client.post(
-        "/login",
-        data={"csrf_token": csrf_of(form.text), "api_key": site.keys["user"], "next": "/"},
-    )
-    assert "Secure" in answer.headers["set-cookie"]
-
-
-def test_a_wrong_key_gets_a_clear_page(site: Site) -> None:
-    form = site.client.get("/login")
-    answer = site.client.post(
-        "/login", data={"csrf_token": csrf_of(form.text), "api_key": "fk_wrong", "next": "/"}
-    )
-    assert answer.status_code == 401
-    assert "That API key was not accepted" in answer.text
-    assert "ferry_session" not in answer.headers.get("set-cookie", "")
-    assert_clean(answer.text)
-
-
-def test_login_without_its_csrf_token_is_refused(site: Site) -> None:
-    site.client.get("/login")
-    answer = site.client.post("/login", data={"api_key": site.keys["user"]})
-    assert answer.status_code == 403
-    assert "This form could not be accepted" in answer.text
-
-
-def test_an_expired_session_gets_a_clear_page(site: Site) -> None:
-    login(site)
-    site.clock.now = START + timedelta(seconds=3600)
-    answer = site.client.get("/credentials")
-    assert answer.status_code == 401
-    assert "Your session has expired" in answer.text
-    assert 'id="api_key"' in answer.text
-    assert_clean(answer.text)
-
-
-def test_a_form_without_csrf_changes_nothing(site: Site) -> None:
-    login(site)
-    answer = site.client.post("/credentials", data={"bucket": site.keys["bucket"]})
-    assert answer.status_code == 403
-    assert "Nothing was changed" in answer.text
-    listing = site.client.get("/credentials").text
-    assert "None issued yet." in listing
+    with open_site(database_url, tmp_path) as site:
+        yield site
 
 
 def test_issue_shows_the_secret_once_and_lists_folders(site: Site) -> None:
@@ -253,119 +109,11 @@ def test_admin_pages_are_for_admins(site: Site) -> None:
     assert "Admins only" in answer.text
 
 
-def test_revoking_the_api_key_ends_the_session(site: Site) -> None:
-    login(site)
-
-    async def revoke_keys() -> None:
-        engine = create_engine(site.database_url)
-        async with session_factory(engine).begin() as session:
-            await session.execute(
-                update(ApiKey)
-                .where(ApiKey.key_hash == hash_api_key(site.keys["user"]))
-                .values(revoked_at=START)
-            )
-        await engine.dispose()
-
-    site.client.portal.call(revoke_keys)  # type: ignore[union-attr]
-    answer = site.client.get("/")
-    assert answer.status_code == 401
-    assert "no longer valid" in answer.text
-
-
-def test_a_copied_cookie_is_dead_after_sign_out(site: Site) -> None:
-    csrf = login(site)
-    stolen = site.client.cookies.get("ferry_session")
-    assert stolen
-    site.client.post("/logout", data={"csrf_token": csrf})
-    with TestClient(site.client.app, follow_redirects=False) as thief:
-        thief.cookies.set("ferry_session", stolen)
-        answer = thief.get("/")
-    assert answer.status_code == 401
-    assert "Your session has ended" in answer.text
-
-
-def test_an_admin_signs_a_user_out_everywhere(site: Site) -> None:
-    login(site, "user")
-    assert site.client.get("/").status_code == 200
-    with TestClient(site.client.app, follow_redirects=False) as admin:
-        form = admin.get("/login")
-        admin.post(
-            "/login",
-            data={"csrf_token": csrf_of(form.text), "api_key": site.keys["admin"], "next": "/"},
-        )
-        csrf = csrf_of(admin.get("/admin").text)
-        email = f"user-{site.keys['bucket'].removeprefix('pages-')}@example.com"
-        done = admin.post("/admin/sessions/end", data={"csrf_token": csrf, "email": email})
-        assert done.status_code == 303
-        assert "Every dashboard session" in admin.get(done.headers["location"]).text
-        assert admin.get("/admin").status_code == 200  # the admin's own session stands
-    assert site.client.get("/").status_code == 401
-
-
-def test_sign_in_failures_are_limited(site: Site) -> None:
-    form = site.client.get("/login")
-    csrf = csrf_of(form.text)
-    for i in range(10):
-        wrong = site.client.post("/login", data={"csrf_token": csrf, "api_key": f"fk_wrong{i}"})
-        assert wrong.status_code == 401
-    limited = site.client.post("/login", data={"csrf_token": csrf, "api_key": "fk_wrong"})
-    assert limited.status_code == 429
-    assert int(limited.headers["retry-after"]) > 0
-    assert "Too many keys were refused" in limited.text
-    # Blocked means blocked: a right key from the same address is not even looked at.
-    right = site.client.post("/login", data={"csrf_token": csrf, "api_key": site.keys["user"]})
-    assert right.status_code == 429
-
-
-def test_session_cookies_are_secure_behind_a_tls_proxy(database_url: str, tmp_path: Path) -> None:
-    from portability.guard import DoorPolicy
-    from sts.scope import parse_cidrs
-
-    tag = uuid.uuid4().hex[:8]
-    keys = asyncio.run(_setup(database_url, tmp_path / "storage", tag))
-    engine = create_engine(database_url)
-    door = DoorPolicy(trusted_proxies=parse_cidrs(["0.0.0.0/0", "::/0"]))
-    app = Starlette(
-        routes=dashboard_routes(
-            session_factory(engine),
-            LocalStorage(tmp_path / "storage"),
-            MASTER_KEY,
-            GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
-            door=door,
-        )
-    )
-    # TestClient's peer is "testclient", which no network holds: only a real address in
-    # trusted_proxies is believed, so the proxied case runs through an ASGI scope rewrite.
-
-    def from_proxy(inner: Starlette) -> object:
-        async def app_(scope: dict[str, object], receive: object, send: object) -> None:
-            scope = {**scope, "client": ("10.0.0.5", 50000)}
-            await inner(scope, receive, send)  # type: ignore[arg-type]
-
-        return app_
-
-    with TestClient(from_proxy(app), follow_redirects=False) as client:  # type: ignore[arg-type]
-        form = client.get("/login", headers={"x-forwarded-proto": "https"})
-        assert "secure" in form.headers["set-cookie"].lower()
-        # httpx keeps a Secure cookie off plain http, as a browser would: hand it over.
-        client.cookies.set("ferry_login_csrf", csrf_of(form.text))
-        answer = client.post(
-            "/login",
-            data={"csrf_token": csrf_of(form.text), "api_key": keys["user"], "next": "/"},
-            headers={"x-forwarded-proto": "https"},
-        )
-        assert answer.status_code == 303
-        assert "secure" in answer.headers["set-cookie"].lower()
-        plain = client.get("/login")
-        assert "secure" not in plain.headers["set-cookie"].lower()
-        client.portal.call(engine.dispose)  # type: ignore[union-attr]
-
-
-def test_sign_out(site: Site) -> None:
-    csrf = login(site)
-    answer = site.client.post("/logout", data={"csrf_token": csrf})
-    assert "You are signed out" in answer.text
-    assert site.client.get("/").status_code == 303
+def test_the_admin_console_has_a_plain_title_and_one_user_list(site: Site) -> None:
+    login(site, "admin")
+    page = site.client.get("/admin").text
+    assert "<title>Admin · Ferry</title>" in page
+    assert page.count('id="users-heading"') == 1
 
 
 def test_connection_test_without_javascript(site: Site) -> None:
@@ -496,7 +244,7 @@ def test_the_webhooks_page_adds_shows_and_removes_an_endpoint(
     from tests.support.egress import LOOPBACK
 
     tag = uuid.uuid4().hex[:8]
-    keys = asyncio.run(_setup(database_url, tmp_path / "storage", tag))
+    keys = asyncio.run(seed_site(database_url, tmp_path / "storage", tag))
     engine = create_engine(database_url)
     app = Starlette(
         routes=dashboard_routes(

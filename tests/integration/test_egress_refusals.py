@@ -22,20 +22,15 @@ from portability.dashboard.destination_check import check_destination
 from storage.egress import EgressPolicy
 from storage.local import LocalStorage
 from tests.support.egress import LOOPBACK
-from tests.support.ferry import Ferry, http
+from tests.support.ferry import Ferry, http, served_demo
 from tests.support.transfer_worker import End, new_transfer, resolver, run_until_final
 from transfer import TransferConfig, TransferWorker
 
 
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferry]:
-    ferry = Ferry.create(tmp_path_factory.mktemp("egress"), database_url)  # default policy
-    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
-    ferry.serve()
-    try:
+    with served_demo(tmp_path_factory.mktemp("egress"), database_url) as ferry:  # default policy
         yield ferry
-    finally:
-        ferry.stop()
 
 
 @pytest.mark.parametrize(

@@ -74,3 +74,19 @@ def test_start_and_follow(database_url: str, tmp_path: Path) -> None:
         env=ferry.env,
     )
     assert wrong.exit_code == 2
+
+
+def test_revoking_the_links_of_an_export_still_being_built_is_one_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    ferry = Ferry.create(tmp_path, database_url)
+    ferry.create_user("dan@example.com")
+    runner = CliRunner()
+    started = runner.invoke(
+        export, ["start", "--user", "dan@example.com", "--format", "json", "--json"], env=ferry.env
+    )
+    assert started.exit_code == 0, started.output
+    request = json.loads(started.output)
+    early = runner.invoke(export, ["revoke-links", request["id"]], env=ferry.env)
+    assert early.exit_code == 1
+    assert "still being built" in early.output and "Traceback" not in early.output

@@ -1,214 +1,48 @@
 """Exports end to end: the REST API, the worker, the gateway and real download tools.
 
-One in-process installation per module (until `ferry serve` mounts the export routes and
-worker): the API app with the request routes, the S3 gateway, both served by uvicorn on
-loopback ports in a background event loop, the local storage backend, and the database of
-`database_url` (PostgreSQL when FERRY_TEST_DATABASE_URL is set). `ferry demo` data fills it:
-tricky keys, a 50 MiB object, a year of usage, billing and audit rows, three API keys.
-The worker is driven pass by pass (`run_once`), so each test sees exactly what it caused.
-Downloads go through curl, extraction through the system's tar and unzip and Python's
-tarfile and zipfile, verification through the bagit package and the shipped JSON Schema.
+One in-process installation per module (tests/support/export_stack.py; until `ferry serve`
+mounts the export routes and worker): the API app with the request routes, the S3 gateway,
+both served by uvicorn on loopback ports in a background event loop, the local storage
+backend, and the database of `database_url` (PostgreSQL when FERRY_TEST_DATABASE_URL is
+set). `ferry demo` data fills it: tricky keys, a 50 MiB object, a year of usage, billing and
+audit rows, three API keys. The worker is driven pass by pass (`run_once`), so each test sees
+exactly what it caused. Downloads go through curl, extraction through the system's tar and
+unzip and Python's tarfile and zipfile, verification through the bagit package and the
+shipped JSON Schema.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tarfile
-import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import bagit
 import jsonschema
 import pytest
-import uvicorn
 from sqlalchemy import select
 
-from db.engine import create_engine, session_factory
 from db.models import Bucket, PortabilityRequest, User
-from ferry.config import Config, DatabaseConfig, SecurityConfig, StorageConfig
-from ferry.demo import create_demo
-from ferry.masterkey import load_master_key
-from gateway.app import GatewayApp
-from gateway.audit import AuditWriter
-from portability.api import build_api_app
-from portability.credentials import GatewayAddress
 from portability.exports.links import LinkSigner, issue_link_credential
 from portability.exports.personal import schema
-from portability.exports.settings import ExportSettings, MiB
-from portability.exports.worker import ExportWorker
-from storage.egress import EgressPolicy
-from storage.local import LocalStorage
-from sts.store import CredentialStore
-from tests.support.egress import FixedResolver
-from tests.support.ferry import free_port, http
-from tests.support.tricky_keys import TRICKY_KEYS, add_tricky_keys
-
-T = TypeVar("T")
-CURL = shutil.which("curl")
-
-
-class Loop:
-    """An event loop in a thread: the servers live there; tests submit coroutines to it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 300) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@dataclass
-class Stack:
-    loop: Loop
-    workdir: Path
-    storage_root: Path
-    api_url: str
-    gateway_url: str
-    keys: dict[str, str]
-    master_key: bytes
-    settings: ExportSettings
-    worker: ExportWorker
-    sessions: Any
-    storage: LocalStorage
-    servers: list[uvicorn.Server] = field(default_factory=list)
-
-    def api(self, method: str, path: str, *, body: Any = None, user: str = "alice") -> Any:
-        token = self.keys.get(f"{user}@example.com", user)
-        return http(method, self.api_url + path, body=body, token=token)
-
-    def work(self, passes: int = 1) -> None:
-        for _ in range(passes):
-            self.loop.call(self.worker.run_once())
-
-    def export(self, body: dict[str, Any], user: str = "alice") -> dict[str, Any]:
-        """POST an export, build it, return the resource once ready."""
-        status, created = self.api("POST", "/api/portability/export", body=body, user=user)
-        assert status == 202, created
-        assert created["status"] == "pending"
-        self.work()
-        status, done = self.api("GET", f"/api/portability/requests/{created['id']}", user=user)
-        assert status == 200
-        assert done["status"] == "ready", done
-        return done  # type: ignore[no-any-return]
-
-    def flush_audit(self) -> None:
-        time.sleep(0.6)  # the gateway writes audit rows every 0.25 s
-
-
-def _curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    if CURL is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("curl is not installed (CI installs it)")
-        pytest.skip("curl is not installed")
-    return subprocess.run([CURL, "-sS", *args], capture_output=True, timeout=120, check=False)
-
-
-def fetch(url: str, out: Path) -> int:
-    """Download with curl; returns the HTTP status."""
-    result = _curl("-o", str(out), "-w", "%{http_code}", url)
-    return int(result.stdout.decode() or 0)
-
-
-async def _serve(app: Any, port: int) -> uvicorn.Server:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    asyncio.get_running_loop().create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
-        await asyncio.sleep(0.02)
-    return server
+from tests.support.export_stack import Stack, fetch, open_stack, run_curl
+from tests.support.ferry import http
+from tests.support.tricky_keys import TRICKY_KEYS
 
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("export")
-    config = Config(
-        database=DatabaseConfig(url=database_url),
-        storage=StorageConfig(root=str(workdir / "storage")),
-        security=SecurityConfig(master_key_file=str(workdir / "master.key")),
-    )
-    loop = Loop()
-    keys = loop.call(create_demo(config, keys_file=None, echo=lambda _: None))
-    loop.call(add_tricky_keys(database_url, workdir / "storage", "alice-data"))
-    master_key = load_master_key(config.security)
-    gateway_port, api_port = free_port(), free_port()
-    gateway_url = f"http://127.0.0.1:{gateway_port}"
-    settings = ExportSettings(
-        gateway_url=gateway_url, part_size=40 * MiB, upload_chunk_size=5 * MiB
-    )
-
-    async def start() -> tuple[Any, Any, LocalStorage, list[uvicorn.Server], ExportWorker]:
-        engine = create_engine(database_url)
-        sessions = session_factory(engine)
-        storage = LocalStorage(workdir / "storage")
-        gateway = GatewayApp(
-            storage=storage,
-            credentials=CredentialStore(sessions, master_key),
-            audit=AuditWriter(sessions),
-        )
-        endpoint = GatewayAddress(gateway_url, "us-east-1")
-        # The transfer test names s3.example.net, which has no DNS here; nothing connects to it.
-        egress = EgressPolicy(resolver=FixedResolver())
-        api = build_api_app(
-            engine=engine,
-            sessions=sessions,
-            storage=storage,
-            master_key=master_key,
-            endpoint=endpoint,
-            export_settings=settings,
-            egress=egress,
-        )
-        servers = [await _serve(gateway, gateway_port), await _serve(api, api_port)]
-        worker = ExportWorker(
-            sessions=sessions, storage=storage, master_key=master_key, settings=settings
-        )
-        return engine, sessions, storage, servers, worker
-
-    engine, sessions, storage, servers, worker = loop.call(start())
-    stack = Stack(
-        loop=loop,
-        workdir=workdir,
-        storage_root=workdir / "storage",
-        api_url=f"http://127.0.0.1:{api_port}",
-        gateway_url=gateway_url,
-        keys=keys,
-        master_key=master_key,
-        settings=settings,
-        worker=worker,
-        sessions=sessions,
-        storage=storage,
-        servers=servers,
-    )
-    yield stack
-
-    async def stop() -> None:
-        for server in servers:
-            server.should_exit = True
-        await asyncio.sleep(0.3)
-        await storage.close()
-        await engine.dispose()
-
-    loop.call(stop())
-    loop.close()
+    with open_stack(database_url, tmp_path_factory.mktemp("export")) as stack:
+        yield stack
 
 
 # source data as the tests see it
@@ -413,10 +247,10 @@ def test_download_resumes_with_range_and_dies_on_cancel(stack: Stack) -> None:
     part = done["metadata"]["parts"][0]
     out = stack.workdir / "resumed.tar.gz"
     # First attempt stops after 1 MiB (as a dropped connection would), then curl resumes.
-    first = _curl("-r", "0-1048575", "-o", str(out), "-w", "%{http_code}", part["url"])
+    first = run_curl("-r", "0-1048575", "-o", str(out), "-w", "%{http_code}", part["url"])
     assert first.stdout == b"206"
     assert out.stat().st_size == 1024 * 1024
-    second = _curl("-C", "-", "-o", str(out), "-w", "%{http_code}", part["url"])
+    second = run_curl("-C", "-", "-o", str(out), "-w", "%{http_code}", part["url"])
     assert second.stdout == b"206", second.stderr
     assert out.stat().st_size == part["size"]
     assert hashlib.sha256(out.read_bytes()).hexdigest() == part["sha256"]
@@ -427,11 +261,11 @@ def test_download_resumes_with_range_and_dies_on_cancel(stack: Stack) -> None:
     status, cancelled = stack.api("POST", f"/api/portability/requests/{done['id']}/cancel")
     assert status == 202 and cancelled["status"] == "cancelled"
     time.sleep(0.6)  # gateways cache a credential for at most half a second
-    dead = _curl("-o", "-", "-w", "\n%{http_code}", part["url"])
+    dead = run_curl("-o", "-", "-w", "\n%{http_code}", part["url"])
     assert dead.stdout.endswith(b"403")
     assert b"InvalidAccessKeyId" in dead.stdout
     stack.work()  # the sweeper deletes what the cancelled export stored
-    dead_again = _curl("-o", "/dev/null", "-w", "%{http_code}", part["url"])
+    dead_again = run_curl("-o", "/dev/null", "-w", "%{http_code}", part["url"])
     assert dead_again.stdout == b"403"
 
 
@@ -465,7 +299,7 @@ def test_expired_link_is_refused(stack: Stack) -> None:
 
     url = stack.loop.call(short_link())
     time.sleep(2.0)
-    answer = _curl("-o", "-", "-w", "\n%{http_code}", url)
+    answer = run_curl("-o", "-", "-w", "\n%{http_code}", url)
     assert answer.stdout.endswith(b"403")
     assert b"<Code>AccessDenied</Code>" in answer.stdout
 

@@ -37,7 +37,8 @@ from ferry.cli_export import export
 from portability.exports.notify import Notifier
 from portability.exports.worker import ExportWorker
 from portability.mail import Mailer, MailSettings
-from tests.integration.test_export_e2e import Stack, _curl, fetch, stack  # noqa: F401
+from tests.integration.test_export_e2e import stack  # noqa: F401
+from tests.support.export_stack import Stack, fetch, run_curl
 from tests.support.ferry import http
 
 SIGNATURE = b"X-Amz-Signature"
@@ -74,7 +75,7 @@ def build(stack: Stack, worker: ExportWorker, body: dict[str, Any], user: str = 
 
 
 def status_of(url: str) -> int:
-    result = _curl("-o", "/dev/null", "-w", "%{http_code}", url)
+    result = run_curl("-o", "/dev/null", "-w", "%{http_code}", url)
     return int(result.stdout.decode() or 0)
 
 

@@ -27,7 +27,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from portability.exports.notify import Notifier
 from portability.exports.worker import ExportWorker
 from portability.mail import Mailer, MailSettings
-from tests.integration.test_export_e2e import Stack, stack  # noqa: F401 - the fixture
+from tests.integration.test_export_e2e import stack  # noqa: F401 - the fixture
+from tests.support.export_stack import Stack
 from tests.support.ferry import free_port
 from tests.support.tls import self_signed
 

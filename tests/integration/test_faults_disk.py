@@ -13,7 +13,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,18 +38,7 @@ class Installation:
     files: dict[str, bytes]
 
     def wait(self, request_id: str, states: tuple[str, ...]) -> dict[str, Any]:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            status, found = http(
-                "GET",
-                f"{self.ferry.api_url}/api/portability/requests/{request_id}",
-                token=self.api_key,
-            )
-            assert status == 200, found
-            if found["status"] in states:
-                return dict(found)
-            time.sleep(0.2)
-        raise AssertionError(f"request {request_id} never reached {states}: {found}")
+        return self.ferry.wait_for_request(self.api_key, request_id, states, seconds=90)
 
 
 def free_bytes(path: Path) -> int:

@@ -73,19 +73,6 @@ def _install(ferry: Ferry, bucket: str, backend_bucket: str | None) -> str:
     return key
 
 
-def _wait(ferry: Ferry, key: str, request_id: str, states: tuple[str, ...]) -> dict[str, Any]:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        status, body = http(
-            "GET", f"{ferry.api_url}/api/portability/requests/{request_id}", token=key
-        )
-        assert status == 200, body
-        if body["status"] in states:
-            return body  # type: ignore[no-any-return]
-        time.sleep(0.3)
-    raise AssertionError(f"request {request_id} stayed {body['status']}: {ferry.log()[-3000:]}")
-
-
 @pytest.fixture
 def source_a(
     tmp_path: Path, seaweedfs: S3Server
@@ -118,7 +105,7 @@ def _handoff(a: Ferry, key: str, tmp_path: Path) -> tuple[str, Path]:
     [credential] = created["credentials"]
     handoff = credential["handoff"]
     assert handoff["session_token"] is None and handoff["manifest_url"]
-    _wait(a, key, created["id"], ("ready",))
+    a.wait_for_request(key, created["id"], ("ready",))
     path = tmp_path / "ferry-handoff-photos.json"
     path.write_text(json.dumps(handoff))
     return created["id"], path
@@ -163,7 +150,7 @@ def _gateway_client(b: Ferry, tmp_path: Path) -> Any:
 
 
 def _check_import(b: Ferry, key: str, request_id: str, files: dict[str, bytes]) -> dict[str, Any]:
-    done = _wait(b, key, request_id, ("completed", "failed", "cancelled"))
+    done = b.wait_for_request(key, request_id, ("completed", "failed", "cancelled"))
     assert done["status"] == "completed", done["metadata"].get("error")
     report = done["metadata"]["report"]
     assert report["manifest"] == {
@@ -244,7 +231,7 @@ def test_a_tampered_object_is_a_mismatch_and_fails_the_import(
     b_key = _install(b, "inbox", None)
     b.serve()
     try:
-        done = _wait(b, b_key, _import(b, handoff), ("completed", "failed", "cancelled"))
+        done = b.wait_for_request(b_key, _import(b, handoff), ("completed", "failed", "cancelled"))
         assert done["status"] == "failed", done["metadata"]["report"]
         manifest = done["metadata"]["report"]["manifest"]
         assert manifest["mismatched"] == 1 and manifest["mismatches"] == ["notes/03.txt"]
@@ -345,7 +332,7 @@ def test_a_killed_import_resumes_and_a_revoked_source_fails_the_next(
         again = _import(b, handoff, "--prefix", "again/")
         _wait_for_bytes(b, b_key, again)
         a.run("creds", "revoke", json.loads(handoff.read_text())["access_key_id"])
-        done = _wait(b, b_key, again, ("completed", "failed", "cancelled"))
+        done = b.wait_for_request(b_key, again, ("completed", "failed", "cancelled"))
         error = done["metadata"].get("error") or ""
         assert done["status"] == "failed", done["metadata"]["report"]
         # "the source refused: GET photos/video/big.bin: InvalidAccessKeyId (HTTP 403): The

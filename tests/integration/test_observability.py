@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 from ferry.logs import JsonFormatter
 from portability.api import _server_error
 from portability.metrics import RequestIdMiddleware, metrics_endpoint
-from tests.support.ferry import Ferry
+from tests.support.ferry import Ferry, served_demo
 
 TOKEN = "metrics-token-for-tests"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -36,18 +36,13 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferry]:
-    ferry = Ferry.create(
+    with served_demo(
         tmp_path_factory.mktemp("observed"),
         database_url,
         log_format="json",
         api_metrics_token=TOKEN,
-    )
-    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
-    ferry.serve()
-    try:
+    ) as ferry:
         yield ferry
-    finally:
-        ferry.stop()
 
 
 def call(

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_dashboard_browser import browser, shoot
+from tests.integration.test_dashboard_browser import browser, page, shoot
 from tests.support.ferry import Ferry
 from tests.support.oidc_provider import OidcProvider
 
-__all__ = ["browser"]  # the fixture, shared with the dashboard's browser tests
+__all__ = ["browser", "page"]  # the fixtures, shared with the dashboard's browser tests
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +60,6 @@ def served(
         yield ferry
     finally:
         ferry.stop()
-
-
-@pytest.fixture
-def page(browser: Any, served: Ferry) -> Iterator[Any]:
-    context = browser.new_context(base_url=served.api_url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def sign_in_with_provider(page: Any, served: Ferry, provider: OidcProvider, who: str) -> None:

@@ -1,4 +1,4 @@
-"""Sign-in through a real OpenID Connect provider, and its access tokens at the API.
+"""Sign-in through a real OpenID Connect provider, from the login page to the admin console.
 
 The provider is oidc-provider-mock in a process of its own on a free loopback port
 (tests/support/oidc_provider.py); Ferry's API app runs in starlette's TestClient on a real
@@ -6,7 +6,7 @@ database and talks to the provider over HTTP as it would in production: discover
 token endpoint. The browser's part (the provider's login form, following redirects) is played
 with httpx. What is checked is what a person would notice: who they are signed in as, whether
 the admin console opens, and a readable refusal for a forged state, a replayed code, an
-unknown email, and tokens for another audience, expired, or signed by another key.
+unknown email or an expired ID token. The provider's tokens are in test_oidc_tokens.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -29,27 +27,19 @@ from starlette.testclient import TestClient
 
 from db.engine import create_engine, session_factory
 from db.models import ApiKey, User
-from portability.accounts import create_user
-from portability.api import build_api_app
-from portability.credentials import GatewayAddress
-from portability.guard import DoorPolicy, FailureLimiter
-from portability.oidc.exceptions import TokenInvalid
 from portability.oidc.provider import OidcClient
 from portability.oidc.settings import OidcSettings
-from storage.local import LocalStorage
 from tests.support.oidc_provider import OidcProvider
-
-MASTER_KEY = bytes(range(32))
-CLIENT_ID = "ferry-dashboard"
-API_AUDIENCE = "ferry-api"
-
-
-@dataclass
-class People:
-    tag: str
-
-    def email(self, who: str) -> str:
-        return f"{who}-{self.tag}@example.com"
+from tests.support.oidc_signin import (
+    API_AUDIENCE,
+    CLIENT_ID,
+    People,
+    create_accounts,
+    provider_keys,
+    running_provider,
+    settings,
+    site_client,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,81 +49,20 @@ def people() -> People:
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory, people: People) -> Iterator[OidcProvider]:
-    users = [
-        {"sub": "alice", "email": people.email("alice"), "groups": ["staff", "ferry-admins"]},
-        {"sub": "bob", "email": people.email("bob"), "groups": ["staff"]},
-        {"sub": "mallory", "email": people.email("mallory")},
-        {"sub": "eve", "email": people.email("eve"), "email_verified": False},
-    ]
-    running = OidcProvider.start(tmp_path_factory.mktemp("oidc"), users, api_audience=API_AUDIENCE)
-    try:
-        yield running
-    finally:
-        running.stop()
+    with running_provider(tmp_path_factory.mktemp("oidc"), people) as provider:
+        yield provider
 
 
 @pytest.fixture(scope="module")
 def accounts(database_url: str, people: People) -> dict[str, str]:
-    """alice and bob have Ferry accounts (bob an admin in Ferry's own table); mallory not."""
-
-    async def setup() -> dict[str, str]:
-        engine = create_engine(database_url)
-        keys = {}
-        try:
-            async with session_factory(engine).begin() as db:
-                for who, admin in (("alice", False), ("bob", True), ("eve", False)):
-                    _, keys[who] = await create_user(db, people.email(who), is_admin=admin)
-        finally:
-            await engine.dispose()
-        return keys
-
-    return asyncio.run(setup())
-
-
-def settings(provider: OidcProvider, **changes: Any) -> OidcSettings:
-    values: dict[str, Any] = {
-        "issuer": provider.issuer,
-        "client_id": CLIENT_ID,
-        "client_secret": "s3cret",
-        "name": "Example ID",
-        "admin_claim": "groups",
-        "admin_values": ("ferry-admins",),
-        "api_audience": API_AUDIENCE,
-    }
-    values.update(changes)
-    return OidcSettings(**values)
-
-
-def ferry_app(
-    database_url: str, root: Path, oidc: OidcClient, limiter: FailureLimiter, *, https: bool
-) -> Any:
-    engine = create_engine(database_url)
-    app = build_api_app(
-        engine=engine,
-        sessions=session_factory(engine),
-        storage=LocalStorage(root),
-        master_key=MASTER_KEY,
-        endpoint=GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
-        door=DoorPolicy(oidc=oidc, limiter=limiter, public_url_is_https=https),
-    )
-    return app, engine
+    return asyncio.run(create_accounts(database_url, people))
 
 
 @pytest.fixture
 def site(
     database_url: str, tmp_path: Path, provider: OidcProvider, accounts: dict[str, str]
 ) -> Iterator[TestClient]:
-    yield from _site(database_url, tmp_path, OidcClient(settings(provider)))
-
-
-def _site(
-    database_url: str, root: Path, oidc: OidcClient, *, https: bool = False
-) -> Iterator[TestClient]:
-    limiter = FailureLimiter(failures=3, window=60)
-    app, engine = ferry_app(database_url, root, oidc, limiter, https=https)
-    with TestClient(app, follow_redirects=False) as client:
-        yield client
-        client.portal.call(engine.dispose)  # type: ignore[union-attr]
+    yield from site_client(database_url, tmp_path, OidcClient(settings(provider)))
 
 
 def start(client: TestClient, next_path: str = "/") -> str:
@@ -210,7 +139,7 @@ def test_unknown_users_are_created_when_allowed(
     database_url: str, tmp_path: Path, provider: OidcProvider, people: People
 ) -> None:
     oidc = OidcClient(settings(provider, auto_create_users=True))
-    for client in _site(database_url, tmp_path, oidc):
+    for client in site_client(database_url, tmp_path, oidc):
         assert sign_in(client, "mallory").status_code == 303
         assert people.email("mallory") in client.get("/").text
     engine = create_engine(database_url)
@@ -238,7 +167,7 @@ def test_an_unreachable_provider_is_a_page_and_a_503(
         name="Example ID",
         api_audience=API_AUDIENCE,
     )
-    for client in _site(database_url, tmp_path, OidcClient(gone)):
+    for client in site_client(database_url, tmp_path, OidcClient(gone)):
         answer = client.get("/login/oidc")
         assert answer.status_code == 503
         assert "Example ID could not be reached just now" in answer.text
@@ -257,7 +186,7 @@ def test_an_unreachable_provider_is_a_page_and_a_503(
 def test_cookies_are_secure_when_the_door_says_so(
     database_url: str, tmp_path: Path, provider: OidcProvider, accounts: dict[str, str]
 ) -> None:
-    for client in _site(database_url, tmp_path, OidcClient(settings(provider)), https=True):
+    for client in site_client(database_url, tmp_path, OidcClient(settings(provider)), https=True):
         started = client.get("/login/oidc?next=/")
         flow_cookie = started.headers["set-cookie"]
         assert flow_cookie.startswith("ferry_oidc_flow=")
@@ -317,7 +246,7 @@ def test_an_expired_id_token_is_refused(
 ) -> None:
     # Ferry's clock two hours on: the provider's hour-long ID token is past exp + skew.
     oidc = OidcClient(settings(provider), clock=lambda: time.time() + 7200)
-    for client in _site(database_url, tmp_path, oidc):
+    for client in site_client(database_url, tmp_path, oidc):
         answer = sign_in(client, "alice")
         assert answer.status_code == 401
         assert "could not be accepted" in answer.text and "expired" in answer.text
@@ -342,7 +271,7 @@ def test_sign_out_ends_the_session_here_and_at_the_provider(
     assert query["client_id"] == [CLIENT_ID]
     assert query["post_logout_redirect_uri"] == ["http://testserver/login?signed_out=1"]
     # The session's own ID token goes back as the hint (Okta, for one, requires it).
-    hint = jwt.decode(query["id_token_hint"][0], _provider_keys(provider))
+    hint = jwt.decode(query["id_token_hint"][0], provider_keys(provider))
     assert hint.claims["sub"] == "alice" and hint.claims["aud"] in (CLIENT_ID, [CLIENT_ID])
     # The copied cookie no longer opens anything: the session ended on the server.
     site.cookies.set("ferry_session", session or "")
@@ -355,7 +284,7 @@ def test_api_key_sign_in_can_be_turned_off(
     database_url: str, tmp_path: Path, provider: OidcProvider, accounts: dict[str, str]
 ) -> None:
     oidc = OidcClient(settings(provider, allow_api_key_signin=False))
-    for client in _site(database_url, tmp_path, oidc):
+    for client in site_client(database_url, tmp_path, oidc):
         page = client.get("/login")
         assert "Sign in with Example ID" in page.text
         assert 'name="api_key"' not in page.text
@@ -364,165 +293,6 @@ def test_api_key_sign_in_can_be_turned_off(
         answer = client.post("/login", data={"csrf_token": token, "api_key": accounts["alice"]})
         assert answer.status_code == 403
         assert "turned off" in answer.text
-
-
-# -- the provider's access tokens at the API ---------------------------------------------
-
-
-def access_token(provider: OidcProvider, sub: str, *, resource: str = "") -> str:
-    """An access token as the provider's own web app gets one for its user."""
-    document = provider.discovery()
-    redirect = "http://127.0.0.1:1/provider-app/callback"
-    authorize = httpx.post(
-        document["authorization_endpoint"],
-        params={
-            "response_type": "code",
-            "client_id": "provider-web-app",
-            "redirect_uri": redirect,
-            "scope": "openid email",
-            "state": "s",
-        },
-        data={"sub": sub},
-        follow_redirects=False,
-    )
-    code = parse_qs(urlsplit(authorize.headers["location"]).query)["code"][0]
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": redirect,
-        "client_id": "provider-web-app",
-        "client_secret": "x",
-    }
-    if resource:
-        form["resource"] = resource
-    answer = httpx.post(document["token_endpoint"], data=form)
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["access_token"])
-
-
-def test_the_providers_access_token_lists_alices_requests(
-    site: TestClient, provider: OidcProvider, accounts: dict[str, str]
-) -> None:
-    created = site.post(
-        "/api/portability/export",
-        json={"request_type": "export", "format": "json"},
-        headers={"authorization": f"Bearer {accounts['alice']}"},
-    )
-    assert created.status_code == 202, created.text
-    token = access_token(provider, "alice")
-    listed = site.get("/api/portability/requests", headers={"authorization": f"Bearer {token}"})
-    assert listed.status_code == 200, listed.text
-    ids = [r["id"] for r in listed.json()["requests"]]
-    assert created.json()["id"] in ids
-    # The admin rule holds for tokens too: alice's group makes her one.
-    admin = site.get("/api/admin/credentials", headers={"authorization": f"Bearer {token}"})
-    assert admin.status_code == 200, admin.text
-
-
-def test_a_token_for_another_audience_is_401(site: TestClient, provider: OidcProvider) -> None:
-    token = access_token(provider, "alice", resource="https://another-api.example")
-    answer = site.get("/api/portability/requests", headers={"authorization": f"Bearer {token}"})
-    assert answer.status_code == 401
-    assert answer.json()["error"]["code"] == "unauthorized"
-    assert (
-        "audience" in answer.json()["error"]["message"]
-        or "aud" in answer.json()["error"]["message"]
-    )
-
-
-def test_a_non_admin_token_is_refused_at_admin_routes(
-    site: TestClient, provider: OidcProvider
-) -> None:
-    token = access_token(provider, "bob")
-    answer = site.get("/api/admin/credentials", headers={"authorization": f"Bearer {token}"})
-    assert answer.status_code == 403
-
-
-def test_refused_tokens_count_against_the_failed_key_limit(
-    site: TestClient, provider: OidcProvider
-) -> None:
-    token = access_token(provider, "alice", resource="https://another-api.example")
-    statuses = [
-        site.get("/api/portability/requests", headers={"authorization": f"Bearer {token}"})
-        for _ in range(4)
-    ]
-    assert [s.status_code for s in statuses] == [401, 401, 401, 429]
-    assert statuses[-1].headers["retry-after"]
-
-
-# -- the token checks, against the provider's own tokens -----------------------------------
-
-
-def id_token_for(provider: OidcProvider, client_id: str, nonce: str) -> str:
-    document = provider.discovery()
-    redirect = "http://127.0.0.1:1/cb"
-    authorize = httpx.post(
-        document["authorization_endpoint"],
-        params={
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": redirect,
-            "scope": "openid email",
-            "state": "s",
-            "nonce": nonce,
-        },
-        data={"sub": "alice"},
-        follow_redirects=False,
-    )
-    code = parse_qs(urlsplit(authorize.headers["location"]).query)["code"][0]
-    answer = httpx.post(
-        document["token_endpoint"],
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect,
-            "client_id": client_id,
-            "client_secret": "x",
-        },
-    )
-    return str(answer.json()["id_token"])
-
-
-async def test_id_token_checks(provider: OidcProvider) -> None:
-    oidc = OidcClient(settings(provider))
-    good = id_token_for(provider, CLIENT_ID, "n-1")
-    claims = await oidc.verify_id_token(good, nonce="n-1")
-    assert claims["sub"] == "alice" and claims["aud"] in (CLIENT_ID, [CLIENT_ID])
-    with pytest.raises(TokenInvalid, match="nonce"):
-        await oidc.verify_id_token(good, nonce="another sign-in's")
-    with pytest.raises(TokenInvalid, match="aud"):
-        await oidc.verify_id_token(id_token_for(provider, "another-client", "n-2"), nonce="n-2")
-    expired = OidcClient(settings(provider), clock=lambda: time.time() + 3600 + 61)
-    with pytest.raises(TokenInvalid, match="expired"):
-        await expired.verify_id_token(good, nonce="n-1")
-    # Within the clock skew it still passes: the provider's clock may be a little behind.
-    nearly = OidcClient(settings(provider), clock=lambda: time.time() + 3600 + 30)
-    assert (await nearly.verify_id_token(good, nonce="n-1"))["sub"] == "alice"
-
-
-async def test_a_token_signed_by_another_key_is_refused(provider: OidcProvider) -> None:
-    oidc = OidcClient(settings(provider))
-    real = jwt.decode(id_token_for(provider, CLIENT_ID, "n-3"), _provider_keys(provider))
-    impostor = jwk.RSAKey.generate_key(2048)
-    # Same claims, same key id as the provider's: only the signature differs.
-    kid = _provider_keys(provider).keys[0].kid
-    forged = jwt.encode({"alg": "RS256", "kid": kid}, real.claims, impostor)
-    with pytest.raises(TokenInvalid, match="signature"):
-        await oidc.verify_id_token(forged, nonce="n-3")
-    # Without a key id, no key of the provider's verifies it either.
-    anonymous = jwt.encode({"alg": "RS256"}, real.claims, impostor)
-    with pytest.raises(TokenInvalid, match="signature"):
-        await oidc.verify_id_token(anonymous, nonce="n-3")
-    # An HMAC keyed with the client secret is no signature of the provider's.
-    hmac_key = jwk.OctKey.import_key(b"s3cret" * 6)
-    shared = jwt.encode({"alg": "HS256"}, real.claims, hmac_key)
-    with pytest.raises(TokenInvalid):
-        await oidc.verify_id_token(shared, nonce="n-3")
-
-
-def _provider_keys(provider: OidcProvider) -> jwk.KeySet:
-    jwks = httpx.get(provider.discovery()["jwks_uri"]).json()
-    return jwk.KeySet.import_key_set(jwks)
 
 
 async def test_the_admin_console_names_how_each_user_signed_in(

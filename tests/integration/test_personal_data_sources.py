@@ -9,21 +9,17 @@ validates against the shipped schema, holds exactly the provider's rows, and str
 chunks of about 256 KiB with a peak of Python memory far below the document's size. A query
 that fails makes the request `failed`, naming the section, with nothing delivered.
 
-The SQLite-backed tests beside them need no server: a source on a SQLite file, an
-entry-point source found through real package metadata, and the refusals of bad queries.
+The sources that need no provider server are in test_personal_data_source_kinds.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import sys
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +29,8 @@ import sqlalchemy as sa
 
 from db.engine import create_engine, session_factory
 from db.models import PortabilityRequest, User
-from ferry.config import ConfigError, load_config
+from ferry.config import load_config
 from ferry.runtime import personal_data_sources
-from portability.accounts import create_user
 from portability.credentials import GatewayAddress
 from portability.exports.personal import personal_data, schema
 from portability.exports.service import create_export, parse_export
@@ -44,10 +39,10 @@ from portability.exports.sources import SourceFailed, SourceSpec, Subject, build
 from portability.exports.worker import ExportWorker
 from storage.local import LocalStorage
 from tests.fixtures.database import fresh_postgres_database, postgres_server_url
+from tests.support.personal_data import NOW, user_id_of
 
 ROWS = 100_000
 INVOICES = 1_000
-NOW = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
 
 USAGE_QUERY = (
     "SELECT bkt_name AS bucket, window_from, window_to, bytes_stored, bytes_out, bytes_in, "
@@ -186,14 +181,6 @@ def provider_config(tmp_path: Path, provider_db: str, **overrides: str) -> Any:
     return load_config(path, env=provider_env(provider_db, **overrides))
 
 
-async def _user_id(sessions: Any, email: str) -> uuid.UUID:
-    async with sessions.begin() as db:
-        user = await db.scalar(sa.select(User).where(User.email == email))
-        if user is None:
-            user, _ = await create_user(db, email)
-        return user.id
-
-
 async def _document(storage: LocalStorage, request_id: uuid.UUID) -> bytes | None:
     """The export's personal-data.json as stored, or None when nothing was delivered."""
     if not await storage.bucket_exists(ExportSettings().exports_bucket):
@@ -215,7 +202,7 @@ async def _export(
     sessions = session_factory(engine)
     settings = ExportSettings(upload_chunk_size=5 * 1024 * 1024)
     try:
-        user_id = await _user_id(sessions, email)
+        user_id = await user_id_of(sessions, email)
         async with sessions.begin() as db:
             user = await db.get(User, user_id)
             assert user is not None
@@ -302,7 +289,7 @@ def test_the_document_streams_with_bounded_memory(
         engine = create_engine(database_url)
         sessions = session_factory(engine)
         try:
-            user_id = await _user_id(sessions, people["alice"])
+            user_id = await user_id_of(sessions, people["alice"])
             sources = personal_data_sources(config, sessions)
             chunks = total = biggest = 0
             tracemalloc.start()
@@ -363,86 +350,6 @@ def test_a_query_missing_a_column_fails_naming_it(
     assert raw is None
 
 
-# -- without a PostgreSQL server -----------------------------------------------------------
-
-
-def test_bad_queries_are_refused_when_the_config_is_read(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/provider.db"
-    for query, message in (
-        ("SELECT * FROM usage", "must select by :email or :user_id"),
-        ("DELETE FROM usage WHERE email = :email", "must be one SELECT"),
-        ("SELECT 1 WHERE :email = 1; DROP TABLE x", "must be one SELECT"),
-        ("SELECT * FROM u WHERE e = :email AND t = :tenant", "unknown parameter(s) :tenant"),
-    ):
-        config = load_config(
-            None,
-            env={"FERRY_PERSONAL_DATA_USAGE_URL": url, "FERRY_PERSONAL_DATA_USAGE_QUERY": query},
-        )
-        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            personal_data_sources(config, session_factory(create_engine(url)))
-    misnamed = load_config(
-        None,
-        env={
-            "FERRY_PERSONAL_DATA_USAGE_URL": url,
-            "FERRY_PERSONAL_DATA_USAGE_QUERY": "SELECT * FROM u WHERE e = :email",
-        },
-    )
-    misnamed = dataclasses.replace(
-        misnamed,
-        personal_data=(
-            (
-                "usage",
-                dataclasses.replace(
-                    misnamed.personal_data_source("usage"), columns=(("bytes", "b"),)
-                ),
-            ),
-        ),
-    )
-    with pytest.raises(ConfigError, match=r"no field\(s\) bytes in this section"):
-        personal_data_sources(misnamed, session_factory(create_engine(url)))
-    with pytest.raises(ConfigError, match="needs both url and query"):
-        load_config(None, env={"FERRY_PERSONAL_DATA_BILLING_URL": url})
-    with pytest.raises(ConfigError, match="unknown section"):
-        (tmp_path / "c.toml").write_text("[personal_data.invoices]\nurl = 'x'\n")
-        load_config(tmp_path / "c.toml", env={})
-
-
-async def test_the_profile_comes_from_a_sqlite_source(tmp_path: Path, database_url: str) -> None:
-    sync = sa.create_engine(f"sqlite:///{tmp_path}/crm.db")
-    email = f"pat-{uuid.uuid4().hex[:8]}@example.com"
-    with sync.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE people (mail TEXT, full_name TEXT, since DATE)")
-        conn.execute(
-            sa.text("INSERT INTO people VALUES (:email, 'Pat Example', '2019-05-01')"),
-            {"email": email},
-        )
-    sync.dispose()
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    try:
-        profile = SourceSpec(
-            "profile",
-            kind="sql",
-            url=f"sqlite+aiosqlite:///{tmp_path}/crm.db",
-            query="SELECT mail, full_name, 0 AS is_admin, since, 'crm-17' AS id "
-            "FROM people WHERE mail = :email",
-            columns={"email": "mail", "name": "full_name", "created_at": "since"},
-        )
-        user_id = await _user_id(sessions, email)
-        sources = build_sources(sessions, [profile])
-        raw = b"".join(
-            [c async for c in personal_data(sessions, user_id, now=NOW, sources=sources)]
-        )
-        document = json.loads(raw)
-        jsonschema.validate(document, schema())
-        subject = document["subject"]
-        assert subject["name"] == "Pat Example"
-        assert subject["created_at"] == "2019-05-01T00:00:00Z"
-        assert subject["id"] == str(user_id)  # the document's key stays Ferry's
-    finally:
-        await engine.dispose()
-
-
 @pytest.mark.postgres
 async def test_a_query_that_writes_is_refused_by_the_read_only_transaction(
     provider_db: str, people: dict[str, str], database_url: str
@@ -475,91 +382,3 @@ async def test_a_query_that_writes_is_refused_by_the_read_only_transaction(
 
 def _subject(email: str) -> Subject:
     return Subject(uuid.uuid4(), email)
-
-
-class _Crm:
-    """What a provider's own plugin might be: rows from anywhere, here from memory."""
-
-    def __init__(self, spec: SourceSpec) -> None:
-        self.spec = spec
-
-    async def rows(self, section: str, subject: Subject) -> AsyncIterator[Mapping[str, Any]]:
-        for n in range(3):
-            yield {
-                "id": str(uuid.uuid4()),
-                "name": f"key {n}",
-                "key": f"crm_live_{n:04d}abcdefghijkl{n:04d}",  # unmasked: Ferry masks it
-                "created_at": datetime(2025, 1, n + 1, tzinfo=UTC),
-                "last_used_at": None,
-                "revoked_at": None,
-                "extra": "dropped",
-            }
-
-
-def crm_factory(spec: SourceSpec) -> _Crm:
-    return _Crm(spec)
-
-
-@pytest.fixture
-def crm_entry_point(tmp_path: Path) -> Iterator[None]:
-    """A real distribution's metadata declaring a `ferry.personal_data` entry point."""
-    dist = tmp_path / "site" / "provider_crm-1.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: provider-crm\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[ferry.personal_data]\ncrm = {__name__}:crm_factory\n")
-    sys.path.insert(0, str(tmp_path / "site"))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(tmp_path / "site"))
-
-
-async def test_an_entry_point_source_supplies_a_section(
-    crm_entry_point: None, database_url: str
-) -> None:
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    try:
-        config = load_config(None, env={"FERRY_PERSONAL_DATA_API_KEYS_SOURCE": "crm"})
-        sources = personal_data_sources(config, sessions)
-        email = f"crm-{uuid.uuid4().hex[:8]}@example.com"
-        async with sessions.begin() as db:
-            user, _ = await create_user(db, email)
-        raw = b"".join(
-            [c async for c in personal_data(sessions, user.id, now=NOW, sources=sources)]
-        )
-        document = json.loads(raw)
-        jsonschema.validate(document, schema())
-        keys = document["api_keys"]
-        assert [k["name"] for k in keys] == ["key 0", "key 1", "key 2"]
-        assert keys[0]["key"] == "crm_live…0000"
-        assert b"abcdefghijkl" not in raw
-        with pytest.raises(ConfigError, match="no source 'nope'"):
-            personal_data_sources(
-                load_config(None, env={"FERRY_PERSONAL_DATA_USAGE_SOURCE": "nope"}), sessions
-            )
-    finally:
-        await engine.dispose()
-
-
-async def test_an_unreachable_provider_database_fails_the_section(database_url: str) -> None:
-    from tests.support.ferry import free_port
-
-    url = f"postgresql+psycopg://ferry_ro:s3cret@127.0.0.1:{free_port()}/billing"
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    try:
-        spec = SourceSpec("billing", kind="sql", url=url, query="SELECT * FROM i WHERE e = :email")
-        sources = build_sources(sessions, [spec])
-        user_id = await _user_id(sessions, f"gone-{uuid.uuid4().hex[:8]}@example.com")
-        with pytest.raises(SourceFailed) as failed:
-            async for _ in personal_data(sessions, user_id, now=NOW, sources=sources):
-                pass
-        message = str(failed.value)
-        assert message == (
-            "personal data: the billing section could not be read "
-            "(its query failed: OperationalError)"
-        )
-        assert "s3cret" not in repr(sources["billing"]) and "s3cret" not in message
-    finally:
-        await engine.dispose()

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_export_e2e import fetch
+from tests.support.export_stack import fetch
 from tests.support.ferry import FERRY, free_port, http
 
 

@@ -4,42 +4,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.fixtures.servers import S3Server
-from tests.support.ferry import Ferry, http
+from tests.support.ferry import Ferry, http, served_demo
 
 
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferry]:
-    ferry = Ferry.create(
+    with served_demo(
         tmp_path_factory.mktemp("served"), database_url, egress_allowed_cidrs="127.0.0.0/8"
-    )
-    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
-    ferry.serve()
-    try:
+    ) as ferry:
         yield ferry
-    finally:
-        ferry.stop()
-
-
-def wait_for(ferry: Ferry, key: str, request_id: str, states: tuple[str, ...]) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status, resource = http(
-            "GET", f"{ferry.api_url}/api/portability/requests/{request_id}", token=key
-        )
-        assert status == 200, resource
-        if resource["status"] in states:
-            return dict(resource)
-        time.sleep(0.25)
-    raise AssertionError(f"request {request_id} stuck in {resource['status']}")
 
 
 def test_zip_export_is_built_by_the_served_worker(served: Ferry, tmp_path: Path) -> None:
@@ -56,7 +36,7 @@ def test_zip_export_is_built_by_the_served_worker(served: Ferry, tmp_path: Path)
         token=key,
     )
     assert status == 202, created
-    ready = wait_for(served, key, created["id"], ("ready", "failed"))
+    ready = served.wait_for_request(key, created["id"], ("ready", "failed"))
     assert ready["status"] == "ready", ready["metadata"].get("error")
     target = tmp_path / "export.zip"
     subprocess.run(["curl", "-sf", "-o", str(target), ready["export_url"]], check=True)
@@ -88,7 +68,7 @@ def test_transfer_is_copied_by_the_served_worker(served: Ferry, seaweedfs_b: S3S
     )
     assert status == 202, created
     assert "secret_access_key" not in json.dumps(created)
-    done = wait_for(served, key, created["id"], ("completed", "failed"))
+    done = served.wait_for_request(key, created["id"], ("completed", "failed"))
     assert done["status"] == "completed", done["metadata"].get("error")
     listed = seaweedfs_b.client().list_objects_v2(Bucket=target, Prefix="moved/")
     assert listed["KeyCount"] == done["metadata"]["progress"]["objects_total"] > 0

@@ -8,6 +8,7 @@ keeps its parts' sizes. All three must agree.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,18 +16,23 @@ import pytest
 from storage.base import PartSpan
 from storage.exceptions import InvalidPartNumber, NoSuchKey, PartsUnknown
 from storage.local import LocalStorage
-from tests.integration.test_storage_conformance import (
+from tests.support.storage_backends import (
+    BACKENDS,
     MIB,
     Backend,
-    backend,
     chunks,
+    open_backend,
     put_bytes,
     read_all,
 )
 
-__all__ = ["backend"]  # the fixture, shared with the conformance tests
-
 SIZES = [5 * MIB, 5 * MIB, 1000]
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async with open_backend(request.param, request, tmp_path) as backend:
+        yield backend
 
 
 async def _multipart(backend: Backend, key: str) -> list[bytes]:

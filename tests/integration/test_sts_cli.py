@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.ferry import Ferry, http
+from tests.support.ferry import Ferry, http, served_demo
 
 AWS = shutil.which("aws", path="/usr/bin") or ""
 
@@ -26,13 +26,8 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         if os.environ.get("CI") == "true":
             pytest.fail("aws-cli v2 (Debian's awscli) is missing")
         pytest.skip("aws-cli v2 (Debian's awscli) is not installed")
-    ferry = Ferry.create(tmp_path_factory.mktemp("sts"), database_url)
-    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
-    ferry.serve()
-    try:
+    with served_demo(tmp_path_factory.mktemp("sts"), database_url) as ferry:
         yield ferry
-    finally:
-        ferry.stop()
 
 
 def aws(ferry: Ferry, tmp: Path, cred: dict[str, Any], *args: str, check: bool = True) -> Any:

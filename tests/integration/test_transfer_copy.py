@@ -112,10 +112,6 @@ def _read_back(server: S3Server, bucket: str, prefix: str, keys: list[str]) -> d
         return {r[0]: r[1:] for r in pool.map(one, keys)}
 
 
-def _open_uploads(server: S3Server, bucket: str) -> list[Any]:
-    return list(server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
-
-
 @pytest.mark.parametrize("target_name", ["seaweedfs_b", "moto_server"])
 async def test_objects_and_metadata_arrive_identical_and_a_rerun_copies_nothing(
     request: pytest.FixtureRequest,
@@ -162,7 +158,7 @@ async def test_objects_and_metadata_arrive_identical_and_a_rerun_copies_nothing(
         assert metadata == source.metadata[key], key
         for name, value in source.headers[key].items():
             assert raw.get(name) == value, (key, name)
-    assert _open_uploads(target, bucket) == []
+    assert target.open_uploads(bucket) == []
 
     again = await new_transfer(db_sessions)
     rerun = await run_until_final(worker, db_sessions, again)

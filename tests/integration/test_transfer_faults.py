@@ -61,10 +61,6 @@ def _items(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["key"]: item for item in meta["report"]["items"]}
 
 
-def _open_uploads(server: S3Server, bucket: str) -> list[Any]:
-    return list(server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
-
-
 @pytest.mark.parametrize("target_name", ["seaweedfs_b", "moto_server"])
 async def test_corrupted_parts_and_wrong_etags_are_retried_or_failed_never_verified(
     request: pytest.FixtureRequest,
@@ -131,7 +127,7 @@ async def test_corrupted_parts_and_wrong_etags_are_retried_or_failed_never_verif
         assert sorted(sent) == [1, 2, 2, 3]
         # The persistent corruption: 3 tries per attempt, 2 attempts of the object.
         assert proxy.count("UploadPart", "always.bin") >= 6
-        assert _open_uploads(target, destination) == []
+        assert target.open_uploads(destination) == []
 
 
 async def test_a_source_etag_that_is_not_the_md5_of_its_bytes_is_caught_and_they_are_hashed(
@@ -244,7 +240,7 @@ async def test_slowdown_and_resets_on_10_percent_still_complete_and_a_403_fails_
     for key, body in objects.items():
         if key != "denied/secret.txt":
             assert _sha(_read(seaweedfs_b, destination, key)) == _sha(body), key
-    assert _open_uploads(seaweedfs_b, destination) == []
+    assert seaweedfs_b.open_uploads(destination) == []
 
 
 async def test_same_endpoint_copies_server_side_pinned_and_verified(

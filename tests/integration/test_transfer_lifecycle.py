@@ -189,9 +189,7 @@ async def test_cancel_stops_the_worker_and_aborts_open_uploads(
     try:
         uploads: list[Any] = []
         for _ in range(100):
-            uploads = (
-                seaweedfs_b.client().list_multipart_uploads(Bucket=destination).get("Uploads", [])
-            )
+            uploads = seaweedfs_b.open_uploads(destination)
             if uploads:
                 break
             await asyncio.sleep(0.1)
@@ -221,8 +219,7 @@ async def test_cancel_stops_the_worker_and_aborts_open_uploads(
         report = (done.meta or {})["report"]
         assert report["status"] == "cancelled"
         assert report["objects"]["copied"] < 6
-        left = seaweedfs_b.client().list_multipart_uploads(Bucket=destination)
-        assert left.get("Uploads", []) == []
+        assert seaweedfs_b.open_uploads(destination) == []
 
         again = await asyncio.to_thread(
             CliRunner().invoke,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,24 @@ class Ferry:
                 return key
         raise AssertionError(f"no demo key for {email}")
 
+    def wait_for_request(
+        self, key: str, request_id: str, states: tuple[str, ...], *, seconds: float = 180
+    ) -> dict[str, Any]:
+        """The request's resource from the API once its status is one of `states`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            status, body = http(
+                "GET", f"{self.api_url}/api/portability/requests/{request_id}", token=key
+            )
+            assert status == 200, body
+            if body["status"] in states:
+                return dict(body)
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"request {request_id} stayed {body['status']}: {self.log()[-3000:]}"
+                )
+            time.sleep(0.25)
+
     def log(self, index: int = 0) -> str:
         return (self.workdir / f"serve-{index}.log").read_text(errors="replace")
 
@@ -153,3 +172,15 @@ class Ferry:
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+
+
+@contextlib.contextmanager
+def served_demo(workdir: Path, database_url: str, **settings: str) -> Iterator[Ferry]:
+    """A Ferry with the demo's users and keys (in `keys.txt`), serving until the block ends."""
+    ferry = Ferry.create(workdir, database_url, **settings)
+    ferry.run("demo", "--keys-file", str(ferry.workdir / "keys.txt"))
+    ferry.serve()
+    try:
+        yield ferry
+    finally:
+        ferry.stop()
