@@ -117,12 +117,6 @@ class _Connection(asyncio.Protocol):
                 self._error = Closed(f"the connection closed: {exc or 'end of stream'}")
         self._wake()
 
-    def pause_writing(self) -> None:  # a request is a few hundred bytes: nothing to pause
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
