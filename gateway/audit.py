@@ -163,10 +163,16 @@ class AuditWriter:
             await self.flush()
 
     async def flush(self) -> None:
-        while not self._queue.empty():
+        """Write the rows queued when the flush began; rows queued while it writes wait for
+        the next round. Draining until empty made a busy gateway chase each new row with a
+        batch of its own: batches of two or three rows, one transaction per request, and the
+        request's CPU doubled."""
+        pending = self._queue.qsize()
+        while pending > 0:
             events: list[AccessEvent] = []
-            while len(events) < self._batch and not self._queue.empty():
+            while len(events) < self._batch and pending > 0:
                 events.append(self._queue.get_nowait())
+                pending -= 1
             try:
                 await self._write(events)
             except Exception:
@@ -179,7 +185,8 @@ class AuditWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        while not self._queue.empty():
+            await self.flush()
 
     async def _write(self, events: list[AccessEvent]) -> None:
         if not events:
