@@ -12,10 +12,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from storage.httpdates import parse_imf_fixdate
+
 
 def parse_http_date(value: str | None) -> datetime | None:
     if value is None:
         return None
+    fixdate = parse_imf_fixdate(value)
+    if fixdate is not None:
+        return fixdate
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

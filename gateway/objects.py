@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from email.utils import format_datetime
 
 from gateway.httpdate import parse_http_date
 from storage.base import ObjectInfo
+from storage.httpdates import format_http_date
 from storage.validation import parse_decimal
 
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
@@ -81,7 +81,7 @@ def object_headers(
 ) -> dict[str, str]:
     headers = {
         "etag": f'"{info.etag}"',
-        "last-modified": format_datetime(info.last_modified, usegmt=True),
+        "last-modified": format_http_date(info.last_modified),
         "accept-ranges": "bytes",
         "content-type": info.content_type,
     }

@@ -32,6 +32,7 @@ from storage.exceptions import (
     PreconditionFailed,
     StorageError,
 )
+from storage.httpdates import parse_imf_fixdate
 from storage.validation import DEFAULT_CONTENT_TYPE, META_PREFIX, STANDARD_HEADERS
 
 ERRORS: Final[dict[str, type[StorageError]]] = {
@@ -110,9 +111,9 @@ def parsed(parse: Callable[[bytes], _T], body: bytes, what: str) -> _T:
 
 def object_info(key: str, headers: Mapping[str, str], size: int) -> ObjectInfo:
     metadata = {
-        name.lower()[len(META_PREFIX) :]: value
+        lower[len(META_PREFIX) :]: value
         for name, value in headers.items()
-        if name.lower().startswith(META_PREFIX)
+        if (lower := name.lower()).startswith(META_PREFIX)
     }
     standard = {name: headers[name] for name in STANDARD_HEADERS if name in headers}
     return ObjectInfo(
@@ -178,6 +179,9 @@ def content_range(value: str) -> tuple[int, int, int]:
 
 def http_date(value: str | None) -> datetime:
     if value:
+        fixdate = parse_imf_fixdate(value)
+        if fixdate is not None:
+            return fixdate
         try:
             return parsedate_to_datetime(value).astimezone(UTC)
         except (TypeError, ValueError):
