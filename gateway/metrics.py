@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -46,17 +47,30 @@ DURATION = Histogram(
 access_log = logging.getLogger("ferry.gateway.access")
 
 
+# Each label set's child, found once: labels() checks and locks on every call, a sixth of
+# what a request's accounting cost. Few sets: S3 actions, statuses and error codes.
+_children: dict[tuple[object, ...], Any] = {}
+
+
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def report(
     event: AccessEvent, *, method: str, path: str, seconds: float, access_key_id: str | None
 ) -> None:
     """Count a finished request and write its access log line."""
     action = event.action
-    REQUESTS.labels(action, str(event.status)).inc()
+    _child(REQUESTS, action, str(event.status)).inc()
     if event.bytes:
-        RESPONSE_BYTES.labels(action).inc(event.bytes)
+        _child(RESPONSE_BYTES, action).inc(event.bytes)
     if event.error:
-        ERRORS.labels(event.error).inc()
-    DURATION.labels(action).observe(seconds)
+        _child(ERRORS, event.error).inc()
+    _child(DURATION, action).observe(seconds)
     access_log.info(
         "%s %s %s %s %dB %dms",
         action,

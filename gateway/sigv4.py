@@ -61,6 +61,9 @@ class Signed:
     expires: int | None
     security_token: str | None = field(repr=False)
     payload_hash: str
+    # The request's headers by name, as parse() read them: verify() builds the canonical
+    # headers from them rather than decoding every header again.
+    header_values: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
 
 def parse_query(query_string: bytes) -> QueryPairs:
@@ -199,6 +202,7 @@ def _parse_header(auth: str, hv: dict[str, list[str]]) -> Signed:
         expires=None,
         security_token=token[0] if token else None,
         payload_hash=payload[0],
+        header_values=hv,
     )
 
 
@@ -245,6 +249,7 @@ def _parse_presigned(qd: dict[str, str], hv: dict[str, list[str]]) -> Signed:
         expires=expires,
         security_token=qd.get("X-Amz-Security-Token"),
         payload_hash=payload,
+        header_values=hv,
     )
 
 
@@ -258,7 +263,7 @@ def canonical_query(query: QueryPairs, *, presigned: bool) -> str:
 
 
 def canonical_headers(signed: Signed, headers: Headers) -> str:
-    hv = _header_values(headers)
+    hv = signed.header_values or _header_values(headers)
     lines = []
     for name in signed.signed_headers:
         values = hv.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 
@@ -10,6 +11,7 @@ KEY_ID_PREFIX = "FRY"
 KEY_ID_LENGTH = 20
 SECRET_LENGTH = 40
 _KEY_ID_ALPHABET = string.ascii_uppercase + string.digits
+_KEY_ID = re.compile(f"{KEY_ID_PREFIX}[A-Z0-9]{{{KEY_ID_LENGTH - len(KEY_ID_PREFIX)}}}")
 # The secret alphabet of AWS secrets: letters, digits, '+' and '/'; every tool copes with them.
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
 
@@ -20,11 +22,7 @@ def new_access_key_id() -> str:
 
 
 def looks_like_access_key_id(value: str) -> bool:
-    return (
-        len(value) == KEY_ID_LENGTH
-        and value.startswith(KEY_ID_PREFIX)
-        and all(c in _KEY_ID_ALPHABET for c in value)
-    )
+    return _KEY_ID.fullmatch(value) is not None
 
 
 def new_secret() -> str:
