@@ -150,3 +150,18 @@ def test_metrics_token_is_a_secret() -> None:
     config = load_config(env={"FERRY_API_METRICS_TOKEN": "s3cr3t-token"})
     assert config.api.metrics_token == "s3cr3t-token"
     assert "s3cr3t" not in repr(config)
+
+
+def test_times_are_written_to_the_millisecond_in_utc() -> None:
+    formatter = JsonFormatter()
+    stamps = []
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.25, 0.5):
+        rec = record("tick")
+        rec.created = created
+        stamps.append(json.loads(formatter.format(rec))["ts"])
+    assert stamps == [
+        "2023-11-14T22:13:20.000Z",
+        "2023-11-14T22:13:20.999Z",
+        "2023-11-14T22:13:21.250Z",
+        "1970-01-01T00:00:00.500Z",
+    ]
