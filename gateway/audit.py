@@ -109,6 +109,8 @@ def _clean(value: str | None) -> str | None:
     """
     if value is None:
         return None
+    if value.isascii() and "\x00" not in value:  # nearly every action, key, address, agent
+        return value
     text = value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
     return text.replace("\x00", "\ufffd")
 
