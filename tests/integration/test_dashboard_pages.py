@@ -8,7 +8,6 @@ that no page ever shows a trace. Sign-in and sessions are in test_dashboard_sign
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -18,23 +17,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from db.engine import create_engine, session_factory
 from db.models import AuditLog, User
-from portability.credentials import GatewayAddress
-from portability.dashboard import dashboard_routes
 from storage.local import LocalStorage
 from tests.support.dashboard_site import (
-    MASTER_KEY,
     START,
     Site,
     assert_clean,
     csrf_of,
     login,
     open_site,
-    seed_site,
 )
 
 
@@ -243,23 +236,9 @@ def test_the_webhooks_page_adds_shows_and_removes_an_endpoint(
 ) -> None:
     from tests.support.egress import LOOPBACK
 
-    tag = uuid.uuid4().hex[:8]
-    keys = asyncio.run(seed_site(database_url, tmp_path / "storage", tag))
-    engine = create_engine(database_url)
-    app = Starlette(
-        routes=dashboard_routes(
-            session_factory(engine),
-            LocalStorage(tmp_path / "storage"),
-            MASTER_KEY,
-            GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
-            egress=LOOPBACK,
-        )
-    )
-    with TestClient(app, follow_redirects=False) as client:
-        form = client.get("/login")
-        client.post(
-            "/login", data={"csrf_token": csrf_of(form.text), "api_key": keys["user"], "next": "/"}
-        )
+    with open_site(database_url, tmp_path, egress=LOOPBACK) as site:
+        client = site.client
+        login(site)
         page = client.get("/webhooks")
         assert page.status_code == 200 and "Add an endpoint" in page.text
         csrf = csrf_of(page.text)
@@ -282,7 +261,6 @@ def test_the_webhooks_page_adds_shows_and_removes_an_endpoint(
         assert gone.status_code == 303
         assert "None yet." in client.get("/webhooks").text
         assert_clean(refused.text + added.text)
-        client.portal.call(engine.dispose)  # type: ignore[union-attr]
 
 
 def test_the_import_form_refuses_what_the_egress_policy_refuses(site: Site) -> None:

@@ -8,32 +8,25 @@ and the limit on failed sign-ins.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db.engine import create_engine, session_factory
 from db.models import ApiKey
 from portability.accounts import hash_api_key
-from portability.credentials import GatewayAddress
-from portability.dashboard import dashboard_routes
-from storage.local import LocalStorage
 from tests.support.dashboard_site import (
-    MASTER_KEY,
     START,
     Site,
     assert_clean,
     csrf_of,
     login,
     open_site,
-    seed_site,
 )
 
 
@@ -182,30 +175,18 @@ def test_session_cookies_are_secure_behind_a_tls_proxy(database_url: str, tmp_pa
     from portability.guard import DoorPolicy
     from sts.scope import parse_cidrs
 
-    tag = uuid.uuid4().hex[:8]
-    keys = asyncio.run(seed_site(database_url, tmp_path / "storage", tag))
-    engine = create_engine(database_url)
     door = DoorPolicy(trusted_proxies=parse_cidrs(["0.0.0.0/0", "::/0"]))
-    app = Starlette(
-        routes=dashboard_routes(
-            session_factory(engine),
-            LocalStorage(tmp_path / "storage"),
-            MASTER_KEY,
-            GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
-            door=door,
-        )
-    )
     # TestClient's peer is "testclient", which no network holds: only a real address in
     # trusted_proxies is believed, so the proxied case runs through an ASGI scope rewrite.
 
-    def from_proxy(inner: Starlette) -> object:
-        async def app_(scope: dict[str, object], receive: object, send: object) -> None:
-            scope = {**scope, "client": ("10.0.0.5", 50000)}
-            await inner(scope, receive, send)  # type: ignore[arg-type]
+    def from_proxy(inner: ASGIApp) -> ASGIApp:
+        async def app_(scope: Scope, receive: Receive, send: Send) -> None:
+            await inner({**scope, "client": ("10.0.0.5", 50000)}, receive, send)
 
         return app_
 
-    with TestClient(from_proxy(app), follow_redirects=False) as client:  # type: ignore[arg-type]
+    with open_site(database_url, tmp_path, door=door, wrap=from_proxy) as site:
+        client, keys = site.client, site.keys
         form = client.get("/login", headers={"x-forwarded-proto": "https"})
         assert "secure" in form.headers["set-cookie"].lower()
         # httpx keeps a Secure cookie off plain http, as a browser would: hand it over.
@@ -219,7 +200,6 @@ def test_session_cookies_are_secure_behind_a_tls_proxy(database_url: str, tmp_pa
         assert "secure" in answer.headers["set-cookie"].lower()
         plain = client.get("/login")
         assert "secure" not in plain.headers["set-cookie"].lower()
-        client.portal.call(engine.dispose)  # type: ignore[union-attr]
 
 
 def test_sign_out(site: Site) -> None:

@@ -16,9 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from joserfc import jwk, jwt
 from starlette.testclient import TestClient
@@ -29,6 +27,7 @@ from tests.support.oidc_provider import OidcProvider
 from tests.support.oidc_signin import (
     CLIENT_ID,
     People,
+    code_flow_tokens,
     create_accounts,
     provider_keys,
     running_provider,
@@ -65,31 +64,13 @@ def site(
 
 def access_token(provider: OidcProvider, sub: str, *, resource: str = "") -> str:
     """An access token as the provider's own web app gets one for its user."""
-    document = provider.discovery()
-    redirect = "http://127.0.0.1:1/provider-app/callback"
-    authorize = httpx.post(
-        document["authorization_endpoint"],
-        params={
-            "response_type": "code",
-            "client_id": "provider-web-app",
-            "redirect_uri": redirect,
-            "scope": "openid email",
-            "state": "s",
-        },
-        data={"sub": sub},
-        follow_redirects=False,
+    answer = code_flow_tokens(
+        provider,
+        "provider-web-app",
+        sub,
+        redirect="http://127.0.0.1:1/provider-app/callback",
+        resource=resource,
     )
-    code = parse_qs(urlsplit(authorize.headers["location"]).query)["code"][0]
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": redirect,
-        "client_id": "provider-web-app",
-        "client_secret": "x",
-    }
-    if resource:
-        form["resource"] = resource
-    answer = httpx.post(document["token_endpoint"], data=form)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["access_token"])
 
@@ -148,31 +129,8 @@ def test_refused_tokens_count_against_the_failed_key_limit(
 
 
 def id_token_for(provider: OidcProvider, client_id: str, nonce: str) -> str:
-    document = provider.discovery()
-    redirect = "http://127.0.0.1:1/cb"
-    authorize = httpx.post(
-        document["authorization_endpoint"],
-        params={
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": redirect,
-            "scope": "openid email",
-            "state": "s",
-            "nonce": nonce,
-        },
-        data={"sub": "alice"},
-        follow_redirects=False,
-    )
-    code = parse_qs(urlsplit(authorize.headers["location"]).query)["code"][0]
-    answer = httpx.post(
-        document["token_endpoint"],
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect,
-            "client_id": client_id,
-            "client_secret": "x",
-        },
+    answer = code_flow_tokens(
+        provider, client_id, "alice", redirect="http://127.0.0.1:1/cb", nonce=nonce
     )
     return str(answer.json()["id_token"])
 

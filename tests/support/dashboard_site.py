@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
 from db.engine import create_engine, session_factory
 from portability.accounts import create_user
@@ -89,9 +91,16 @@ def assert_clean(html: str) -> None:
 
 
 @contextmanager
-def open_site(database_url: str, tmp_path: Path) -> Iterator[Site]:
+def open_site(
+    database_url: str,
+    tmp_path: Path,
+    *,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    **options: Any,
+) -> Iterator[Site]:
     """Three users (user, admin, other) and a bucket of three files; the user's bucket name
-    is under ``keys["bucket"]``."""
+    is under ``keys["bucket"]``. `options` go to dashboard_routes (egress, door, ...);
+    `wrap` puts middleware of the test's own in front of the app."""
     tag = uuid.uuid4().hex[:8]
     keys = asyncio.run(seed_site(database_url, tmp_path / "storage", tag))
     keys["bucket"] = f"pages-{tag}"
@@ -105,8 +114,9 @@ def open_site(database_url: str, tmp_path: Path) -> Iterator[Site]:
             GatewayAddress("http://127.0.0.1:9000", "us-east-1"),
             session_max_age=3600,
             clock=clock,
+            **options,
         )
     )
-    with TestClient(app, follow_redirects=False) as client:
+    with TestClient(wrap(app) if wrap else app, follow_redirects=False) as client:
         yield Site(client, clock, keys, database_url)
         client.portal.call(engine.dispose)  # type: ignore[union-attr]

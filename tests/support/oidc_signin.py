@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from joserfc import jwk
@@ -108,3 +109,40 @@ async def create_accounts(database_url: str, people: People) -> dict[str, str]:
     finally:
         await engine.dispose()
     return keys
+
+
+def code_flow_tokens(
+    provider: OidcProvider,
+    client_id: str,
+    sub: str,
+    *,
+    redirect: str,
+    nonce: str = "",
+    resource: str = "",
+) -> httpx.Response:
+    """The token endpoint's answer once `sub` has signed in at the provider for `client_id`
+    (the authorization-code flow, the browser's part played with httpx)."""
+    document = provider.discovery()
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect,
+        "scope": "openid email",
+        "state": "s",
+    }
+    if nonce:
+        params["nonce"] = nonce
+    authorize = httpx.post(
+        document["authorization_endpoint"], params=params, data={"sub": sub}, follow_redirects=False
+    )
+    code = parse_qs(urlsplit(authorize.headers["location"]).query)["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect,
+        "client_id": client_id,
+        "client_secret": "x",
+    }
+    if resource:
+        form["resource"] = resource
+    return httpx.post(document["token_endpoint"], data=form)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -13,17 +13,9 @@ from portability.dashboard.sessions import (
     SessionExpired,
     csrf_matches,
 )
+from tests.support.dashboard_site import START, Clock
 
 KEY = bytes(range(32))
-START = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_a_cookie_round_trips_and_carries_no_api_key() -> None:
