@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 PRESIGNED_MAX_SECONDS = 7 * 24 * 3600  # SigV4's longest X-Amz-Expires
 # Headers a proxy may change on the way, as botocore leaves them unsigned.
 _NOT_SIGNED = frozenset({"expect", "transfer-encoding", "user-agent", "x-amzn-trace-id"})
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class Signer:
         self._region = region
         self._key_date = ""
         self._key = b""
+        self._date_second = -1
+        self._date_text = ""
 
     def sign(
         self,
@@ -167,24 +171,28 @@ class Signer:
         `body=None` means a streamed body, signed as UNSIGNED-PAYLOAD. `url` must be encoded
         as it is sent (build_url and encode_query make it so).
         """
-        amz_date = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        amz_date = self._amz_date() if now is None else now.strftime("%Y%m%dT%H%M%SZ")
         date = amz_date[:8]
         path, _, query = url.partition("://")[2].partition("?")
         netloc, slash, path = path.partition("/")
         sent = dict(headers)
-        if not any(name.lower() == "host" for name in sent):
+        if "Host" not in sent and not any(name.lower() == "host" for name in sent):
             sent["Host"] = netloc
         sent["X-Amz-Date"] = amz_date
-        sent["X-Amz-Content-SHA256"] = (
-            UNSIGNED_PAYLOAD if body is None else hashlib.sha256(body).hexdigest()
-        )
+        if body is None:
+            sent["X-Amz-Content-SHA256"] = UNSIGNED_PAYLOAD
+        elif not body:
+            sent["X-Amz-Content-SHA256"] = _EMPTY_SHA256
+        else:
+            sent["X-Amz-Content-SHA256"] = hashlib.sha256(body).hexdigest()
         if self._token:
             sent["X-Amz-Security-Token"] = self._token
-        canonical = sorted(
-            (name.lower(), " ".join(str(value).split()))
-            for name, value in sent.items()
-            if name.lower() not in _NOT_SIGNED
-        )
+        canonical = []
+        for name, value in sent.items():
+            lower = name.lower()
+            if lower not in _NOT_SIGNED:
+                canonical.append((lower, " ".join(str(value).split())))
+        canonical.sort()
         signed_headers = ";".join(name for name, _ in canonical)
         request = sigv4.canonical_request(
             method,
@@ -237,6 +245,14 @@ class Signer:
         to_sign = sigv4.string_to_sign(amz_date, f"{date}/{self._region}/s3", request)
         signature = sigv4.signature(self._signing_key(date), to_sign)
         return f"{base}?{query}&X-Amz-Signature={signature}"
+
+    def _amz_date(self) -> str:
+        # Written once a second: a busy gateway signs hundreds of backend reads in each.
+        second = int(time.time())
+        if second != self._date_second:
+            self._date_text = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+            self._date_second = second
+        return self._date_text
 
     def _signing_key(self, date: str) -> bytes:
         # Derived once a day rather than with four HMACs per request.

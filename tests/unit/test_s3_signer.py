@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -96,6 +97,21 @@ def test_host_comes_from_the_url_when_not_given() -> None:
     sent = signer.sign("GET", "http://example.com:9000/b/k?uploads", {}, b"", now=NOW)
     assert sent["Host"] == "example.com:9000"
     assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date" in sent["Authorization"]
+
+
+def test_without_a_time_it_signs_the_current_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The signer writes X-Amz-Date once a second; each second's requests still carry it.
+    signer = Signer("AKIDEXAMPLE", "wJalr/K7MDENG+bPxRfiCY", None, "eu-west-3")
+    url = "http://127.0.0.1:8333/b/k"
+    for _ in range(3):
+        before = datetime.now(UTC).replace(microsecond=0)
+        sent = signer.sign("GET", url, {"Host": "127.0.0.1:8333"}, b"")
+        after = datetime.now(UTC)
+        stamped = datetime.strptime(sent["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        assert before <= stamped <= after
+        same = signer.sign("GET", url, {"Host": "127.0.0.1:8333"}, b"", now=stamped)
+        assert sent == same
+        time.sleep(0.6)
 
 
 @settings(max_examples=200, deadline=None)
