@@ -7,7 +7,8 @@ peer: no scoping, no audit, no second hop) and through `ferry serve` with 1 and 
 processes in front of it (SigV4, scope checks, audit rows, streaming proxy), in rounds that
 rotate the order so the machine's noise falls on every row alike. Prints medians, MiB/s, the
 ratio to straight, and the gateway's CPU: seconds per GiB streamed and milliseconds per
-request (from /proc, every process of the gateway; requests from its /metrics).
+request (from /proc, every process of the gateway; requests from its /metrics), and the
+whole machine's CPU in each run, which shows when the cores, not the gateway, set the pace.
 
     .venv/bin/python bench/gateway.py [--runs 3] [--big-mib 256] [--small 400]
         [--tools s5cmd,rclone,aws] [--sets big,small,mixed] [--processes 1,2]
@@ -35,7 +36,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 else:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.procfs import cpu_seconds, peak_rss_mib, processes_of
+from bench.procfs import cpu_seconds, machine_busy_seconds, peak_rss_mib, processes_of
 from tests.fixtures.servers import start_seaweedfs
 from tests.support.ferry import Ferry
 
@@ -70,6 +71,7 @@ class Row(NamedTuple):
     times: list[float]
     cpu: list[float]
     requests: list[float]
+    busy: list[float]  # the whole machine's CPU seconds: client, SeaweedFS and gateway
 
 
 def command(tool: str, source: Source, prefix: str, out: Path, env: dict[str, str]) -> list[str]:
@@ -197,11 +199,13 @@ def main() -> None:
                 args = command(tool, source, f"{set_}/", out, env)
                 cpu0 = cpu_seconds(source.pid) if source.pid else 0.0
                 requests0 = gateway_requests(source.ferry.api_url) if source.ferry else 0.0
+                busy0 = machine_busy_seconds()
                 start = time.perf_counter()
                 subprocess.run(args, env=env, check=True, capture_output=True, timeout=900)
                 elapsed = time.perf_counter() - start
-                row = rows.setdefault((tool, set_, source.label), Row([], [], []))
+                row = rows.setdefault((tool, set_, source.label), Row([], [], [], []))
                 row.times.append(elapsed)
+                row.busy.append(machine_busy_seconds() - busy0)
                 if source.ferry:
                     row.cpu.append(cpu_seconds(source.pid) - cpu0)
                     row.requests.append(gateway_requests(source.ferry.api_url) - requests0)
@@ -212,11 +216,12 @@ def main() -> None:
             f"{options.small} x 64 KiB, mixed = 1 x {options.big_mib} MiB + the small ones; "
             f"median of {options.runs} rotated rounds, {os.cpu_count()} cores\n"
         )
+        cores = os.cpu_count() or 1
         print(
             "| client | set | source | wall s | MiB/s | x straight | gateway CPU-s/GiB "
-            "| CPU-ms/request | runs |"
+            "| CPU-ms/request | machine CPU-s (busy) | runs |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for tool in tools:
             for set_ in sets:
                 straight = statistics.median(rows[(tool, set_, direct.label)].times)
@@ -231,11 +236,20 @@ def main() -> None:
                         requests = statistics.median(row.requests)
                         per_request = f"{1000 * cpu / requests:.2f}" if requests else ""
                     ratio = "" if source is direct else f"{straight / wall:.2f}x"
+                    busy = statistics.median(row.busy)
+                    machine = f"{busy:.2f} ({100 * busy / (wall * cores):.0f} %)"
                     runs = ", ".join(f"{t:.2f}" for t in row.times)
                     print(
                         f"| {tool} | {set_} | {source.label} | {wall:.2f} | {rate:.0f} | "
-                        f"{ratio} | {per_gib} | {per_request} | {runs} |"
+                        f"{ratio} | {per_gib} | {per_request} | {machine} | {runs} |"
                     )
+        print(
+            "\nmachine CPU-s: every process on the machine (client, SeaweedFS, gateway) during "
+            "the run; busy: that over wall time x cores. Where the straight run already keeps "
+            "the cores busy, a pull through Ferry takes longer by about the gateway's CPU "
+            "divided by the cores, and x straight cannot pass straight's machine CPU-s / "
+            "(that + the gateway's CPU-s)."
+        )
         for source in sources[1:]:
             rss = ", ".join(f"{peak_rss_mib(p):.0f}" for p in processes_of(source.pid))
             print(f"\n{source.label}: peak RSS per process (MiB, supervisor first): {rss}")

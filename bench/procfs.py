@@ -35,6 +35,14 @@ def cpu_seconds(pid: int) -> float:
     return total / TICK
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle since boot, all cores together."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields]
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / TICK
+
+
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident memory (VmHWM); NaN where /proc does not say."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
