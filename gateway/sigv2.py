@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from gateway.httpdate import parse_http_date
-from gateway.sigv4 import MAX_SKEW, SigV4Error
+from gateway.sigv4 import MAX_SKEW, SigV4Error, header_values
 from storage.validation import parse_decimal
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -92,18 +92,9 @@ def is_presigned(query: dict[str, str]) -> bool:
     return "AWSAccessKeyId" in query or "Signature" in query
 
 
-def _header_values(headers: Headers) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    for name, value in headers:
-        values.setdefault(name.decode("latin-1").lower(), []).append(
-            value.decode("utf-8", errors="surrogateescape")
-        )
-    return values
-
-
 def parse(query: dict[str, str], headers: Headers) -> SignedV2:
     """The claims of a request already known to be SigV2 (header `AWS …` or query auth)."""
-    hv = _header_values(headers)
+    hv = header_values(headers)
     if is_presigned(query):
         return _parse_presigned(query)
     auth = hv.get("authorization", [""])[0].strip()
@@ -221,7 +212,7 @@ def canonical_string(
     headers: Headers,
     query: list[tuple[str, str | None]],
 ) -> str:
-    hv = _header_values(headers)
+    hv = header_values(headers)
     return (
         f"{method}\n{canonical_standard_headers(signed, hv, query)}\n"
         f"{canonical_custom_headers(signed, hv, query)}{canonical_resource(path, query)}"

@@ -79,7 +79,9 @@ def parse_query(query_string: bytes) -> QueryPairs:
     return pairs
 
 
-def _header_values(headers: Headers) -> dict[str, list[str]]:
+def header_values(headers: Headers) -> dict[str, list[str]]:
+    """The request's header values by lower-case name, in the order sent. Values as UTF-8
+    (undecodable bytes kept as surrogates), since that is what a client's signature covers."""
     values: dict[str, list[str]] = {}
     for name, value in headers:
         values.setdefault(name.decode("latin-1").lower(), []).append(
@@ -147,7 +149,7 @@ def _parse_credential(value: str, error_code: str) -> tuple[str, str, str, str]:
 
 def parse(method: str, query: QueryPairs, headers: Headers) -> Signed | None:
     """The request's signature claims, or None for an anonymous request."""
-    hv = _header_values(headers)
+    hv = header_values(headers)
     qd = dict(query)
     if "X-Amz-Algorithm" in qd or "X-Amz-Signature" in qd or "X-Amz-Credential" in qd:
         return _parse_presigned(qd, hv)
@@ -263,7 +265,7 @@ def canonical_query(query: QueryPairs, *, presigned: bool) -> str:
 
 
 def canonical_headers(signed: Signed, headers: Headers) -> str:
-    hv = signed.header_values or _header_values(headers)
+    hv = signed.header_values or header_values(headers)
     lines = []
     for name in signed.signed_headers:
         values = hv.get(name)
