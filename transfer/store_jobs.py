@@ -190,29 +190,19 @@ class JobRows:
             )
 
     async def set_target_empty(self, request_id: uuid.UUID, empty: bool) -> None:
-        async with self._db.write() as session:
-            await session.execute(
-                sa.update(TransferJob)
-                .where(TransferJob.request_id == request_id)
-                .values(target_empty=empty)
-            )
+        await self._update(request_id, target_empty=empty)
 
     async def set_checksum(self, request_id: uuid.UUID, checksum: str) -> None:
-        async with self._db.write() as session:
-            await session.execute(
-                sa.update(TransferJob)
-                .where(TransferJob.request_id == request_id)
-                .values(checksum=checksum)
-            )
+        await self._update(request_id, checksum=checksum)
 
     async def add_retries(self, request_id: uuid.UUID, count: int) -> None:
-        if count <= 0:
-            return
+        if count > 0:
+            await self._update(request_id, retries=TransferJob.retries + count)
+
+    async def _update(self, request_id: uuid.UUID, **values: Any) -> None:
         async with self._db.write() as session:
             await session.execute(
-                sa.update(TransferJob)
-                .where(TransferJob.request_id == request_id)
-                .values(retries=TransferJob.retries + count)
+                sa.update(TransferJob).where(TransferJob.request_id == request_id).values(**values)
             )
 
     # the request row
