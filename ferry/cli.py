@@ -60,10 +60,6 @@ def serve(
     shared_dir: str,
 ) -> None:
     """Serve the S3 gateway and the API until SIGTERM."""
-    import socket
-
-    from ferry.serve import serve as serve_
-
     if gateway_only and api_only:
         raise click.UsageError("--gateway-only and --api-only exclude each other")
     config = load(config_path)
@@ -80,6 +76,11 @@ def serve(
             worker=not no_worker,
         )
         sys.exit(code)
+    # Imported here, not above: a supervisor serves nothing and needs none of it.
+    import socket
+
+    from ferry.serve import serve as serve_
+
     inherited = {}
     for item in filter(None, listen_fds.split(",")):
         name, _, fd = item.partition("=")

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ferry.config import LogConfig
-from gateway.metrics import REQUEST_ID as GATEWAY_REQUEST_ID
-from portability.metrics import REQUEST_ID as API_REQUEST_ID
+from gateway.request_id import REQUEST_ID as GATEWAY_REQUEST_ID
+from portability.request_id import REQUEST_ID as API_REQUEST_ID
 
 # What every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

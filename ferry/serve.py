@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from ferry.config import Config, ConfigError, parse_listen
+from ferry.config import Config
+from ferry.listen import bind
 from ferry.runtime import build_gateway_app, door_policy, open_runtime
 from ferry.worker import export_settings, run_workers
 from portability.api import build_api_app
@@ -29,22 +30,6 @@ class _Listener(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def bind(where: str, listen: str) -> socket.socket:
-    """Bind before starting so a busy port is one clear error, not a server exiting mid-start."""
-    host, port = parse_listen(where, listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"{where}: cannot listen on {listen}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _listener(app: ASGIApp, *, tls_cert: str = "", tls_key: str = "") -> _Listener:

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 
 from ferry.config import Config
-from ferry.serve import bind
+from ferry.listen import bind
 
 log = logging.getLogger("ferry.supervisor")
 

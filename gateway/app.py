@@ -21,8 +21,9 @@ from gateway import sigv4, sts_api
 from gateway.audit import AccessEvent, AuditWriter
 from gateway.auth import Authenticator
 from gateway.errors import as_s3_error, new_request_id
-from gateway.metrics import REQUEST_ID, report
+from gateway.metrics import report
 from gateway.request import GatewayRequest, Reply
+from gateway.request_id import REQUEST_ID
 from gateway.s3_api import S3Service
 from gateway.send import ReplySender
 from gateway.sts_api import StsService

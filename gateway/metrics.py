@@ -9,15 +9,11 @@ one the audit writes, so a request is measured once.
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from gateway.audit import AccessEvent
-
-# The S3 x-amz-request-id of the request being served; every log line inside it carries it.
-REQUEST_ID: ContextVar[str | None] = ContextVar("ferry_gateway_request_id", default=None)
 
 # From a cached HEAD to a multi-GiB download at a throttled rate.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)

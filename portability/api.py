@@ -24,8 +24,9 @@ from portability.dashboard import dashboard_routes
 from portability.exports.settings import ExportSettings
 from portability.guard import DoorPolicy
 from portability.http import error
-from portability.metrics import REQUEST_ID, RequestIdMiddleware, metrics_endpoint
+from portability.metrics import RequestIdMiddleware, metrics_endpoint
 from portability.openapi import OPERATIONS
+from portability.request_id import REQUEST_ID
 from portability.state import ApiState, utcnow
 from storage.base import Storage
 from storage.egress import EgressPolicy

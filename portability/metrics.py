@@ -17,7 +17,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -41,13 +40,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.models import Credential, PortabilityRequest, TransferJob
 from portability.http import RouteEndpoint, error
+from portability.request_id import REQUEST_ID
 from portability.requests import PROCESSING
 
 log = logging.getLogger("ferry.api.metrics")
 access_log = logging.getLogger("ferry.api.access")
-
-# The x-request-id of the API request being served; every log line inside it carries it.
-REQUEST_ID: ContextVar[str | None] = ContextVar("ferry_api_request_id", default=None)
 
 # An incoming X-Request-Id (set by a proxy in front) is kept only in this shape: it goes into
 # log lines and a response header, so no spaces, quotes or control characters, and bounded.

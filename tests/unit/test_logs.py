@@ -13,8 +13,8 @@ import pytest
 
 from ferry.config import ConfigError, LogConfig, load_config
 from ferry.logs import JsonFormatter, TextFormatter, setup_logging
-from gateway.metrics import REQUEST_ID as GATEWAY_REQUEST_ID
-from portability.metrics import REQUEST_ID as API_REQUEST_ID
+from gateway.request_id import REQUEST_ID as GATEWAY_REQUEST_ID
+from portability.request_id import REQUEST_ID as API_REQUEST_ID
 
 
 class Capture(logging.Handler):
