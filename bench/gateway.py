@@ -247,8 +247,8 @@ def main() -> None:
             "\nmachine CPU-s: every process on the machine (client, SeaweedFS, gateway) during "
             "the run; busy: that over wall time x cores. Where the straight run already keeps "
             "the cores busy, a pull through Ferry takes longer by about the gateway's CPU "
-            "divided by the cores, and x straight cannot pass straight's machine CPU-s / "
-            "(that + the gateway's CPU-s)."
+            "divided by the cores: x straight comes to about straight's machine CPU-s / "
+            "(that + the gateway's CPU-s), more only where the straight run left cores idle."
         )
         for source in sources[1:]:
             rss = ", ".join(f"{peak_rss_mib(p):.0f}" for p in processes_of(source.pid))
