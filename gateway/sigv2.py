@@ -20,16 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from gateway.httpdate import parse_http_date
-from gateway.sigv4 import MAX_SKEW, SigV4Error, header_values
+from gateway.sigv4 import MAX_SKEW, Headers, SigV4Error, header_values
 from storage.validation import parse_decimal
-
-Headers = Sequence[tuple[bytes, bytes]]
 
 # The query parameters that are part of the signed resource (botocore's QSAOfInterest).
 SUBRESOURCES = frozenset(

@@ -176,7 +176,7 @@ class Signer:
         path, _, query = url.partition("://")[2].partition("?")
         netloc, slash, path = path.partition("/")
         sent = dict(headers)
-        if "Host" not in sent and not any(name.lower() == "host" for name in sent):
+        if not any(name.lower() == "host" for name in sent):
             sent["Host"] = netloc
         sent["X-Amz-Date"] = amz_date
         if body is None:
